@@ -1,0 +1,5 @@
+"""``python -m moderation`` runs the CLI."""
+
+from moderation.cli import main
+
+main()

@@ -1,0 +1,195 @@
+"""Runtime settings: one typed ``Settings`` read from ``MODERATION_*`` env vars and ``.env``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["ApiToken", "Role", "Settings", "default_database_url", "get_settings", "masked_url"]
+
+Role = Literal["submitter", "reviewer", "admin"]
+ROLES: tuple[str, ...] = ("submitter", "reviewer", "admin")
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (e.g. ``~/.local/share/moderation``)."""
+    return Path(platformdirs.user_data_dir("moderation", appauthor=False))
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file under the user's data dir."""
+    return f"sqlite:///{default_data_dir() / 'moderation.sqlite3'}"
+
+
+class ApiToken:
+    """One bearer token from settings: ``name:role:secret``."""
+
+    __slots__ = ("name", "role", "secret")
+
+    def __init__(self, name: str, role: str, secret: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} for token {name!r}; expected one of {ROLES}")
+        if len(secret) < 16:
+            raise ValueError(f"token {name!r} is too short: use at least 16 characters")
+        self.name, self.role, self.secret = name, role, secret
+
+    def __repr__(self) -> str:
+        return f"ApiToken(name={self.name!r}, role={self.role!r}, secret='***')"
+
+
+class Settings(BaseSettings):
+    """Every knob of the system, with its default. Env prefix ``MODERATION_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODERATION_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL. postgresql+psycopg://… in production; SQLite file by default.",
+    )
+    db_pool_size: int = Field(10, ge=1, description="Connection pool size (Postgres).")
+    db_echo: bool = Field(False, description="Log every SQL statement.")
+
+    # --- broker / workers ----------------------------------------------------------------
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    queue_name: str = Field("moderation.score", description="Celery queue the scorers consume.")
+    broker_key_prefix: str = Field("", description="Prefix for every Redis key (isolation).")
+    batch_size: int = Field(16, ge=1, le=1024, description="Images per model forward.")
+    max_wait_ms: int = Field(50, ge=0, description="Longest wait to fill a micro-batch.")
+    max_attempts: int = Field(3, ge=1, description="Deliveries before a job is quarantined.")
+    job_visibility_timeout_s: int = Field(
+        3600, ge=60, description="Redis redelivery delay for unacked jobs."
+    )
+    stale_claim_s: int = Field(
+        600, ge=10, description="A job 'processing' longer than this is requeued by the reaper."
+    )
+    reuse_scores: bool = Field(
+        True, description="Reuse scores of an image already scored by the same model+catalog."
+    )
+
+    # --- model ---------------------------------------------------------------------------
+    backend: Literal["open_nsfw", "gme", "fake"] = Field(
+        "open_nsfw", description="Scoring backend: open_nsfw (embedded default), gme, fake."
+    )
+    gme_path: Path | None = Field(
+        None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
+    )
+    device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N.")
+    catalog_file: Path | None = Field(
+        None, description="Violation catalog YAML; default: the packaged catalog."
+    )
+    pattern_cache_dir: Path = Field(
+        default_factory=lambda: default_data_dir() / "pattern-cache",
+        description="Where pattern vectors are cached per catalog version and model.",
+    )
+
+    # --- policy --------------------------------------------------------------------------
+    policy: str = Field("content_safety", description="Named threshold policy preset.")
+    thresholds_file: Path | None = Field(
+        None, description="YAML of per-category thresholds overriding the preset."
+    )
+    audit_fraction: float = Field(
+        0.02, ge=0, le=1, description="Share of below-threshold items sampled for audit review."
+    )
+
+    # --- images --------------------------------------------------------------------------
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest accepted file.")
+    max_image_pixels: int = Field(
+        64_000_000, ge=1024, description="Decompression-bomb guard (width × height)."
+    )
+
+    # --- API -----------------------------------------------------------------------------
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens as name:role:secret (comma-separated or JSON list).",
+    )
+    api_host: str = Field("127.0.0.1", description="Bind address of `moderation api`.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of `moderation api`.")
+    callback_min_tier: str = Field("high", description="Lowest tier that triggers a callback.")
+    callback_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts/CIDRs allowed as callback targets even if private."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
+        return value
+
+    @field_validator("api_tokens", "callback_allowlist", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("api_tokens", mode="after")
+    @classmethod
+    def _tokens_well_formed(cls, value: list[SecretStr]) -> list[SecretStr]:
+        _parse_tokens(value)
+        return value
+
+    def parsed_tokens(self) -> list[ApiToken]:
+        """Tokens as (name, role, secret)."""
+        return _parse_tokens(self.api_tokens)
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain values with secrets replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in ("database_url", "broker_url"):
+                value = masked_url(value)
+            elif name == "api_tokens":
+                value = [_mask_token(t.get_secret_value()) for t in value]
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def _parse_tokens(raw_tokens: list[SecretStr]) -> list[ApiToken]:
+    tokens = []
+    for raw in raw_tokens:
+        parts = raw.get_secret_value().split(":", 2)
+        if len(parts) != 3:
+            raise ValueError("each API token must look like name:role:secret")
+        tokens.append(ApiToken(*parts))
+    names = [t.name for t in tokens]
+    if len(set(names)) != len(names):
+        raise ValueError("API token names must be unique")
+    return tokens
+
+
+def _mask_token(raw: str) -> str:
+    parts = raw.split(":", 2)
+    return f"{parts[0]}:{parts[1]}:***" if len(parts) == 3 else "***"
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "***"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return Settings()

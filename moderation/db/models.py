@@ -1,0 +1,394 @@
+"""SQLAlchemy 2.0 ORM rows. The schema only changes through an Alembic migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from moderation.db.types import BigIntPK, JSONDoc, UTCDateTime, str_enum, utcnow
+from moderation.domain import (
+    BankKind,
+    JobStatus,
+    ReviewItemKind,
+    ReviewItemStatus,
+    ReviewLabel,
+    RiskTier,
+    ScoreSource,
+)
+
+__all__ = [
+    "ApiToken",
+    "AuditLogEntry",
+    "AuditSample",
+    "Base",
+    "BankEntry",
+    "Decision",
+    "Image",
+    "ImageBlob",
+    "Job",
+    "PatternEmbedding",
+    "PatternSet",
+    "ReviewItem",
+    "Review",
+    "Score",
+    "ThresholdVersion",
+]
+
+# Deterministic constraint names so migrations can drop/alter them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CATEGORY = String(64)  # violation category names, e.g. "sexual", "weapons"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def created_at_column() -> Mapped[dt.datetime]:
+    return mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class Image(Base):
+    """One distinct image content; sha256 of its bytes is the idempotency key."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    byte_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    # PDQ perceptual hash (256 bits as 64 hex chars) and its quality 0–100.
+    pdq_hash: Mapped[str | None] = mapped_column(String(64))
+    pdq_quality: Mapped[int | None] = mapped_column(SmallInteger)
+    # Where the bytes are when not in image_blobs (e.g. file:///… for `moderation scan`).
+    storage_uri: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    blob: Mapped[ImageBlob | None] = relationship(
+        back_populates="image", cascade="all, delete-orphan", lazy="raise"
+    )
+
+
+class ImageBlob(Base):
+    """The uploaded bytes, kept apart from ``images`` so listing images never reads them."""
+
+    __tablename__ = "image_blobs"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    image: Mapped[Image] = relationship(back_populates="blob")
+
+
+class Job(Base):
+    """One request to moderate one image."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # backlog size/age, `GET /v1/jobs?status=&since=`, reaper of stale `processing` claims
+        Index(None, "status", "submitted_at"),
+        # a submitter lists only its own jobs, newest first
+        Index(None, "submitted_by", "submitted_at"),
+        # throughput per minute (dashboards) scans finished jobs by time
+        Index(None, "finished_at"),
+        # failures/quarantine by reason
+        Index(None, "error_code", "finished_at"),
+        # upload pipelines look their jobs up by their own id
+        Index(None, "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="RESTRICT"), index=True, nullable=False
+    )
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32), nullable=False, default="api")
+    submitted_by: Mapped[str | None] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending/sent/failed/skipped
+    status: Mapped[JobStatus] = mapped_column(
+        str_enum(JobStatus, "job_status"), nullable=False, default=JobStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    scorer: Mapped[str | None] = mapped_column(String(200))  # model id that produced the scores
+    catalog_version: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    image: Mapped[Image] = relationship(lazy="raise")
+    scores: Mapped[list[Score]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", lazy="raise"
+    )
+    decision: Mapped[Decision | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", lazy="raise"
+    )
+
+
+class PatternSet(Base):
+    """A violation catalog version; ``version`` is the hash of its normalised content."""
+
+    __tablename__ = "pattern_sets"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class PatternEmbedding(Base):
+    """Pattern vectors, computed once per (catalog version, model) and reused by every image."""
+
+    __tablename__ = "pattern_embeddings"
+    __table_args__ = (UniqueConstraint("pattern_set_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    pattern_set_id: Mapped[int] = mapped_column(
+        ForeignKey("pattern_sets.id", ondelete="CASCADE"), nullable=False
+    )
+    model_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    phrasings: Mapped[list[Any]] = mapped_column(JSONDoc, nullable=False)  # row order of vectors
+    vectors: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32, row-major
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class ThresholdVersion(Base):
+    """Append-only threshold history per category; the newest row of a category is active."""
+
+    __tablename__ = "threshold_versions"
+    __table_args__ = (
+        # "active version of category X" = newest id for X; history pages walk it backwards
+        Index(None, "category", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    category: Mapped[str] = mapped_column(CATEGORY, nullable=False)
+    policy: Mapped[str] = mapped_column(String(64), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)  # the base (violation) cut-off
+    cutoffs: Mapped[dict[str, float]] = mapped_column(JSONDoc, nullable=False)  # tier → min score
+    scale: Mapped[str] = mapped_column(String(32), nullable=False)  # e.g. gme_cosine, probability
+    strategy: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    # set when this version restores an older one (rollback)
+    restored_from_id: Mapped[int | None] = mapped_column(ForeignKey("threshold_versions.id"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class Score(Base):
+    """One category score of one job, with the phrasing that won and the tier it gave."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("job_id", "category"),  # redelivery cannot write a second row
+        # tier mix per category, precision/recall per category
+        Index(None, "category", "tier"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    category: Mapped[str] = mapped_column(CATEGORY, nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    source: Mapped[ScoreSource] = mapped_column(str_enum(ScoreSource, "score_source"))
+    phrasing: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[RiskTier] = mapped_column(str_enum(RiskTier, "risk_tier"), nullable=False)
+    threshold_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("threshold_versions.id", ondelete="SET NULL"), index=True
+    )
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+    job: Mapped[Job] = relationship(back_populates="scores")
+
+
+class Decision(Base):
+    """The overall verdict of a job: its worst category tier and the action it implies."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        # tier mix per hour, "violations in the last N minutes"
+        Index(None, "decided_at"),
+        Index(None, "tier", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    tier: Mapped[RiskTier] = mapped_column(str_enum(RiskTier, "risk_tier"), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    category: Mapped[str | None] = mapped_column(CATEGORY)  # the category that set the tier
+    priority: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    policy: Mapped[str] = mapped_column(String(64), nullable=False)
+    threshold_versions: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False)
+    matched_bank_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bank_entries.id", ondelete="SET NULL")
+    )
+    match_distance: Mapped[int | None] = mapped_column(SmallInteger)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    job: Mapped[Job] = relationship(back_populates="decision")
+
+
+class ReviewItem(Base):
+    """An entry of the human review queue (tier needs review, or an audit sample)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("job_id"),
+        # claim query: open items by priority then age
+        Index(None, "status", "priority", "created_at"),
+        # expired claims go back to the queue
+        Index(None, "claim_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[ReviewItemKind] = mapped_column(
+        str_enum(ReviewItemKind, "review_item_kind"), nullable=False
+    )
+    category: Mapped[str | None] = mapped_column(CATEGORY)
+    score: Mapped[float | None] = mapped_column(Float)
+    tier: Mapped[RiskTier] = mapped_column(str_enum(RiskTier, "risk_tier"), nullable=False)
+    priority: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # probability this item was routed to review: 1 for queue items, the sampling rate for audits
+    inclusion_probability: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    status: Mapped[ReviewItemStatus] = mapped_column(
+        str_enum(ReviewItemStatus, "review_item_status"),
+        nullable=False,
+        default=ReviewItemStatus.OPEN,
+    )
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = created_at_column()
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Review(Base):
+    """A reviewer's decision. Several reviewers may review one item; each row is kept."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("job_id", "category", "reviewer"),
+        # agreement and latency per reviewer, label history per category
+        Index(None, "reviewer", "created_at"),
+        Index(None, "category", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    review_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("review_items.id", ondelete="SET NULL")
+    )
+    reviewer: Mapped[str] = mapped_column(String(100), nullable=False)
+    category: Mapped[str] = mapped_column(CATEGORY, nullable=False)
+    label: Mapped[ReviewLabel] = mapped_column(str_enum(ReviewLabel, "review_label"))
+    other_category: Mapped[str | None] = mapped_column(CATEGORY)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class AuditSample(Base):
+    """A below-threshold item drawn for audit, with the probability it had of being drawn."""
+
+    __tablename__ = "audit_samples"
+    __table_args__ = (
+        UniqueConstraint("job_id", "category"),
+        Index(None, "category", "sampled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    category: Mapped[str] = mapped_column(CATEGORY, nullable=False)
+    stratum: Mapped[str] = mapped_column(String(32), nullable=False)  # score band
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    inclusion_probability: Mapped[float] = mapped_column(Float, nullable=False)
+    sampled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class AuditLogEntry(Base):
+    """Append-only record of every human or admin action."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+
+
+class ApiToken(Base):
+    """Bearer tokens kept in the DB (only their sha256 is stored)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[dt.datetime] = created_at_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class BankEntry(Base):
+    """A perceptual hash in a bank (confirmed violations per category, or benign)."""
+
+    __tablename__ = "bank_entries"
+    __table_args__ = (
+        # the in-memory index loads enabled entries, and refreshes by id > last seen
+        Index(None, "bank", "enabled", "id"),
+        Index(None, "pdq_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    bank: Mapped[BankKind] = mapped_column(str_enum(BankKind, "bank_kind"), nullable=False)
+    category: Mapped[str | None] = mapped_column(CATEGORY)
+    pdq_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    pdq_quality: Mapped[int | None] = mapped_column(SmallInteger)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    source_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    added_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=text("true")
+    )
+    created_at: Mapped[dt.datetime] = created_at_column()
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

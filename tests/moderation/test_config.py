@@ -1,0 +1,66 @@
+"""Settings: env prefix, .env file, token parsing, secrets masked in `config show`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from moderation.config import Settings, default_database_url
+from tests.moderation.cli.test_db import run_cli
+
+TOKEN = "ops:admin:0123456789abcdefXYZ"
+
+
+def test_defaults_are_embedded(monkeypatch):
+    for key in ("MODERATION_DATABASE_URL", "MODERATION_BACKEND"):
+        monkeypatch.delenv(key, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.database_url == default_database_url()
+    assert s.database_url.startswith("sqlite:///")
+    assert s.backend == "open_nsfw"
+
+
+def test_env_prefix_and_dotenv(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("MODERATION_BATCH_SIZE=7\nMODERATION_BACKEND=gme\n")
+    monkeypatch.setenv("MODERATION_BACKEND", "fake")  # real env beats .env
+    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert s.batch_size == 7
+    assert s.backend == "fake"
+
+
+def test_tokens_comma_separated_and_json(monkeypatch):
+    monkeypatch.setenv("MODERATION_API_TOKENS", f"{TOKEN},rev:reviewer:0123456789abcdefAAA")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert [(t.name, t.role) for t in s.parsed_tokens()] == [("ops", "admin"), ("rev", "reviewer")]
+    monkeypatch.setenv("MODERATION_API_TOKENS", json.dumps([TOKEN]))
+    assert Settings(_env_file=None).parsed_tokens()[0].secret.endswith("XYZ")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "raw", ["nocolons", "a:superuser:0123456789abcdefXYZ", "a:admin:short", f"{TOKEN},{TOKEN}"]
+)
+def test_malformed_tokens_are_refused(raw, monkeypatch):
+    monkeypatch.setenv("MODERATION_API_TOKENS", raw)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_config_show_masks_secrets():
+    env = {
+        "MODERATION_DATABASE_URL": "postgresql+psycopg://app:hunter2secret@db:5432/mod",
+        "MODERATION_BROKER_URL": "redis://:redispw@cache:6379/0",
+        "MODERATION_API_TOKENS": TOKEN,
+    }
+    result = run_cli("config", "show", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert "hunter2secret" not in result.stdout and "redispw" not in result.stdout
+    assert "0123456789abcdef" not in result.stdout
+    assert shown["api_tokens"] == ["ops:admin:***"]
+    assert shown["database_url"] == "postgresql+psycopg://app:***@db:5432/mod"
+    table = run_cli("config", "show", env=env)
+    assert table.returncode == 0 and "hunter2secret" not in table.stdout
+    assert "MODERATION_DATABASE_URL" in table.stdout

@@ -1,0 +1,1 @@
+"""Celery workers: app factory, task shims, GPU launcher, beat schedule."""
