@@ -1,0 +1,18 @@
+"""Pure modules (math, vocabulary) import no I/O stack: no torch, sqlalchemy, PIL, network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PURE_MODULES = ["moderation.domain", "moderation.scoring", "moderation.policy"]
+FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_imports_no_io_stack(module):
+    code = f"import sys, {module}; print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
