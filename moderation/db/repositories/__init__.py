@@ -1,0 +1,1 @@
+"""One module per aggregate; functions take a Session, return frozen dataclasses, never commit."""
