@@ -23,6 +23,7 @@ app = typer.Typer(
 # Heavy libraries (torch, onnxruntime) are imported inside commands, so `--help` stays fast.
 _COMMAND_MODULES: list[str] = [
     "config",
+    "dashboard",
     "db",
 ]
 
