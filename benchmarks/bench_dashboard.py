@@ -24,9 +24,12 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from alembic.script import ScriptDirectory
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, event
@@ -34,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from moderation.db import make_engine
 from moderation.db import views as v
-from moderation.db.migrate import upgrade
+from moderation.db.migrate import alembic_config, downgrade, upgrade
 
 console = Console(width=180)
 ADMIN_URL = os.environ.get(
@@ -230,10 +233,27 @@ def load(url: str, n_jobs: int, days: int, now: dt.datetime) -> None:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
             )
         started = time.perf_counter()
-        conn.execute("VACUUM (ANALYZE)")  # what autovacuum would have done by now
+        vacuum(conn)
         console.print(
             f"  {'vacuum analyze':<20} {'':>10}       {time.perf_counter() - started:6.1f} s"
         )
+
+
+def vacuum(conn: psycopg.Connection[Any]) -> None:
+    """VACUUM ANALYZE, as autovacuum would have by now, until every page is all-visible
+    (index-only scans need that; another session's open transaction can hold it back)."""
+    query = (
+        "SELECT coalesce(sum(relallvisible)::float8 / nullif(sum(relpages), 0), 1) "
+        "FROM pg_class WHERE relname IN ('jobs', 'decisions', 'reviews')"
+    )
+    for _ in range(5):
+        conn.execute("VACUUM (ANALYZE)")
+        row = conn.execute(query).fetchone()
+        visible = float(row[0]) if row else 1.0
+        if visible >= 0.999:
+            return
+        console.print(f"  only {visible:.1%} of pages all-visible; vacuuming again")
+        time.sleep(5)
 
 
 def dashboard_queries(now: dt.datetime) -> Iterator[tuple[str, str, Callable[[Connection], Any]]]:
@@ -250,14 +270,43 @@ def dashboard_queries(now: dt.datetime) -> Iterator[tuple[str, str, Callable[[Co
             yield fn.__name__, label, lambda c, fn=fn, window=window: fn(c, window)
 
 
-def median_ms(conn: Connection, call: Callable[[Connection], Any], runs: int) -> float:
+@dataclass(frozen=True)
+class Timing:
+    wall_ms: float  # median wall time as the dashboard sees it (driver + ORM included)
+    cpu_ms: float | None  # median CPU time of the PostgreSQL backend (None: server not local)
+    waited: float  # share of the wall time the backend sat runnable but without a CPU
+
+
+def _backend_schedstat(pid: int) -> tuple[int, int] | None:
+    """(ns on CPU, ns waiting for a CPU) of a local process, from /proc/<pid>/schedstat."""
+    try:
+        run_ns, wait_ns, _slices = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(run_ns), int(wait_ns)
+
+
+def timed(conn: Connection, call: Callable[[Connection], Any], runs: int) -> Timing:
+    """Median wall and backend-CPU time of ``runs`` calls after one warm-up call.
+
+    On a shared machine the backend's own CPU time barely moves with other load while wall
+    time does, so both are reported (with how long the backend waited for a CPU).
+    """
+    pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     call(conn)  # warm-up: plan cache, buffers
-    times = []
+    walls, cpus, waits = [], [], []
     for _ in range(runs):
+        before = _backend_schedstat(pid)
         started = time.perf_counter()
         call(conn)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - started) * 1000)
+        after = _backend_schedstat(pid)
+        if before and after:
+            cpus.append((after[0] - before[0]) / 1e6)
+            waits.append((after[1] - before[1]) / 1e6)
+    cpu = statistics.median(cpus) if cpus else None
+    waited = min(1.0, sum(waits) / sum(walls)) if waits else 0.0
+    return Timing(statistics.median(walls), cpu, waited)
 
 
 def explain(conn: Connection, call: Callable[[Connection], Any]) -> tuple[list[str], str]:
@@ -292,38 +341,74 @@ def _index_names(node: Any) -> Iterator[str]:
 
 
 def measure(url: str, now: dt.datetime, runs: int, show_plans: bool) -> None:
+    """Time each query as the dashboard runs it, then right after with the bucket indexes
+    dropped (in a transaction rolled back at once: PostgreSQL DDL is transactional), so both
+    columns see the same machine load."""
+    console.print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     engine = make_engine(url)
-    table = Table(title="dashboard queries (median ms)")
-    for name in ("query", "window", "rows", "ms", "ms w/o bucket idx", "ratio", "indexes used"):
-        table.add_column(name, justify="right" if name in ("rows", "ms", "ratio") else "left")
+    table = Table(title=f"dashboard queries (median of {runs} runs)")
+    for name in COLUMNS:
+        justify = "left" if name in ("query", "window", "indexes used") else "right"
+        table.add_column(name, justify=justify)
+    over = []
     try:
         with engine.connect() as conn:
-            results = []
             for name, window, call in dashboard_queries(now):
-                ms = median_ms(conn, call, runs)
-                indexes, plan = explain(conn, call)
-                results.append((name, window, len(call(conn)), ms, indexes))
+                with conn.begin():
+                    v.begin_read_only(conn)  # as the dashboard's sessions do
+                    fast = timed(conn, call, runs)
+                    indexes, plan = explain(conn, call)
+                    rows = len(call(conn))
+                slow = timed_without_bucket_indexes(conn, call, runs)
+                cpu = "n/a" if fast.cpu_ms is None else f"{fast.cpu_ms:.1f}"
+                table.add_row(
+                    name, window, str(rows), f"{fast.wall_ms:.1f}", cpu, f"{fast.waited:.0%}",
+                    f"{slow.wall_ms:.1f}", f"{slow.wall_ms / fast.wall_ms:.1f}×",
+                    ", ".join(indexes) or "—",
+                )  # fmt: skip
+                over += [f"{name} ({window})"] if fast.wall_ms >= 100 else []
                 if show_plans and window in ("now", "all", "24 h"):
                     console.rule(f"{name} ({window})")
                     console.print(plan, highlight=False)
-            conn.rollback()
-            # Side by side: the same queries with the bucket indexes dropped (then restored by
-            # rolling the transaction back; PostgreSQL DDL is transactional).
-            transaction = conn.begin()
-            try:
-                for index in BUCKET_INDEXES:
-                    conn.exec_driver_sql(f"DROP INDEX {index}")
-                without = [median_ms(conn, call, runs) for _, _, call in dashboard_queries(now)]
-            finally:
-                transaction.rollback()
     finally:
         engine.dispose()
-    for (name, window, rows, ms, indexes), slow in zip(results, without, strict=True):
-        table.add_row(name, window, str(rows), f"{ms:.1f}", f"{slow:.1f}", f"{slow / ms:.1f}×",
-                      ", ".join(indexes) or "—")  # fmt: skip
     console.print(table)
-    over = [f"{r[0]} ({r[1]})" for r in results if r[3] >= 100]
-    console.print(f"queries at or over 100 ms: {', '.join(over) if over else 'none'}")
+    console.print(f"load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    console.print(f"queries at or over 100 ms wall: {', '.join(over) if over else 'none'}")
+
+
+COLUMNS = (
+    "query", "window", "rows", "wall ms", "backend cpu ms", "cpu wait", "wall ms w/o bucket idx",
+    "ratio", "indexes used",
+)  # fmt: skip
+
+
+def timed_without_bucket_indexes(
+    conn: Connection, call: Callable[[Connection], Any], runs: int
+) -> Timing:
+    transaction = conn.begin()
+    try:
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        for index in BUCKET_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX {index}")
+        return timed(conn, call, runs)
+    finally:
+        transaction.rollback()
+
+
+def remeasure(url: str, runs: int, show_plans: bool) -> None:
+    """Measure a database an earlier ``--keep`` run loaded, after re-applying the views
+    migration (so edits to views and indexes take effect) and re-analyzing."""
+    script = ScriptDirectory.from_config(alembic_config(url))
+    views_rev = next(r for r in script.walk_revisions() if "dashboard views" in (r.doc or ""))
+    downgrade(url, str(views_rev.down_revision))
+    upgrade(url)
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        vacuum(conn)
+        newest = conn.execute("SELECT max(submitted_at) FROM jobs").fetchone()
+    assert newest is not None and newest[0] is not None, "the database holds no jobs"
+    measure(url, newest[0] + dt.timedelta(minutes=1), runs, show_plans)
 
 
 def main() -> None:
@@ -333,7 +418,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per query")
     parser.add_argument("--plans", action="store_true", help="print EXPLAIN ANALYZE plans")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--database", help="re-measure a database kept by --keep (no load)")
     args = parser.parse_args()
+    if args.database:
+        url = make_url(ADMIN_URL).set(database=args.database)
+        remeasure(url.render_as_string(hide_password=False), args.runs, args.plans)
+        return
     name = f"modbench_dashboard_{uuid.uuid4().hex[:8]}"
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -43,7 +43,8 @@ class Dialect:
 
     def seconds(self, start: str, end: str) -> str:
         if self.pg:
-            return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+            # date_part is double precision; EXTRACT is numeric, several times slower to average
+            return f"date_part('epoch', {end} - {start})"
         return f"((julianday({end}) - julianday({start})) * 86400.0)"
 
     def now(self) -> str:
@@ -105,10 +106,8 @@ def review_latency_hourly(d: Dialect) -> str:
     wait = d.seconds("ri.created_at", "r.created_at")
     return f"""
 SELECT {hour} AS hour, coalesce(ri.kind, 'direct') AS kind, count(*) AS reviews,
-       avg({wait}) AS mean_wait_s, max({wait}) AS max_wait_s,
-       avg({d.seconds("j.submitted_at", "r.created_at")}) AS mean_since_submit_s
+       avg({wait}) AS mean_wait_s, max({wait}) AS max_wait_s
 FROM reviews r
-JOIN jobs j ON j.id = r.job_id
 LEFT JOIN review_items ri ON ri.id = r.review_item_id
 GROUP BY {hour}, coalesce(ri.kind, 'direct')"""
 
@@ -131,33 +130,58 @@ GROUP BY {hour}, r.reviewer, r.category"""
 def review_estimates_hourly(d: Dialect) -> str:
     # Horvitz–Thompson: a reviewed (job, category) stands for 1/π items of its population,
     # π = the audit's inclusion probability, else the queue item's (1 when every flagged
-    # item is queued). Several reviewers of one item share its weight.
+    # item is queued). Several reviewers of one item share its weight. Lookups are gated so
+    # a typical review costs two index probes: its queue item (tier, kind, π) and the count
+    # of reviewers; scores only when the review is about another category than its item's,
+    # audit_samples only for items that are not plain queue items.
     hour = d.bucket("hour", "r.created_at")
-    weight = (
-        "(1.0 / (coalesce(a.inclusion_probability, ri.inclusion_probability, 1.0) * "
-        "(SELECT count(*) FROM reviews r2 WHERE r2.job_id = r.job_id "
-        "AND r2.category = r.category)))"
+    flagged = (
+        f"CASE WHEN ri.category = r.category THEN ri.tier IN {VIOLATION_TIERS} "
+        f"ELSE (SELECT s.tier IN {VIOLATION_TIERS} FROM scores s "
+        "WHERE s.job_id = r.job_id AND s.category = r.category) END"
     )
-    flagged = f"(s.tier IN {VIOLATION_TIERS})"
-    violation = "(r.label = 'violation')"
+    audit_probability = (
+        "CASE WHEN coalesce(ri.kind, '') <> 'queue' THEN (SELECT a.inclusion_probability "
+        "FROM audit_samples a WHERE a.job_id = r.job_id AND a.category = r.category) END"
+    )
+    reviewers = (
+        "(SELECT count(*) FROM reviews r2 WHERE r2.job_id = r.job_id AND r2.category = r.category)"
+    )
+    lookups = (
+        f"{flagged} AS flagged, {audit_probability} AS audit_probability, {reviewers} AS reviewers"
+    )
+    if d.pg:
+        # LATERAL … LIMIT 1 is never flattened: each lookup runs once per review (flattened
+        # scalar subqueries get copied into every aggregate below) and as an index probe
+        # (as joins, the planner may hash whole tables).
+        source = f"""reviews r
+      LEFT JOIN LATERAL (SELECT kind, category, tier, inclusion_probability FROM review_items
+                         WHERE id = r.review_item_id LIMIT 1) ri ON true
+      LEFT JOIN LATERAL (SELECT {lookups} LIMIT 1) x ON true"""
+        columns = "x.flagged, x.audit_probability, x.reviewers"
+    else:
+        source = "reviews r LEFT JOIN review_items ri ON ri.id = r.review_item_id"
+        columns = lookups
+    weight = "1.0 / (coalesce(audit_probability, item_probability, 1.0) * reviewers)"
 
-    def weighted(condition: str) -> str:
-        return f"sum(CASE WHEN {condition} THEN {weight} ELSE 0 END)"
+    def weighted(flagged: bool, violation: bool) -> str:
+        f = "flagged" if flagged else "NOT coalesce(flagged, false)"
+        v = "violation" if violation else "NOT violation"
+        return f"sum(CASE WHEN {f} AND {v} THEN {weight} ELSE 0 END)"
 
     return f"""
-SELECT {hour} AS hour, r.category,
+SELECT hour, category,
        count(*) AS reviews,
-       sum(CASE WHEN {flagged} THEN 1 ELSE 0 END) AS flagged_reviews,
-       sum(CASE WHEN a.id IS NOT NULL THEN 1 ELSE 0 END) AS audit_reviews,
-       {weighted(f"{flagged} AND {violation}")} AS tp,
-       {weighted(f"{flagged} AND NOT {violation}")} AS fp,
-       {weighted(f"NOT coalesce({flagged}, false) AND {violation}")} AS fn,
-       {weighted(f"NOT coalesce({flagged}, false) AND NOT {violation}")} AS tn
-FROM reviews r
-LEFT JOIN scores s ON s.job_id = r.job_id AND s.category = r.category
-LEFT JOIN audit_samples a ON a.job_id = r.job_id AND a.category = r.category
-LEFT JOIN review_items ri ON ri.id = r.review_item_id
-GROUP BY {hour}, r.category"""
+       sum(CASE WHEN flagged THEN 1 ELSE 0 END) AS flagged_reviews,
+       sum(CASE WHEN audit_probability IS NOT NULL THEN 1 ELSE 0 END) AS audit_reviews,
+       {weighted(True, True)} AS tp,
+       {weighted(True, False)} AS fp,
+       {weighted(False, True)} AS fn,
+       {weighted(False, False)} AS tn
+FROM (SELECT {hour} AS hour, r.category, r.label = 'violation' AS violation,
+             ri.inclusion_probability AS item_probability, {columns}
+      FROM {source}) per_review
+GROUP BY hour, category"""
 
 
 def threshold_history(_d: Dialect) -> str:

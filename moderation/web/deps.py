@@ -12,8 +12,9 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
+
+from moderation.db.views import begin_read_only
 
 __all__ = [
     "DashboardState",
@@ -51,10 +52,9 @@ def _state(request: Request) -> DashboardState:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session for one page; PostgreSQL is told the transaction is read-only."""
+    """A read-only session for one page (see ``views.begin_read_only``)."""
     with _state(request).sessions() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SET TRANSACTION READ ONLY"))
+        begin_read_only(session)
         yield session
 
 

@@ -92,7 +92,7 @@ def thresholds(
     request: Request,
     session: SessionDep,
     now: NowDep,
-    hours: Annotated[int, Depends(window_hours(168))],
+    hours: Annotated[int, Depends(window_hours(24))],
     category: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     """Threshold history and evidence per category; estimates over the last ``hours``."""
