@@ -66,13 +66,18 @@ class SimConfig:
     uploads_per_window: int = 100_000
     periods_per_window: int = 2  # adjusters run at the end of every period
     horizon_periods: int = 8  # recall_target's sliding evidence window…
-    recent_periods: float | None = 6.0  # …and its drift-sensitive recent part
+    recent_periods: float | None = 4.0  # …and its drift-sensitive recent part
     target: float = 0.95
     start: float = CONTENT_SAFETY_BASE  # both start at the seed's content-safety base, 0.18
     audit_scale: float = 0.5  # × AuditDesign.gme_cosine() rates
     reviewer_error: float = 0.0  # chance a reviewer flips the true label
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
     scenario: Scenario = field(default_factory=Scenario)
+    timeline: tuple[float, float] = (0.0, 1.0)  # the slice of the scenario's timeline to run
+
+    def x(self, fraction: float) -> float:
+        """Scenario time at ``fraction`` ∈ [0, 1) of this run."""
+        return self.timeline[0] + fraction * (self.timeline[1] - self.timeline[0])
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def make_stream(cfg: SimConfig) -> Stream:
     total = cfg.windows * cfg.periods_per_window
     out = Stream([], [], [])
     for k in range(total):
-        x = (k + 0.5) / total
+        x = cfg.x((k + 0.5) / total)
         y = rng.random(n) < cfg.scenario.prevalence(x)
         s = np.where(
             y,
@@ -257,8 +262,9 @@ def matched_recall_load(cfg: SimConfig, stream: Stream, recall: float) -> tuple[
 def print_tables(result: SimResult) -> None:
     cfg, runs = result.cfg, result.runs
     _, ora_load = oracle(cfg, result.stream)
-    x = (np.arange(cfg.windows) + 0.5) / cfg.windows
-    phases = np.array([cfg.scenario.phase(v) for v in x])
+    phases = np.array(
+        [cfg.scenario.phase(cfg.x((w + 0.5) / cfg.windows)) for w in range(cfg.windows)]
+    )
     print(f"per phase: mean true recall / reviews per 1000 uploads (target {cfg.target})")
     print(f"{'phase':<19}" + "".join(f"{n:>20}" for n in runs) + f"{'oracle load':>13}")
     for phase in dict.fromkeys(phases):
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-scale", type=float, default=0.5, help="× default audit band rates")
     ap.add_argument("--reviewer-error", type=float, default=0.0)
     ap.add_argument("--horizon", type=int, default=8, help="evidence window, in periods")
-    ap.add_argument("--recent", type=float, default=6.0, help="recent part, periods (0: off)")
+    ap.add_argument("--recent", type=float, default=4.0, help="recent part, periods (0: off)")
     ap.add_argument("--confidence", type=float, default=0.9, help="of the recall lower bound")
     ap.add_argument("--plot", type=Path, help="write a PNG of the first seed here")
     args = ap.parse_args(argv)
@@ -379,16 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         plot(result, args.plot)
         print(f"plot: {args.plot}")
     if args.seeds > 1:
-        print(f"\nacross seeds {args.seed}…{args.seed + args.seeds - 1}:")
+        print(f"\nacross seeds {args.seed}…{args.seed + args.seeds - 1} (load = reviews / 1000):")
         for seed in range(args.seed, args.seed + args.seeds):
-            runs = simulate(replace(cfg, seed=seed)).runs
-            print(
-                f"seed {seed}: "
-                + "  ".join(
-                    f"{n} {r.coverage(cfg.target):.1%} ≥ target, load {r.load.mean():.1f}"
-                    for n, r in runs.items()
-                )
-            )
+            res = result if seed == args.seed else simulate(replace(cfg, seed=seed))
+            cells = [
+                f"{n} {r.coverage(cfg.target):6.1%} ≥ target, load {r.load.mean():5.1f}"
+                for n, r in res.runs.items()
+            ]
+            cells.append(f"static best load {static_best(res.cfg, res.stream)[1]:5.1f}")
+            print(f"seed {seed}: " + " | ".join(cells))
     return 0
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "CONTENT_SAFETY_BASE",
     "Proposal",
     "RecallTargetAdjuster",
+    "SCALE_PRESETS",
     "SeedAdjuster",
     "rebase_cutoffs",
     "seed_proposal",
@@ -139,6 +140,23 @@ class SeedAdjuster:
 
 # --- recall target -----------------------------------------------------------------------
 
+# Steps and bounds are in score units: a cosine step of 0.01 moves about as much of the score
+# mass as a probability step of 0.025.
+SCALE_PRESETS: dict[str, dict[str, Any]] = {
+    "gme_cosine": {
+        "bounds": SEED_BOUNDS,
+        "max_step_up": 0.01,
+        "max_step_down": 0.02,
+        "resolution": 0.0025,
+    },
+    "probability": {
+        "bounds": (0.05, 0.95),
+        "max_step_up": 0.025,
+        "max_step_down": 0.05,
+        "resolution": 0.005,
+    },
+}
+
 
 @dataclass(frozen=True)
 class RecallTargetAdjuster:
@@ -168,6 +186,13 @@ class RecallTargetAdjuster:
     raise_margin: float = 0.0  # extra bound slack demanded before raising (hysteresis)
     flat_tolerance: float = 0.002  # bounds this close count as equal when none passes
 
+    @classmethod
+    def for_scale(cls, scale: str, **overrides: Any) -> RecallTargetAdjuster:
+        """Bounds and steps in the units of a score scale, with any field overridden."""
+        if scale not in SCALE_PRESETS:
+            raise KeyError(f"no recall-target preset for score scale {scale!r}")
+        return cls(**{**SCALE_PRESETS[scale], **overrides})
+
     def __post_init__(self) -> None:
         if not (0.0 < self.target < 1.0 and 0.5 <= self.confidence < 1.0):
             raise ValueError("target must be in (0, 1) and confidence in [0.5, 1)")
@@ -189,14 +214,20 @@ class RecallTargetAdjuster:
         if not self.bounds[0] <= current <= self.bounds[1]:
             value = min(self.bounds[1], max(self.bounds[0], current))
             return Proposal("recall_target", current, value, "outside bounds: clamped", info)
-        thin = self._thin(current, evidence, info)
+        thin = self._thin(evidence, info)
         if thin:
             return Proposal("recall_target", current, current, thin, info)
         grid = self._grid(current)
         here = int(np.flatnonzero(grid == current)[0])
         curve = self._curve(evidence, grid)
+        info |= _curve_point("at_current", curve, here)
+        # Too few audits to certify the target even had none found a miss: hold — unless the
+        # misses already found put the estimate itself below target.
+        uncertifiable = self._uncertifiable(current, evidence, info)
+        if uncertifiable and not curve.estimate[here] < self.target:
+            return Proposal("recall_target", current, current, uncertifiable, info)
         lower = curve.lower
-        recent = self._recent(evidence, now)
+        recent = self._recent(current, evidence, now)
         if recent is not None:
             recent_curve = self._curve(recent, grid)
             lower = np.fmin(lower, recent_curve.lower)
@@ -204,8 +235,7 @@ class RecallTargetAdjuster:
             info["recent"] = recent.summary()
         j, reason = self._choose(lower, here)
         value = float(grid[j])
-        info |= _curve_point("at_current", curve, here) | _curve_point("at_proposed", curve, j)
-        info |= self._quality_at(value, evidence)
+        info |= _curve_point("at_proposed", curve, j) | self._quality_at(value, evidence)
         return Proposal("recall_target", current, value, reason, info)
 
     def _curve(self, evidence: Evidence, grid: NDArray[np.float64]) -> RecallCurve:
@@ -217,14 +247,19 @@ class RecallTargetAdjuster:
             self.confidence,
         )
 
-    def _recent(self, evidence: Evidence, now: float | None) -> Evidence | None:
-        """The recent part, when set and itself not thin (then the full horizon decides)."""
+    def _recent(self, current: float, evidence: Evidence, now: float | None) -> Evidence | None:
+        """The recent part, when set and telling: enough to certify, or already short of target
+        (otherwise the whole horizon decides)."""
         if self.recent_s is None or now is None:
             return None
         recent = evidence.since(now - self.recent_s)
-        if recent.n == evidence.n:
+        info = recent.summary()
+        if recent.n == evidence.n or self._thin(recent, info):
             return None
-        return None if self._thin(math.nan, recent, recent.summary()) else recent
+        if self._uncertifiable(current, recent, info):
+            estimate = self._curve(recent, np.array([current])).estimate[0]
+            return recent if estimate < self.target else None
+        return recent
 
     def _choose(self, lower: NDArray[np.float64], here: int) -> tuple[int, str]:
         """Index of the chosen candidate (grid ascending, ``here`` = current) and why."""
@@ -244,32 +279,36 @@ class RecallTargetAdjuster:
         j = max(k for k in range(here + 1) if lower[k] >= best - self.flat_tolerance)
         return j, f"recall bound below target everywhere in reach: best bound {best:.4f}"
 
-    def _thin(self, current: float, evidence: Evidence, info: Mapping[str, Any]) -> str:
-        """Why the evidence is too thin to act on, or "" when it is not."""
+    def _thin(self, evidence: Evidence, info: Mapping[str, Any]) -> str:
+        """Why there are too few violations or audits to act on, or ""."""
         if info["positives"] < self.min_positives:
             return f"insufficient evidence: {info['positives']} violations < {self.min_positives}"
         if info["audited"] < self.min_audited:
             return f"insufficient evidence: {info['audited']} audits < {self.min_audited}"
-        # Had no audit found a miss, what could this evidence certify at best? (With NaN as
-        # `current`, at the lowest audited score.) Below target = too few audits to judge.
-        at = current if math.isfinite(current) else float(evidence.score.min())
-        y = evidence.is_violation & ~(evidence.sampled & (evidence.score < at))
-        best = recall_curve(
-            evidence.score, y, evidence.inclusion_probability, [at], self.confidence
-        ).lower[0]
-        if not best >= self.target:
-            return (
-                f"insufficient evidence: even with no miss among {info['audited']} audits the "
-                f"recall bound would be {best:.4f} < target {self.target}"
-            )
         return ""
+
+    def _uncertifiable(self, current: float, evidence: Evidence, info: Mapping[str, Any]) -> str:
+        """Non-empty when even a sample with no miss among the audits would leave the bound at
+        ``current`` below target: the audits are too few to judge, which is not alarming."""
+        y = evidence.is_violation & ~(evidence.sampled & (evidence.score < current))
+        best = recall_curve(
+            evidence.score, y, evidence.inclusion_probability, [current], self.confidence
+        ).lower[0]
+        if best >= self.target:
+            return ""
+        return (
+            f"insufficient evidence: even with no miss among {info['audited']} audits the "
+            f"recall bound would be {best:.4f} < target {self.target}"
+        )
 
     def _grid(self, current: float) -> NDArray[np.float64]:
         lo, hi = self.bounds
         down = int(math.floor(self.max_step_down / self.resolution + 1e-9))
         up = int(math.floor(self.max_step_up / self.resolution + 1e-9))
-        # rounding keeps candidates on a clean grid (0.1825, not 0.18250000000000002)
+        # rounding keeps candidates clean (0.1825, not 0.18250000000000002); the clip keeps
+        # rounding from ever stretching a step
         grid = np.round(current + np.arange(-down, up + 1) * self.resolution, 10)
+        grid = np.clip(grid, current - self.max_step_down, current + self.max_step_up)
         grid[down] = current
         return grid[(grid >= lo) & (grid <= hi)]
 

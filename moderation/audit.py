@@ -76,6 +76,26 @@ class AuditDesign:
         )
         return cls(bands).scaled(scale)
 
+    @classmethod
+    def probability(cls, scale: float = 1.0) -> AuditDesign:
+        """Default for classifier probabilities in [0, 1] (Open-NSFW): the same rates on bands
+        2.5–3× wider, as probabilities spread over the whole unit interval."""
+        bands = (
+            AuditBand("near", 0.05, 0.2),
+            AuditBand("mid", 0.15, 0.075),
+            AuditBand("far", 0.30, 0.02),
+            AuditBand("rest", math.inf, 0.005),
+        )
+        return cls(bands).scaled(scale)
+
+    @classmethod
+    def for_scale(cls, scale: str) -> AuditDesign:
+        """The default design of a score scale (``gme_cosine`` or ``probability``)."""
+        presets = {"gme_cosine": cls.gme_cosine, "probability": cls.probability}
+        if scale not in presets:
+            raise KeyError(f"no audit design for score scale {scale!r}")
+        return presets[scale]()
+
     def scaled(self, factor: float) -> AuditDesign:
         """Every band's rate × ``factor``, capped at 1."""
         if not factor > 0:
@@ -109,8 +129,9 @@ class AuditDesign:
 
     def _band_index(self, distance: NDArray[np.float64]) -> NDArray[np.intp]:
         edges = np.array([b.max_distance for b in self.bands])
-        # distance d > 0 falls in the first band with d <= max_distance
-        return np.searchsorted(edges, distance, side="left")
+        # d > 0 falls in the first band with d <= max_distance; the tolerance keeps float
+        # noise (0.20 - 0.18 = 0.020000000000000018) from pushing an edge item outwards
+        return np.searchsorted(edges, distance - 1e-12, side="left")
 
     def _rates(self, distance: NDArray[np.float64]) -> NDArray[np.float64]:
         rates = np.array([b.rate for b in self.bands])

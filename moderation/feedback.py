@@ -177,12 +177,12 @@ def collate(
     )
 
 
-def _finite(*values: object) -> bool:
-    """True when every value is a real, finite number (bad rows may carry None or strings)."""
-    return all(
-        isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
-        for v in values
-    )
+def _finite(value: object) -> bool:
+    """True for a real, finite number (bad rows may carry None, strings or booleans)."""
+    try:
+        return not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
 
 
 def _valid_items(
@@ -192,7 +192,7 @@ def _valid_items(
     outside: set[Hashable] = set()
     for item in items:
         pi = item.inclusion_probability
-        if not (_finite(item.score, pi, item.at) and 0.0 < pi <= 1.0):
+        if not (_finite(item.score) and _finite(pi) and _finite(item.at) and 0.0 < pi <= 1.0):
             quality["invalid_items"] += 1
         elif item.item_id in known or item.item_id in outside:
             quality["duplicate_items"] += 1
