@@ -199,10 +199,11 @@ def weighted_proportion(
 
     Korn & Graubard (1998), the ``svyciprop(method="beta")`` of R's survey package: a
     Clopper–Pearson interval on the effective count n_eff = p(1−p)/Var̂(p̂), with the Poisson-
-    sampling linearised variance Σ (1−π)/π² (y − p̂)² / N̂², capped at n. Chosen over Wald or
-    bootstrap because recall and miss rates sit near 0 or 1 where those collapse to zero width
-    (no miss sampled ⇒ no variance). When p̂ is 0 or 1 the variance says nothing, so n_eff falls
-    back to Kish's (Σw)²/Σw², which charges unequal weights for what they cost.
+    sampling linearised variance Σ (1−π)/π² (y − p̂)² / N̂². Chosen over Wald or bootstrap:
+    miss rates sit near 0, where those collapse to zero width (no miss sampled ⇒ no variance).
+    n_eff is not capped at n: a design that samples densely where the events are has a design
+    effect below 1. When p̂ is 0 or 1 the variance says nothing and n_eff falls back to n (as
+    Korn–Graubard do).
     """
     y = np.asarray(successes, dtype=bool)
     pi = np.asarray(inclusion_probability, dtype=np.float64)
@@ -210,26 +211,13 @@ def weighted_proportion(
         raise ValueError("successes and inclusion probabilities must be 1-D of the same length")
     if y.size == 0:
         return ProportionEstimate(math.nan, 0.0, 1.0, 0, 0.0, 0.0)
-    p, lo, hi, n_eff, total = _korn_graubard(y[None, :], pi, confidence)
-    return ProportionEstimate(
-        float(p[0]), float(lo[0]), float(hi[0]), y.size, float(n_eff[0]), total
-    )
-
-
-def _korn_graubard(
-    z: NDArray[np.bool_], pi: NDArray[np.float64], confidence: float
-) -> tuple[NDArray, NDArray, NDArray, NDArray, float]:
-    """Row-wise Hájek share of a (rows, items) indicator matrix with its Korn–Graubard
-    interval: (share, lower, upper, n_eff, Σ 1/π)."""
     w = 1.0 / pi
     total = float(w.sum())
-    p = (z * w).sum(axis=1) / total
-    var = ((1.0 - pi) * w * w * (z - p[:, None]) ** 2).sum(axis=1) / total**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kg = p * (1.0 - p) / var
-    n_eff = np.where((p > 0) & (p < 1) & (var > 0), kg, float(z.shape[1]))
+    p = float(w[y].sum() / total)
+    var = float(np.sum((1.0 - pi) * w * w * (y - p) ** 2) / total**2)
+    n_eff = p * (1.0 - p) / var if 0.0 < p < 1.0 and var > 0.0 else float(y.size)
     lo, hi = _clopper_pearson(p * n_eff, n_eff, 1.0 - confidence)
-    return p, lo, hi, n_eff, total
+    return ProportionEstimate(p, float(lo), float(hi), int(y.size), n_eff, total)
 
 
 def _clopper_pearson(x: ArrayLike, n: ArrayLike, alpha: float) -> tuple[NDArray, NDArray]:
