@@ -256,14 +256,12 @@ def recall_curve(
     """Recall R(t) = caught / (caught + missed) of reviewed items, at every candidate ``t``,
     with one-sided ``confidence`` lower and upper bounds.
 
-    Census items (π = 1: the review queue) contribute exact counts. The sampled part (audits)
-    contributes Horvitz–Thompson totals of caught and missed violations, each with a one-sided
-    gamma bound (:func:`_total_bounds`). R rises with caught and falls with missed, so the lower
-    bound pairs caught's lower with missed's upper bound; their error rates add up (Bonferroni)
-    to α = 1 − ``confidence``, split ``caught_share``·α for caught and the rest for missed —
-    sampled *caught* violations only exist below the routing threshold, so they matter only
-    for candidates below it, while sampled misses matter everywhere. The point estimate is the
-    Hájek ratio.
+    Census items (π = 1: the queue) give exact counts; audits give Horvitz–Thompson totals of
+    caught and missed violations, each with a one-sided gamma bound (:func:`_total_bounds`).
+    The lower bound pairs caught's lower with missed's upper bound; their error rates add up
+    (Bonferroni) to α = 1 − ``confidence``, ``caught_share``·α for caught (sampled violations
+    are caught only by candidates below the routing threshold), the rest for missed. The point
+    estimate is the Hájek ratio.
     """
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(is_violation, dtype=bool)
