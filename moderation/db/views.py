@@ -26,6 +26,7 @@ from moderation.domain import RiskTier
 
 __all__ = [
     "ADJUSTER_ACTOR",
+    "ADJUSTER_STRATEGIES",
     "BacklogEntry",
     "CategoryEstimate",
     "FailureReason",
@@ -46,8 +47,10 @@ __all__ = [
     "tier_mix_hourly",
 ]
 
-# `created_by` of threshold versions written by the feedback-driven adjuster.
+# Threshold versions written by the feedback-driven adjuster: by this actor, or with one of the
+# strategies of moderation.adaptive (`Proposal.strategy`).
 ADJUSTER_ACTOR = "adjuster"
+ADJUSTER_STRATEGIES = frozenset({"seed", "recall_target"})
 
 Executor = Session | Connection
 
@@ -339,7 +342,8 @@ class ThresholdHistoryEntry:
         """rollback, adjuster (feedback loop) or calibration (anything else: presets, CLI)."""
         if self.restored_from_id is not None:
             return "rollback"
-        return "adjuster" if self.created_by == ADJUSTER_ACTOR else "calibration"
+        by_adjuster = self.created_by == ADJUSTER_ACTOR or self.strategy in ADJUSTER_STRATEGIES
+        return "adjuster" if by_adjuster else "calibration"
 
 
 def threshold_history(

@@ -133,6 +133,20 @@ def test_threshold_history(session):
     assert [h.id for h in v.threshold_history(session, "sexual")] == [history[2].id]
 
 
+@pytest.mark.parametrize(
+    ("created_by", "strategy", "restored", "kind"),
+    [("adjuster", "anything", None, "adjuster"), ("beat", "recall_target", None, "adjuster"),
+     ("ops", "seed", None, "adjuster"), ("ops", "youden", None, "calibration"),
+     ("ops", "youden", 3, "rollback")],
+)  # fmt: skip
+def test_threshold_version_kind(created_by, strategy, restored, kind):
+    entry = v.ThresholdHistoryEntry(
+        1, "c", "p", 0.2, None, None, {}, "gme_cosine", strategy, "r", {}, created_by, restored,
+        NOW, True,
+    )  # fmt: skip
+    assert entry.kind == kind
+
+
 def test_time_window_rejects_naive_and_empty_ranges():
     with pytest.raises(ValueError):
         v.TimeWindow(dt.datetime(2026, 1, 1), NOW)
