@@ -127,14 +127,8 @@ LEFT JOIN reviews o
 GROUP BY {hour}, r.reviewer, r.category"""
 
 
-def review_estimates_hourly(d: Dialect) -> str:
-    # Horvitz–Thompson: a reviewed (job, category) stands for 1/π items of its population,
-    # π = the audit's inclusion probability, else the queue item's (1 when every flagged
-    # item is queued). Several reviewers of one item share its weight. Lookups are gated so
-    # a typical review costs two index probes: its queue item (tier, kind, π) and the count
-    # of reviewers; scores only when the review is about another category than its item's,
-    # audit_samples only for items that are not plain queue items.
-    hour = d.bucket("hour", "r.created_at")
+def _review_lookups() -> str:
+    """Per review: is its (job, category) flagged, its audit π, how many reviewed it."""
     flagged = (
         f"CASE WHEN ri.category = r.category THEN ri.tier IN {VIOLATION_TIERS} "
         f"ELSE (SELECT s.tier IN {VIOLATION_TIERS} FROM scores s "
@@ -147,9 +141,19 @@ def review_estimates_hourly(d: Dialect) -> str:
     reviewers = (
         "(SELECT count(*) FROM reviews r2 WHERE r2.job_id = r.job_id AND r2.category = r.category)"
     )
-    lookups = (
+    return (
         f"{flagged} AS flagged, {audit_probability} AS audit_probability, {reviewers} AS reviewers"
     )
+
+
+def review_estimates_hourly(d: Dialect) -> str:
+    # Horvitz–Thompson: a reviewed (job, category) stands for 1/π items of its population,
+    # π = the audit's inclusion probability, else the queue item's (1 when every flagged
+    # item is queued). Several reviewers of one item share its weight. Lookups are gated so
+    # a typical review costs two index probes: its queue item (tier, kind, π) and the count
+    # of reviewers; scores only when the review is about another category than its item's,
+    # audit_samples only for items that are not plain queue items.
+    hour = d.bucket("hour", "r.created_at")
     if d.pg:
         # LATERAL … LIMIT 1 is never flattened: each lookup runs once per review (flattened
         # scalar subqueries get copied into every aggregate below) and as an index probe
@@ -157,11 +161,11 @@ def review_estimates_hourly(d: Dialect) -> str:
         source = f"""reviews r
       LEFT JOIN LATERAL (SELECT kind, category, tier, inclusion_probability FROM review_items
                          WHERE id = r.review_item_id LIMIT 1) ri ON true
-      LEFT JOIN LATERAL (SELECT {lookups} LIMIT 1) x ON true"""
+      LEFT JOIN LATERAL (SELECT {_review_lookups()} LIMIT 1) x ON true"""
         columns = "x.flagged, x.audit_probability, x.reviewers"
     else:
         source = "reviews r LEFT JOIN review_items ri ON ri.id = r.review_item_id"
-        columns = lookups
+        columns = _review_lookups()
     weight = "1.0 / (coalesce(audit_probability, item_probability, 1.0) * reviewers)"
 
     def weighted(flagged: bool, violation: bool) -> str:

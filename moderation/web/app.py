@@ -54,10 +54,7 @@ def create_dashboard_app(
 
     pages = [importlib.import_module(f"{__package__}.pages.{name}") for name in PAGE_MODULES]
     nav: list[Page] = sorted((module.PAGE for module in pages), key=lambda p: p.order)
-    templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters.update(FILTERS)
-    templates.env.globals["nav"] = nav
-
+    templates = _templates(nav)
     app = FastAPI(
         title="moderation dashboard", docs_url=None, redoc_url=None, openapi_url=None,
         lifespan=lifespan,
@@ -71,20 +68,24 @@ def create_dashboard_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in pages:
         app.include_router(module.router, dependencies=[Depends(current_viewer)])
-
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse(nav[0].path)
-
-    @app.exception_handler(DBAPIError)
-    def database_error(request: Request, exc: DBAPIError) -> HTMLResponse:
-        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
-        log.error("dashboard query failed: %s", reason)
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"page": None, "reason": reason, "viewer": None},
-            status_code=503,
-        )
-
+    app.add_api_route("/", lambda: RedirectResponse(nav[0].path), include_in_schema=False)
+    app.add_exception_handler(DBAPIError, _database_error)
     return app
+
+
+def _templates(nav: list[Page]) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters.update(FILTERS)
+    templates.env.globals["nav"] = nav
+    return templates
+
+
+def _database_error(request: Request, exc: Exception) -> HTMLResponse:
+    """A one-line reason and a hint instead of a traceback: unreachable or unmigrated DB."""
+    assert isinstance(exc, DBAPIError)
+    reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+    log.error("dashboard query failed: %s", reason)
+    state: DashboardState = request.app.state.dashboard
+    return state.templates.TemplateResponse(
+        request, "error.html", {"page": None, "reason": reason, "viewer": None}, status_code=503
+    )

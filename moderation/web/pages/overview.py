@@ -124,18 +124,21 @@ def review_chart(latency: Sequence[views.ReviewLatencyPoint], window: views.Time
 
 
 def latency_by_kind(latency: Sequence[views.ReviewLatencyPoint]) -> list[dict[str, object]]:
-    rows = []
+    """Reviews, mean and longest queue wait per item kind over the window."""
+    rows: list[dict[str, object]] = []
     for kind in KIND_COLORS:
         points = [p for p in latency if p.kind == kind]
-        timed = [p for p in points if p.mean_wait_s is not None]
-        n = sum(p.reviews for p in timed)
-        rows.append({
-            "kind": kind,
-            "reviews": sum(p.reviews for p in points),
-            "mean_wait_s": sum(p.mean_wait_s * p.reviews for p in timed) / n if n else None,  # type: ignore[operator]
-            "max_wait_s": max((p.max_wait_s or 0.0 for p in timed), default=None),
-        })  # fmt: skip
-    return [row for row in rows if row["reviews"]]
+        waits = [(p.mean_wait_s, p.max_wait_s or 0.0, p.reviews) for p in points
+                 if p.mean_wait_s is not None]  # fmt: skip
+        n = sum(reviews for _, _, reviews in waits)
+        if points:
+            rows.append({
+                "kind": kind,
+                "reviews": sum(p.reviews for p in points),
+                "mean_wait_s": sum(mean * r for mean, _, r in waits) / n if n else None,
+                "max_wait_s": max((longest for _, longest, _ in waits), default=None),
+            })  # fmt: skip
+    return rows
 
 
 @router.get(PAGE.path, response_class=HTMLResponse)
