@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 __all__ = [
-    "GME_REPO_ID",
     "GmeEmbedder",
     "GmeInputs",
     "GmeLoadError",
@@ -54,7 +53,6 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-GME_REPO_ID = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
 TOKEN_PX = 28  # one merged visual token covers 28×28 px (14-px patches, 2×2 merge)
 RECIPE = "gme-official-1d-v1"  # bump when anything that changes vectors changes
 
@@ -193,11 +191,69 @@ class GmeEmbedder:
         attn_implementation: str | None = None,
         preprocess_workers: int | None = None,
     ) -> None:
+        self._configure(
+            device, dtype, min_image_tokens, max_image_tokens, max_length, batch_size, padding_side
+        )
+        path = _weights_dir(model_path)
+        self.path: Path | None = path
+        self.attn_implementation = attn_implementation or _default_attention(
+            self.device, self.dtype
+        )
+        model, tokenizer, image_processor = self._load(path)
+        self._attach(model, tokenizer, image_processor, weights_fingerprint(path))
+        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
+
+    @classmethod
+    def from_components(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        weights_id: str,
+        device: str = "auto",
+        dtype: torch.dtype | None = None,
+        min_image_tokens: int = 256,
+        max_image_tokens: int = 1280,
+        max_length: int = 1800,
+        batch_size: int = 16,
+        padding_side: Literal["left", "right"] = "right",
+        preprocess_workers: int | None = None,
+    ) -> GmeEmbedder:
+        """Wrap a model built in memory (benchmarks with random weights) instead of loading one.
+
+        ``weights_id`` stands in for the weight fingerprint in ``info.model_id``.
+        """
+        from transformers import Qwen2VLImageProcessorPil
+
+        self = cls.__new__(cls)
+        self._configure(
+            device, dtype, min_image_tokens, max_image_tokens, max_length, batch_size, padding_side
+        )
+        self.path = None
+        self.attn_implementation = model.config._attn_implementation
+        processor = Qwen2VLImageProcessorPil(
+            min_pixels=min_image_tokens * TOKEN_PX * TOKEN_PX,
+            max_pixels=max_image_tokens * TOKEN_PX * TOKEN_PX,
+        )
+        model = model.to(device=self.device, dtype=self.dtype).eval()
+        self._attach(model, tokenizer, processor, weights_id)
+        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
+        return self
+
+    def _configure(
+        self,
+        device: str,
+        dtype: torch.dtype | None,
+        min_image_tokens: int,
+        max_image_tokens: int,
+        max_length: int,
+        batch_size: int,
+        padding_side: str,
+    ) -> None:
         if not 1 <= min_image_tokens <= max_image_tokens:
             raise ValueError("need 1 <= min_image_tokens <= max_image_tokens")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
-        self.path = _weights_dir(model_path)
         self.device = resolve_device(device)
         # bf16 keeps fp16's speed without its overflow risk; CPUs get exact fp32.
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
@@ -205,28 +261,28 @@ class GmeEmbedder:
         self.max_length = max_length
         self.batch_size = max(1, batch_size)
         self.padding_side = padding_side
-        self.attn_implementation = attn_implementation or _default_attention(
-            self.device, self.dtype
-        )
-        self._model, self.tokenizer, self.image_processor = self._load()
-        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._prompt_cache: dict[tuple[str, str], list[int]] = {}
-        self.pad_token_id = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
-        self.image_token_id = int(self._model.config.image_token_id)
-        dim = int(self._model.config.text_config.hidden_size)
-        recipe = f"{RECIPE}|{min_image_tokens}|{max_image_tokens}|{max_length}|{self.dtype}"
-        model_id = hashlib.sha256(f"{recipe}|{weights_fingerprint(self.path)}".encode())
+
+    def _attach(self, model: Any, tokenizer: Any, image_processor: Any, weights_id: str) -> None:
+        self._model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+        self.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.image_token_id = int(model.config.image_token_id)
+        recipe = (
+            f"{RECIPE}|{self.min_image_tokens}|{self.max_image_tokens}|{self.max_length}|"
+            f"{self.dtype}"
+        )
+        model_id = hashlib.sha256(f"{recipe}|{weights_id}".encode()).hexdigest()
         self.info = EmbedderInfo(
             name="gme",
-            model_id=f"gme:{model_id.hexdigest()[:20]}",
-            dim=dim,
+            model_id=f"gme:{model_id[:20]}",
+            dim=int(model.config.text_config.hidden_size),
             dtype=str(self.dtype).removeprefix("torch."),
             device=str(self.device),
         )
 
     # --- loading ------------------------------------------------------------------------
-    def _load(self) -> tuple[Any, Any, Any]:
+    def _load(self, path: Path) -> tuple[Any, Any, Any]:
         from transformers import (
             AutoTokenizer,
             Qwen2VLForConditionalGeneration,
@@ -235,28 +291,28 @@ class GmeEmbedder:
 
         try:
             model, loading = Qwen2VLForConditionalGeneration.from_pretrained(
-                self.path,
+                path,
                 dtype=self.dtype,
                 attn_implementation=self.attn_implementation,
                 local_files_only=True,
                 output_loading_info=True,
             )
-            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             # The PIL processor: no torchvision needed, and it is what the official
             # (slow, PIL) Qwen2-VL processor computed.
             image_processor = Qwen2VLImageProcessorPil.from_pretrained(
-                self.path,
+                path,
                 local_files_only=True,
                 min_pixels=self.min_image_tokens * TOKEN_PX * TOKEN_PX,
                 max_pixels=self.max_image_tokens * TOKEN_PX * TOKEN_PX,
             )
         except (OSError, ValueError) as exc:
-            raise GmeLoadError(f"cannot load GME from {self.path}: {exc}") from exc
+            raise GmeLoadError(f"cannot load GME from {path}: {exc}") from exc
         # lm_head is unused (no generation); anything else missing would embed with random
         # weights and yield plausible-looking garbage, so refuse.
         missing = [k for k in loading["missing_keys"] if not k.startswith("lm_head")]
         if missing:
-            raise GmeLoadError(f"{self.path}: weights missing for {sorted(missing)[:5]} …")
+            raise GmeLoadError(f"{path}: weights missing for {sorted(missing)[:5]} …")
         if image_processor.size.shortest_edge != self.min_image_tokens * TOKEN_PX * TOKEN_PX:
             raise GmeLoadError("image processor ignored min_pixels; unsupported transformers")
         model.eval().to(self.device)
@@ -354,7 +410,11 @@ class GmeEmbedder:
             n_tokens = int(np.prod(grid)) // 4
             rows.append(template[:slot] + [self.image_token_id] * n_tokens + template[slot + 1 :])
         batch = self._pad(rows)
-        pixels = torch.from_numpy(np.concatenate([p for p, _ in prepared], axis=0))
+        # Gathered straight into page-locked memory on CUDA hosts: one host copy, then a DMA.
+        total = sum(p.shape[0] for p, _ in prepared)
+        pin = self.device.type == "cuda"
+        pixels = torch.empty((total, prepared[0][0].shape[1]), dtype=torch.float32, pin_memory=pin)
+        np.concatenate([p for p, _ in prepared], axis=0, out=pixels.numpy())
         grids = torch.from_numpy(np.stack([g for _, g in prepared]).astype(np.int64))
         return GmeInputs(batch.input_ids, batch.attention_mask, pixels, grids)
 
@@ -385,8 +445,9 @@ class GmeEmbedder:
     # --- model --------------------------------------------------------------------------
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
-            # Pinned host memory lets the copy run asynchronously to the host thread.
-            return tensor.pin_memory().to(self.device, non_blocking=True)
+            # From page-locked memory the copy is a DMA that does not block the host thread.
+            pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+            return pinned.to(self.device, non_blocking=True)
         return tensor.to(self.device)
 
     def _forward(self, inputs: GmeInputs) -> torch.Tensor:
@@ -428,7 +489,10 @@ class GmeEmbedder:
 
         seqlens = (grid_thw[:, 1] * grid_thw[:, 2]).repeat_interleave(grid_thw[:, 0]).tolist()
         positions = get_vision_position_ids(grid_thw, visual.spatial_merge_size).to(self.device)
-        hidden = visual.patch_embed(pixels)
+        # A stride-equals-kernel Conv3d is a matmul over flattened patches; as one it skips
+        # the slow 3-D convolution kernels (cuDNN and oneDNN alike).
+        weight = visual.patch_embed.proj.weight
+        hidden = F.linear(pixels.view(pixels.shape[0], -1), weight.view(weight.shape[0], -1))
         cos, sin = visual.rotary_pos_emb(hidden, positions)
         for block in visual.blocks:
             attn = block.attn

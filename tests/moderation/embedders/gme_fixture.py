@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_gme", "tiny_qwen2vl_config"]
+__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_gme", "build_tokenizer", "tiny_qwen2vl_config"]
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -56,7 +56,8 @@ _CHAT_TEMPLATE = (
 )
 
 
-def _build_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
+def build_tokenizer(vocab_size: int = 320):  # -> PreTrainedTokenizerFast
+    """A byte-level BPE with Qwen's pre-tokenizer and special tokens (ids after the merges)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -193,7 +194,7 @@ def build_tiny_gme(directory: Path, *, seed: int = 0, vocab_size: int = 320) -> 
     from transformers import Qwen2VLForConditionalGeneration
 
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_tokenizer(vocab_size)
+    tokenizer = build_tokenizer(vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     config = tiny_qwen2vl_config(token_ids, vocab_size=len(tokenizer))
 
