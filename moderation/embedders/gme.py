@@ -15,11 +15,12 @@ does, and what this file reproduces:
   tokens 3-D M-RoPE positions instead, which changes image vectors: we call the decoder directly;
 * the last real token's hidden state (the trailing ``<|endoftext|>``), L2-normalised.
 
-Deliberate differences, none of which changes a vector: positions are counted per row from the
-attention mask, so left and right padding both equal one-at-a-time; over-long texts are cut
-inside their content (the official ``truncation=True`` could cut image tokens or the final
-token); an image wider than 200:1 is padded instead of raising; images are sorted by size before
-batching (less padding) and the vision tower attends image by image in equal-size groups.
+Deliberate differences. Exact (same vectors): positions are counted per row from the attention
+mask, so left and right padding both equal one-at-a-time; images are sorted by size before
+batching (less padding); the vision tower attends in equal-size groups with a matmul patch
+embedding. Only where the official code misbehaves: over-long texts are cut inside their content
+(its ``truncation=True`` could cut image tokens or the pooled final token), and an image beyond
+200:1 is padded (it squashes it, and transformers' processor would raise).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import hashlib
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,11 +62,11 @@ _PROMPT = (
     "<|im_start|>assistant\n<|endoftext|>"
 )
 _IMAGE_CONTENT = "<|vision_start|><|image_pad|><|vision_end|>"
-# qwen_vl_utils.fetch_image bounds (4..16384 tokens) and Qwen2-VL's hard aspect-ratio limit.
+# qwen_vl_utils.fetch_image bounds (4..16384 tokens).
 _FETCH_MIN_PIXELS = 4 * TOKEN_PX * TOKEN_PX
 _FETCH_MAX_PIXELS = 16384 * TOKEN_PX * TOKEN_PX
-_MAX_RATIO = 200
-# Pad to half the limit: both resizes round sides to 28 px, which can stretch the ratio ~1.5×.
+# Qwen2-VL refuses aspect ratios above 200; pad to half that, because both resizes round the
+# sides to 28 px, which can stretch the ratio by up to ~1.5×.
 _PAD_RATIO = 100
 
 
@@ -115,6 +116,11 @@ def _smart_resize(height: int, width: int, min_pixels: int, max_pixels: int) -> 
     return h_bar, w_bar
 
 
+def _padded_size(width: int, height: int, max_ratio: int = _PAD_RATIO) -> tuple[int, int]:
+    """(width, height) after padding the short side up to a ``max_ratio`` aspect ratio."""
+    return max(width, math.ceil(height / max_ratio)), max(height, math.ceil(width / max_ratio))
+
+
 def pad_extreme_aspect(image: Image, max_ratio: int = _PAD_RATIO) -> Image:
     """Pad the short side (black, centred) so the aspect ratio is at most ``max_ratio``.
 
@@ -124,10 +130,9 @@ def pad_extreme_aspect(image: Image, max_ratio: int = _PAD_RATIO) -> Image:
     from PIL import Image as PILImage
 
     width, height = image.size
-    if max(width, height) <= max_ratio * min(width, height):
+    new_w, new_h = _padded_size(width, height, max_ratio)
+    if (new_w, new_h) == (width, height):
         return image
-    new_w = max(width, math.ceil(height / max_ratio))
-    new_h = max(height, math.ceil(width / max_ratio))
     canvas = PILImage.new(image.mode, (new_w, new_h))
     canvas.paste(image, ((new_w - width) // 2, (new_h - height) // 2))
     return canvas
@@ -262,7 +267,7 @@ class GmeEmbedder:
         self.batch_size = max(1, batch_size)
         self.padding_side = padding_side
         self._pool: ThreadPoolExecutor | None = None
-        self._prompt_cache: dict[tuple[str, str], list[int]] = {}
+        self._prompt_cache: dict[str, list[int]] = {}
 
     def _attach(self, model: Any, tokenizer: Any, image_processor: Any, weights_id: str) -> None:
         self._model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
@@ -331,12 +336,14 @@ class GmeEmbedder:
             return np.zeros((0, self.info.dim), dtype=np.float32)
         # Similar sizes share a batch, so rows carry little padding; output keeps input order.
         order = sorted(range(len(images)), key=lambda i: self._image_tokens(images[i]))
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         out = np.empty((len(images), self.info.dim), dtype=np.float32)
-        prepared = self._map(self._preprocess_image, [images[i] for i in order])
-        for start in range(0, len(order), self.batch_size):
-            chunk = list(itertools.islice(prepared, self.batch_size))
-            batch = self._collate_images(chunk)
-            out[order[start : start + len(chunk)]] = self.embed_inputs(batch)
+        pending = self._prefetch([images[i] for i in batches[0]])
+        for k, indices in enumerate(batches):
+            prepared = pending()
+            if k + 1 < len(batches):  # the next batch is preprocessed while this one runs
+                pending = self._prefetch([images[i] for i in batches[k + 1]])
+            out[indices] = self.embed_inputs(self._collate_images(prepared))
         return out
 
     def embed_texts(self, texts: Sequence[str], instruction: str = QUERY_INSTRUCTION) -> np.ndarray:
@@ -351,7 +358,7 @@ class GmeEmbedder:
 
     def prepare_images(self, images: Sequence[Image]) -> GmeInputs:
         """Preprocess and tokenise one batch of images (CPU), in the given order."""
-        return self._collate_images(list(self._map(self._preprocess_image, list(images))))
+        return self._collate_images(self._prefetch(list(images))())
 
     def prepare_texts(
         self, texts: Sequence[str], instruction: str = QUERY_INSTRUCTION
@@ -361,10 +368,10 @@ class GmeEmbedder:
         rows = self.tokenizer(prompts)["input_ids"]
         if any(self.image_token_id in row for row in rows):
             raise ValueError("a text contains the <|image_pad|> token; GME texts cannot")
-        head, tail = self._text_frame(instruction)
-        budget = self.max_length - len(head) - len(tail)
         for i, row in enumerate(rows):
             if len(row) > self.max_length:
+                head, tail = self._text_frame(instruction)
+                budget = self.max_length - len(head) - len(tail)
                 content = self.tokenizer(texts[i])["input_ids"][: max(0, budget)]
                 rows[i] = head + content + tail
         return self._pad(rows)
@@ -376,22 +383,22 @@ class GmeEmbedder:
         return F.normalize(pooled.float(), p=2, dim=-1).cpu().numpy()
 
     # --- preprocessing ------------------------------------------------------------------
-    def _map(self, fn: Any, items: list[Any]) -> Any:
-        """Lazily map ``fn`` over ``items`` in order, on worker threads when it pays off."""
-        if self._workers <= 1 or len(items) <= 1:
-            return map(fn, items)
+    def _prefetch(self, images: list[Image]) -> Callable[[], list[tuple[np.ndarray, np.ndarray]]]:
+        """Start preprocessing ``images`` on worker threads; the result waits for them, in order.
+
+        PIL and numpy release the GIL, so threads scale; only one batch ahead is in flight,
+        which bounds memory however many images a caller passes.
+        """
+        if self._workers <= 1 or len(images) <= 1:
+            return lambda: [self._preprocess_image(image) for image in images]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gme-preprocess")
-        return self._pool.map(fn, items)  # PIL and numpy release the GIL
+        futures = [self._pool.submit(self._preprocess_image, image) for image in images]
+        return lambda: [future.result() for future in futures]
 
     def _image_tokens(self, image: Image) -> int:
         """Visual tokens the image will get, from its size alone (for size-sorting)."""
-        width, height = image.size
-        if max(width, height) > _PAD_RATIO * max(1, min(width, height)):
-            width, height = (
-                max(width, math.ceil(height / _PAD_RATIO)),
-                max(height, math.ceil(width / _PAD_RATIO)),
-            )
+        width, height = _padded_size(*image.size)
         h, w = _smart_resize(height, width, _FETCH_MIN_PIXELS, _FETCH_MAX_PIXELS)
         lo, hi = (n * TOKEN_PX * TOKEN_PX for n in (self.min_image_tokens, self.max_image_tokens))
         h, w = _smart_resize(h, w, lo, hi)
@@ -403,7 +410,9 @@ class GmeEmbedder:
         return out["pixel_values"], out["image_grid_thw"][0]
 
     def _collate_images(self, prepared: list[tuple[np.ndarray, np.ndarray]]) -> GmeInputs:
-        template = self._prompt_ids(DEFAULT_IMAGE_INSTRUCTION, _IMAGE_CONTENT)
+        template = self._cached_ids(
+            _PROMPT.format(instruction=DEFAULT_IMAGE_INSTRUCTION, content=_IMAGE_CONTENT)
+        )
         slot = template.index(self.image_token_id)
         rows = []
         for _, grid in prepared:
@@ -418,17 +427,16 @@ class GmeEmbedder:
         grids = torch.from_numpy(np.stack([g for _, g in prepared]).astype(np.int64))
         return GmeInputs(batch.input_ids, batch.attention_mask, pixels, grids)
 
-    def _prompt_ids(self, instruction: str, content: str) -> list[int]:
-        key = (instruction, content)
-        if key not in self._prompt_cache:
-            prompt = _PROMPT.format(instruction=instruction, content=content)
-            self._prompt_cache[key] = list(self.tokenizer(prompt)["input_ids"])
-        return self._prompt_cache[key]
+    def _cached_ids(self, text: str) -> list[int]:
+        """Token ids of a fixed string (prompt templates and frames), tokenised once."""
+        if text not in self._prompt_cache:
+            self._prompt_cache[text] = list(self.tokenizer(text)["input_ids"])
+        return self._prompt_cache[text]
 
     def _text_frame(self, instruction: str) -> tuple[list[int], list[int]]:
         """Token ids before and after a query's content, for cutting over-long texts."""
         head, _, tail = _PROMPT.format(instruction=instruction, content="\0").partition("\0")
-        return self.tokenizer(head)["input_ids"], self.tokenizer(tail)["input_ids"]
+        return self._cached_ids(head), self._cached_ids(tail)
 
     def _pad(self, rows: list[list[int]]) -> GmeInputs:
         width = max(len(r) for r in rows)
