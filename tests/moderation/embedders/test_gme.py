@@ -343,6 +343,8 @@ def test_cuda_half_precision_agrees_with_cpu(tiny_gme_dir, tiny_gme, images):
     assert gpu.info.dtype == "bfloat16" and gpu.info.model_id != tiny_gme.info.model_id
     batch = gpu.embed_images(images)
     singles = np.concatenate([gpu.embed_images([im]) for im in images])
-    np.testing.assert_allclose(batch, singles, atol=2e-2)
-    np.testing.assert_allclose(batch, tiny_gme.embed_images(images), atol=5e-2)
-    np.testing.assert_allclose(gpu.embed_texts(TEXTS), tiny_gme.embed_texts(TEXTS), atol=5e-2)
+    cpu = tiny_gme.embed_images(images)
+    # bf16 rounding: compare directions (cosines of unit rows), not coordinates.
+    assert (batch * singles).sum(axis=1).min() > 0.995
+    assert (batch * cpu).sum(axis=1).min() > 0.99
+    assert (gpu.embed_texts(TEXTS) * tiny_gme.embed_texts(TEXTS)).sum(axis=1).min() > 0.99
