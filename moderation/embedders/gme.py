@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, EmbedderInfo
+from .base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, EmbedderInfo, l2_normalise
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -197,8 +197,14 @@ class GmeEmbedder:
         preprocess_workers: int | None = None,
     ) -> None:
         self._configure(
-            device, dtype, min_image_tokens, max_image_tokens, max_length, batch_size, padding_side
+            device,
+            dtype,
+            (min_image_tokens, max_image_tokens),
+            max_length,
+            batch_size,
+            padding_side,
         )
+        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
         path = _weights_dir(model_path)
         self.path: Path | None = path
         self.attn_implementation = attn_implementation or _default_attention(
@@ -206,7 +212,6 @@ class GmeEmbedder:
         )
         model, tokenizer, image_processor = self._load(path)
         self._attach(model, tokenizer, image_processor, weights_fingerprint(path))
-        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
 
     @classmethod
     def from_components(
@@ -232,8 +237,14 @@ class GmeEmbedder:
 
         self = cls.__new__(cls)
         self._configure(
-            device, dtype, min_image_tokens, max_image_tokens, max_length, batch_size, padding_side
+            device,
+            dtype,
+            (min_image_tokens, max_image_tokens),
+            max_length,
+            batch_size,
+            padding_side,
         )
+        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
         self.path = None
         self.attn_implementation = model.config._attn_implementation
         processor = Qwen2VLImageProcessorPil(
@@ -242,19 +253,18 @@ class GmeEmbedder:
         )
         model = model.to(device=self.device, dtype=self.dtype).eval()
         self._attach(model, tokenizer, processor, weights_id)
-        self._workers = preprocess_workers or min(8, os.cpu_count() or 1)
         return self
 
     def _configure(
         self,
         device: str,
         dtype: torch.dtype | None,
-        min_image_tokens: int,
-        max_image_tokens: int,
+        image_tokens: tuple[int, int],
         max_length: int,
         batch_size: int,
         padding_side: str,
     ) -> None:
+        min_image_tokens, max_image_tokens = image_tokens
         if not 1 <= min_image_tokens <= max_image_tokens:
             raise ValueError("need 1 <= min_image_tokens <= max_image_tokens")
         if padding_side not in ("left", "right"):
@@ -379,8 +389,7 @@ class GmeEmbedder:
     @torch.inference_mode()
     def embed_inputs(self, inputs: GmeInputs) -> np.ndarray:
         """One forward: float32 [b, dim] unit rows on the CPU."""
-        pooled = self._forward(inputs)
-        return F.normalize(pooled.float(), p=2, dim=-1).cpu().numpy()
+        return l2_normalise(self._forward(inputs).float().cpu().numpy())
 
     # --- preprocessing ------------------------------------------------------------------
     def _prefetch(self, images: list[Image]) -> Callable[[], list[tuple[np.ndarray, np.ndarray]]]:
