@@ -46,6 +46,7 @@ __all__ = [
     "PatternVectorCache",
     "ScorerConfigError",
     "build_scorer",
+    "score_isolating",
 ]
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,26 @@ class CombinedScorer:
     def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
         per_scorer = [s.score_images(images) for s in self.scorers]
         return [merge_score_sets(sets) for sets in zip(*per_scorer, strict=True)]
+
+
+def score_isolating(scorer: Scorer, images: Sequence[Image]) -> list[ScoreSet | Exception]:
+    """Score a batch; if the batch fails, score each image alone so one bad image fails alone.
+
+    Returns, per image in order, its ``ScoreSet`` or the exception that scoring it raised.
+    """
+    try:
+        return list(scorer.score_images(images))
+    except Exception as exc:
+        if len(images) == 1:
+            return [exc]
+        log.warning("batch of %d failed (%s); retrying one at a time", len(images), exc)
+    out: list[ScoreSet | Exception] = []
+    for image in images:
+        try:
+            out.extend(scorer.score_images([image]))
+        except Exception as exc:  # reported per image, never a crash
+            out.append(exc)
+    return out
 
 
 def _first_wins(mappings: Iterable[Mapping[str, V]]) -> dict[str, V]:

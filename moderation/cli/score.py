@@ -15,8 +15,9 @@ from rich.table import Table
 from ._common import CliError, console, err_console, settings_with
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from moderation.config import Settings
-    from moderation.images import DecodedImage
     from moderation.policy import CategoryThresholds, Decision
     from moderation.scoring import Scorer, ScoreSet
 
@@ -36,63 +37,78 @@ class FileResult:
     """One input file: its scores and decision, or why it could not be scored."""
 
     path: str
-    decoded: DecodedImage | None = None
+    sha256: str | None = None
+    width: int = 0
+    height: int = 0
     scores: ScoreSet = field(default_factory=dict)
     decision: Decision | None = None
     error_code: str | None = None
     error: str | None = None
 
 
-def _read(path: Path, settings: Settings) -> FileResult:
+def _read(path: Path, settings: Settings) -> tuple[FileResult, Image | None]:
     from moderation.images import ImageRejected, decode_image
 
     result = FileResult(str(path))
     try:
-        size = path.stat().st_size
         if path.is_dir():
             raise ImageRejected("not_a_file", "is a directory")
+        size = path.stat().st_size
         # refuse before reading: a huge file must not be pulled into memory
         if size > settings.max_upload_bytes:
             raise ImageRejected(
                 "too_large", f"{size} bytes exceeds the {settings.max_upload_bytes}-byte limit"
             )
-        data = path.read_bytes()
-        result.decoded = decode_image(
-            data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        decoded = decode_image(
+            path.read_bytes(),
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
         )
     except ImageRejected as exc:
         result.error_code, result.error = exc.code, exc.message
+        return result, None
     except FileNotFoundError:
         result.error_code, result.error = "not_found", "no such file"
+        return result, None
     except OSError as exc:
         result.error_code, result.error = "unreadable", exc.strerror or str(exc)
-    return result
+        return result, None
+    result.sha256, result.width, result.height = decoded.sha256, decoded.width, decoded.height
+    return result, decoded.image
 
 
 def score_files(
     paths: list[Path], scorer: Scorer, thresholds: dict[str, CategoryThresholds], settings: Settings
 ) -> list[FileResult]:
-    """Decode, score in batches of ``settings.batch_size``, and decide; input order kept."""
-    from moderation.policy import decide
+    """Decode and score ``settings.batch_size`` files at a time, then decide; order kept.
 
-    results = [_read(path, settings) for path in paths]
-    good = [r for r in results if r.decoded is not None]
-    with Progress(console=err_console, transient=True, disable=len(good) <= 1) as progress:
-        task = progress.add_task("scoring", total=len(good))
-        for start in range(0, len(good), settings.batch_size):
-            batch = good[start : start + settings.batch_size]
-            score_sets = scorer.score_images([r.decoded.image for r in batch])  # type: ignore[union-attr]
-            for result, score_set in zip(batch, score_sets, strict=True):
+    Only one batch of decoded pixels is held at a time, so any number of files fits in memory.
+    """
+    from moderation.policy import decide
+    from moderation.scorers import score_isolating
+
+    results: list[FileResult] = []
+    with Progress(console=err_console, transient=True, disable=len(paths) <= 1) as progress:
+        task = progress.add_task("scoring", total=len(paths))
+        for start in range(0, len(paths), settings.batch_size):
+            read = [_read(path, settings) for path in paths[start : start + settings.batch_size]]
+            good = [(result, image) for result, image in read if image is not None]
+            score_sets = score_isolating(scorer, [image for _, image in good]) if good else []
+            for (result, _), score_set in zip(good, score_sets, strict=True):
+                if isinstance(score_set, Exception):
+                    result.error_code, result.error = "scoring_failed", str(score_set)
+                    continue
                 result.scores = score_set
                 result.decision = decide({c: s.score for c, s in score_set.items()}, thresholds)
-            progress.advance(task, len(batch))
+            results.extend(result for result, _ in read)
+            progress.advance(task, len(read))
     return results
 
 
 def _as_json(results: list[FileResult], scorer: Scorer, backend: str) -> dict[str, Any]:
     rows = []
     for r in results:
-        if r.decoded is None or r.decision is None:
+        if r.decision is None:
             rows.append(
                 {"path": r.path, "ok": False, "error": {"code": r.error_code, "message": r.error}}
             )
@@ -102,9 +118,9 @@ def _as_json(results: list[FileResult], scorer: Scorer, backend: str) -> dict[st
             {
                 "path": r.path,
                 "ok": True,
-                "sha256": r.decoded.sha256,
-                "width": r.decoded.width,
-                "height": r.decoded.height,
+                "sha256": r.sha256,
+                "width": r.width,
+                "height": r.height,
                 "decision": {
                     "tier": str(d.tier),
                     "action": d.action,

@@ -22,6 +22,7 @@ from moderation.scorers import (
     PatternVectorCache,
     ScorerConfigError,
     build_scorer,
+    score_isolating,
 )
 from moderation.scoring import Scorer
 from tests.samples import sample_images
@@ -232,3 +233,24 @@ def test_build_scorer_gme_needs_a_weights_directory(settings_factory, tmp_path):
         build_scorer(settings_factory(backend="gme"))
     with pytest.raises(ScorerConfigError, match="not a directory"):
         build_scorer(settings_factory(backend="gme", gme_path=tmp_path / "missing"))
+
+
+class PickyScorer(EmbeddingScorer):
+    """Fails any batch containing a 1×1 image, like a model choking on one bad input."""
+
+    def score_images(self, images):
+        if any(image.size == (1, 1) for image in images):
+            raise ValueError("cannot score a 1x1 image")
+        return super().score_images(images)
+
+
+def test_one_bad_image_fails_alone():
+    scorer = PickyScorer(FakeEmbedder(), catalog_from_mapping(SMALL))
+    good = sample_images()[:2]
+    out = score_isolating(scorer, [good[0], Image.new("RGB", (1, 1)), good[1]])
+    assert isinstance(out[1], ValueError) and "1x1" in str(out[1])
+    alone = scorer.score_images(good)
+    assert [o["weapons"].score for o in (out[0], out[2])] == pytest.approx(
+        [s["weapons"].score for s in alone], abs=1e-6
+    )
+    assert isinstance(score_isolating(scorer, [Image.new("RGB", (1, 1))])[0], ValueError)
