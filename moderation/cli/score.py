@@ -179,7 +179,7 @@ def _print_tables(results: list[FileResult], scorer: Scorer) -> None:
 
 
 def score(
-    images: list[Path] = typer.Argument(..., help="Image files to score."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE", help="Image files to score."),
     patterns: Path | None = typer.Option(
         None,
         "--patterns",
