@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "config",
     "db",
     "models",
+    "score",
 ]
 
 for _name in _COMMAND_MODULES:
