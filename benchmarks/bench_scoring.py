@@ -8,9 +8,10 @@ images/s and MFU of the full-size GME architecture, stock transformers vs the of
     .venv/bin/python benchmarks/bench_scoring.py --full-size-random --tiny   # same code on CPU
 
 Both sides of every ratio run in the same process on the same backend; times are the best of
-``--repeats`` runs. (a) compares loop structure only: the scorer layer (``moderation.scorers``)
-had not landed when this was written, so the batched side is the embedder plus one matrix
-product and a per-category max, which is what that layer does.
+``--repeats`` runs (the two sides of (a) alternate, so both see the same machine load). The
+batched side of (a) is the production scorer layer, ``moderation.scorers.EmbeddingScorer``:
+pattern vectors embedded once when it is built, then one image forward per batch and one matrix
+product.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from moderation.embedders.gme import GmeEmbedder, GmeInputs  # noqa: E402
+from moderation.patterns import Catalog, catalog_from_mapping  # noqa: E402
+from moderation.scorers import EmbeddingScorer  # noqa: E402
 from tests.moderation.embedders.gme_fixture import (  # noqa: E402
     QWEN_SPECIAL_TOKENS,
     build_tiny_gme,
@@ -50,7 +53,12 @@ CATEGORIES = {
     "extremism": "extremist propaganda",
     "shocking": "disturbing shocking content",
 }
-TEMPLATES = ["a photo of {}", "a detailed image showing {}", "{} in the image", "an image of {}"]
+TEMPLATES = [
+    "a photo of {subject}",
+    "a detailed image showing {subject}",
+    "{subject} in the image",
+    "a picture containing {subject}",
+]
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for MFU; override with --peak-tflops.
 PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
@@ -85,32 +93,29 @@ def sample_images(n: int, width: int, height: int, seed: int = 0) -> list[Image.
 
 
 # --- (a) seed loop vs batched + cached ------------------------------------------------------
-def phrasings() -> tuple[list[str], np.ndarray]:
-    """All phrasings, and the category index of each (column groups of the pattern matrix)."""
-    texts = [t.format(x) for x in CATEGORIES.values() for t in TEMPLATES]
-    return texts, np.repeat(np.arange(len(CATEGORIES)), len(TEMPLATES))
+def bench_catalog() -> Catalog:
+    """8 categories × 4 phrasings, through the production catalog schema."""
+    categories = {name: {"severity": 2, "subjects": [s]} for name, s in CATEGORIES.items()}
+    return catalog_from_mapping({"name": "bench", "templates": TEMPLATES, "categories": categories})
 
 
-def seed_loop(embedder: GmeEmbedder, images: list[Image.Image]) -> np.ndarray:
+def seed_loop(embedder: GmeEmbedder, images: list[Image.Image], catalog: Catalog) -> np.ndarray:
     """The seed: each image embedded alone, then every phrasing embedded one at a time."""
-    texts, category = phrasings()
-    scores = np.full((len(images), len(CATEGORIES)), -np.inf, dtype=np.float32)
+    names = list(catalog.category_names)
+    scores = np.full((len(images), len(names)), -np.inf, dtype=np.float32)
     for i, image in enumerate(images):
         vector = embedder.embed_images([image])[0]
-        for text, c in zip(texts, category, strict=True):
-            score = float(vector @ embedder.embed_texts([text])[0])
+        for category, phrasing in catalog.pairs():
+            c = names.index(category)
+            score = float(vector @ embedder.embed_texts([phrasing])[0])
             scores[i, c] = max(scores[i, c], score)
     return scores
 
 
-def batched_cached(
-    embedder: GmeEmbedder, images: list[Image.Image], patterns: np.ndarray
-) -> np.ndarray:
-    """Images in batches, × the cached pattern matrix, max over each category's phrasings."""
-    _, category = phrasings()
-    similarities = embedder.embed_images(images) @ patterns.T
-    starts = np.flatnonzero(np.r_[True, category[1:] != category[:-1]])
-    return np.maximum.reduceat(similarities, starts, axis=1)
+def batched_cached(scorer: EmbeddingScorer, images: list[Image.Image]) -> np.ndarray:
+    """The scorer layer: batched image forwards × the cached pattern matrix, max per category."""
+    score_sets = scorer.score_images(images)
+    return np.array([[s[c].score for c in scorer.categories] for s in score_sets], np.float32)
 
 
 def load_embedder(args: argparse.Namespace) -> GmeEmbedder:
@@ -131,20 +136,21 @@ def load_embedder(args: argparse.Namespace) -> GmeEmbedder:
 def run_loop_comparison(args: argparse.Namespace) -> None:
     embedder = load_embedder(args)
     images = sample_images(args.images, *args.image_size)
-    texts, _ = phrasings()
+    catalog = bench_catalog()
+    texts = [phrasing for _, phrasing in catalog.pairs()]
     embedder.embed_images(images[:2])  # warm-up
     embedder.embed_texts(texts[:2])
-    patterns = embedder.embed_texts(texts)  # what the pattern cache stores
-    t_patterns = best_of(args.repeats, lambda: embedder.embed_texts(texts))
+    # Building the scorer embeds the pattern vectors: once per catalog version and model.
+    t_patterns, scorer = timed(lambda: EmbeddingScorer(embedder, catalog))
     # Alternate the two sides so both see the same machine load; keep each side's best.
     seed_times, fast_times = [], []
     for _ in range(args.repeats):
-        seed_times.append(best_of(1, lambda: seed_loop(embedder, images)))
-        fast_times.append(best_of(1, lambda: batched_cached(embedder, images, patterns)))
+        seconds, seed_scores = timed(lambda: seed_loop(embedder, images, catalog))
+        seed_times.append(seconds)
+        seconds, fast_scores = timed(lambda: batched_cached(scorer, images))
+        fast_times.append(seconds)
     t_seed, t_fast = min(seed_times), min(fast_times)
-    diff = float(
-        np.abs(seed_loop(embedder, images) - batched_cached(embedder, images, patterns)).max()
-    )
+    diff = float(np.abs(seed_scores - fast_scores).max())
     t_text = best_of(args.repeats, lambda: embedder.embed_texts(texts[:1]))
     t_image = best_of(args.repeats, lambda: embedder.embed_images(images[:1]))
     n, w, h = len(images), *args.image_size
@@ -152,7 +158,7 @@ def run_loop_comparison(args: argparse.Namespace) -> None:
     print(f"(a) {info.model_id} on {info.device} ({info.dtype}), {threads} torch threads")
     print(
         f"    {n} images {w}×{h} → {embedder.min_image_tokens}..{embedder.max_image_tokens}"
-        f" visual tokens; {len(CATEGORIES)} categories × {len(TEMPLATES)} phrasings"
+        f" visual tokens; {len(scorer.categories)} categories, {len(texts)} phrasings"
     )
     print(f"    pattern vectors, once per catalog+model: {t_patterns * 1e3:8.1f} ms")
     print(
@@ -160,7 +166,7 @@ def run_loop_comparison(args: argparse.Namespace) -> None:
         f"  = {n / t_seed:7.2f} img/s"
     )
     print(
-        f"    batched images + cached patterns:        {t_fast:8.3f} s  = {n / t_fast:7.2f} img/s"
+        f"    EmbeddingScorer (batched, cached):       {t_fast:8.3f} s  = {n / t_fast:7.2f} img/s"
     )
     print(f"    speedup: {t_seed / t_fast:.1f}×   (max |score difference| {diff:.2e})")  # fmt: skip
     # The seed pays (one image + 32 texts) per image, the batched path one batched image, so

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, EmbedderInfo, l2_normalise
+from .registry import BackendUnavailable
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -70,8 +71,8 @@ _FETCH_MAX_PIXELS = 16384 * TOKEN_PX * TOKEN_PX
 _PAD_RATIO = 100
 
 
-class GmeLoadError(RuntimeError):
-    """The GME weights directory is missing, incomplete or unreadable."""
+class GmeLoadError(BackendUnavailable):
+    """The GME weights directory is missing, incomplete or unreadable (or CUDA is absent)."""
 
 
 @dataclass(frozen=True)

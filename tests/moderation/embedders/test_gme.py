@@ -184,6 +184,13 @@ def test_refuses_anything_but_a_local_weights_directory(tmp_path, monkeypatch):
         GmeEmbedder(tmp_path, device="cpu")
 
 
+def test_load_errors_are_backend_errors_the_cli_reports(tmp_path):
+    from moderation.embedders.registry import BackendUnavailable, load_embedder
+
+    with pytest.raises(BackendUnavailable, match="no config.json"):
+        load_embedder("gme", tmp_path, device="cpu")
+
+
 def test_refuses_a_checkpoint_with_missing_weights(tiny_gme_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -334,6 +341,23 @@ def test_over_long_texts_are_cut_inside_their_content(tiny_gme):
 def test_texts_cannot_smuggle_image_tokens(tiny_gme):
     with pytest.raises(ValueError, match="image_pad"):
         tiny_gme.embed_texts(["look <|image_pad|> here"])
+
+
+# --- the scorer layer on top ------------------------------------------------------------------
+def test_build_scorer_scores_the_default_catalog_with_gme(tiny_gme_dir, tmp_path, images):
+    from moderation.config import Settings
+    from moderation.scorers import build_scorer
+
+    settings = Settings(
+        backend="gme", gme_path=tiny_gme_dir, device="cpu", pattern_cache_dir=tmp_path
+    )
+    scorer = build_scorer(settings)
+    assert scorer.model_id.startswith("gme:") and list(tmp_path.iterdir())  # vectors cached
+    (score_set,) = scorer.score_images(images[:1])
+    assert set(score_set) == set(scorer.categories) and len(score_set) == 8
+    phrasings = {p for _, p in scorer.catalog.pairs()}
+    for category, score in score_set.items():
+        assert -1.0 <= score.score <= 1.0 and score.phrasing in phrasings, category
 
 
 # --- GPU (skipped without CUDA) ----------------------------------------------------------------
