@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
-from sklearn.metrics import roc_curve
+from scipy.special import bdtr, betaincinv
 
 __all__ = [
     "CONTEXT_RULES",
@@ -230,6 +229,10 @@ def roc_optimal(scores: ArrayLike, labels: ArrayLike) -> ThresholdResult:
 
     Candidates are the observed scores; ties in J go to the lowest threshold (recall first).
     """
+    # sklearn is imported here, not at module level: it costs seconds at start-up and only
+    # this strategy needs it
+    from sklearn.metrics import roc_curve
+
     s, y = _prepare(scores, labels)
     _require_classes(y, "roc_optimal", negatives=True)
     fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
@@ -311,7 +314,7 @@ def _check_recall_args(r: float, delta: float) -> None:
 @functools.lru_cache(maxsize=256)
 def _recall_rank(m: int, r: float, delta: float) -> int:
     """Largest k with P(Binomial(m, 1−r) ≤ k−1) ≤ δ; 0 when even k = 1 fails."""
-    cdf = stats.binom.cdf(np.arange(m), m, 1.0 - r)  # increasing in x
+    cdf = bdtr(np.arange(m), m, 1.0 - r)  # binomial CDF at x = 0..m−1, increasing in x
     return int(np.count_nonzero(cdf <= delta))
 
 
@@ -351,7 +354,8 @@ def recall_target(
             needed=needed,
             have=m,
         )
-    miss_upper = float(stats.beta.ppf(1 - delta, k, m - k + 1))  # CP upper bound, k−1 misses
+    # Clopper–Pearson upper bound with k−1 misses: the (1−δ) quantile of Beta(k, m−k+1)
+    miss_upper = float(betaincinv(k, m - k + 1, 1 - delta))
     bound = (
         f"exact binomial (Clopper–Pearson) order statistic k={k} of m={m} violations: "
         f"P(recall ≥ {r:g}) ≥ {1 - delta:g}; miss-rate upper bound {miss_upper:.4f}"
