@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL.Image import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -201,7 +202,7 @@ def stored_scores(session: Session, rows: Sequence[LabelRow]) -> list[LabelledSc
     return out
 
 
-def _load(path: str, max_bytes: int, max_pixels: int) -> object:
+def _load(path: str, max_bytes: int, max_pixels: int) -> PILImage | str:
     """The decoded image, or the reason it cannot be used."""
     try:
         with open(path, "rb") as fh:
@@ -211,6 +212,25 @@ def _load(path: str, max_bytes: int, max_pixels: int) -> object:
         return f"unreadable: {exc.strerror or exc}"
     except ImageRejected as exc:
         return str(exc)
+
+
+def _score_batch(
+    paths: Sequence[str], scorer: Scorer, max_bytes: int, max_pixels: int
+) -> dict[str, Mapping[str, float] | str]:
+    """Scores per path for one batch (one model call), or why the file was left out."""
+    out: dict[str, Mapping[str, float] | str] = {}
+    images: dict[str, PILImage] = {}
+    for path in paths:
+        loaded = _load(path, max_bytes, max_pixels)
+        if isinstance(loaded, str):
+            out[path] = loaded
+        else:
+            images[path] = loaded
+    if images:
+        score_sets = scorer.score_images(list(images.values()))
+        for path, score_set in zip(images, score_sets, strict=True):
+            out[path] = {c: s.score for c, s in score_set.items()}
+    return out
 
 
 def score_paths(
@@ -238,20 +258,17 @@ def score_paths(
     results: dict[str, Mapping[str, float] | str] = {}
     for start in range(0, len(paths), batch_size):
         batch = paths[start : start + batch_size]
-        loaded = {p: _load(p, max_bytes, max_pixels) for p in batch}
-        good = [p for p in batch if not isinstance(loaded[p], str)]
-        score_sets = scorer.score_images([loaded[p] for p in good]) if good else []  # type: ignore[misc]
-        results.update(
-            {p: {c: s.score for c, s in ss.items()} for p, ss in zip(good, score_sets, strict=True)}
-        )
-        results.update({p: v for p, v in loaded.items() if isinstance(v, str)})
+        results.update(_score_batch(batch, scorer, max_bytes, max_pixels))
         if on_progress is not None:
-            on_progress(min(start + batch_size, len(paths)), len(paths))
+            on_progress(len(results), len(paths))
     out, skipped = [], []
     for r in rows:
         got = results[r.ref]
         if isinstance(got, str):
             skipped.append(SkippedRow(r.line, r.ref, got))
+        elif r.category not in got:
+            reason = f"{scorer.model_id} gave no {r.category} score"
+            skipped.append(SkippedRow(r.line, r.ref, reason))
         else:
             out.append(LabelledScore(r, float(got[r.category]), scorer.model_id))
     return out, skipped
