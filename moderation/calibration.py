@@ -32,6 +32,7 @@ from moderation.policy import ladder_from_base
 from moderation.scoring import Scorer
 from moderation.thresholds import (
     STRATEGIES,
+    STRATEGY_PARAMS,
     ThresholdResult,
     ThresholdUnavailable,
     run_strategy,
@@ -173,7 +174,8 @@ def calibrate(
         found += scored
     if not found:
         raise CalibrationError("no usable labelled scores (every image was skipped)")
-    run = CalibrationRun(labels_file, strategy, dict(params or {}), _model_ids(found), [], skipped)
+    used = {k: v for k, v in (params or {}).items() if k in STRATEGY_PARAMS[strategy]}
+    run = CalibrationRun(labels_file, strategy, used, _model_ids(found), [], skipped)
     scales = _scales(session, found, scorer, scale)
     previous = versions.active_versions(session, scales)
     for category in sorted(scales):

@@ -67,9 +67,10 @@ def _histogram(c: CategoryCalibration, path: Path) -> None:
     ax.hist(c.scores[~c.labels], bins=bins, alpha=0.6, label="non-violations", color="tab:blue")
     ax.hist(c.scores[c.labels], bins=bins, alpha=0.6, label="violations", color="tab:red")
     if c.cutoffs:
-        for tier in LADDER:
-            style = "-" if tier is RiskTier.MEDIUM else ":"
-            ax.axvline(c.cutoffs[tier], color="black", linestyle=style, linewidth=1)
+        others = [t for t in LADDER if t is not RiskTier.MEDIUM]
+        for i, tier in enumerate(others):
+            label = "warning / high / extreme" if i == 0 else None
+            ax.axvline(c.cutoffs[tier], color="black", linestyle=":", linewidth=1, label=label)
         ax.axvline(c.cutoffs[RiskTier.MEDIUM], color="black", label="threshold (medium)")
     if c.previous is not None:
         ax.axvline(c.previous.value, color="grey", linestyle="--", label="previous threshold")

@@ -30,6 +30,7 @@ from scipy.special import bdtr, betaincinv
 __all__ = [
     "CONTEXT_RULES",
     "STRATEGIES",
+    "STRATEGY_PARAMS",
     "ConfidenceLevels",
     "ContextRules",
     "InsufficientData",
@@ -459,6 +460,16 @@ STRATEGIES: dict[str, Callable[..., ThresholdResult]] = {
     "roc_optimal": lambda s, y, **_: roc_optimal(s, y),
     "precision_target": lambda s, y, precision=0.9, **_: precision_target(s, y, precision),
     "recall_target": lambda s, y, recall=0.95, delta=0.05, **_: recall_target(s, y, recall, delta),
+}
+
+
+# The parameters each strategy reads (others ignore them).
+STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
+    "mean_std": (),
+    "percentile": (),
+    "roc_optimal": (),
+    "precision_target": ("precision",),
+    "recall_target": ("recall", "delta"),
 }
 
 
