@@ -131,6 +131,26 @@ def _calibrate_category(c: CategoryCalibration, strategy: str, params: Mapping[s
         c.error = str(exc).strip("'\"")
 
 
+def _gather(
+    session: Session,
+    rows: Sequence[LabelRow],
+    scorer_factory: Callable[[], Scorer] | None,
+    on_progress: Callable[[int, int], None] | None,
+    **limits: int,
+) -> tuple[list[LabelledScore], list[SkippedRow], Scorer | None]:
+    """Stored scores for job_id/sha256 rows; fresh ones for path rows (building the scorer
+    only then). ``limits``: max_bytes, max_pixels, batch_size."""
+    found = stored_scores(session, [r for r in rows if r.kind != "path"])
+    path_rows = [r for r in rows if r.kind == "path"]
+    if not path_rows:
+        return found, [], None
+    if scorer_factory is None:
+        raise CalibrationError("rows give image paths but no scorer is available")
+    scorer = scorer_factory()
+    scored, skipped = score_paths(path_rows, scorer, on_progress=on_progress, **limits)
+    return found + scored, skipped, scorer
+
+
 def calibrate(
     session: Session,
     rows: Sequence[LabelRow],
@@ -156,22 +176,10 @@ def calibrate(
     wanted = [r for r in rows if categories is None or r.category in categories]
     if not wanted:
         raise CalibrationError(f"no label rows for categories {list(categories or [])}")
-    found = stored_scores(session, [r for r in wanted if r.kind != "path"])
-    path_rows = [r for r in wanted if r.kind == "path"]
-    scorer, skipped = None, []
-    if path_rows:
-        if scorer_factory is None:
-            raise CalibrationError("rows give image paths but no scorer is available")
-        scorer = scorer_factory()
-        scored, skipped = score_paths(
-            path_rows,
-            scorer,
-            max_bytes=max_bytes,
-            max_pixels=max_pixels,
-            batch_size=batch_size,
-            on_progress=on_progress,
-        )
-        found += scored
+    found, skipped, scorer = _gather(
+        session, wanted, scorer_factory, on_progress,
+        max_bytes=max_bytes, max_pixels=max_pixels, batch_size=batch_size,
+    )  # fmt: skip
     if not found:
         raise CalibrationError("no usable labelled scores (every image was skipped)")
     used = {k: v for k, v in (params or {}).items() if k in STRATEGY_PARAMS[strategy]}

@@ -12,6 +12,7 @@ PURE_MODULES = [
     "moderation.scoring",
     "moderation.policy",
     "moderation.thresholds",
+    "moderation.threshold_context",
 ]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 

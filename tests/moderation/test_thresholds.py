@@ -9,11 +9,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from moderation.thresholds import (
-    CONTEXT_RULES,
-    ContextRules,
     InsufficientData,
     ThresholdUnavailable,
-    adjust_for_context,
     confidence_levels,
     evaluate,
     mean_std,
@@ -50,50 +47,6 @@ def test_confidence_levels_are_p80_p40_p20():
     assert [levels.level(s) for s in (0.85, 0.8, 0.5, 0.2, 0.19)] == [
         "high", "high", "medium", "low", "none",
     ]  # fmt: skip
-
-
-def test_context_rules_are_the_seeds_on_gme_cosine():
-    assert CONTEXT_RULES["gme_cosine"] == ContextRules(
-        many_candidates=10, few_candidates=3, many_step=0.02, few_step=-0.01,
-        high_criticality_step=0.03, low_criticality_step=-0.02, high_complexity_step=0.01,
-        clamp=(0.1, 0.5),
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "expected"),
-    [
-        ({}, 0.18),
-        ({"candidates": 11}, 0.20),
-        ({"candidates": 10}, 0.18),
-        ({"candidates": 3}, 0.18),
-        ({"candidates": 2}, 0.17),
-        ({"criticality": "high"}, 0.21),
-        ({"criticality": "low"}, 0.16),
-        ({"image_complexity": "high"}, 0.19),
-        ({"image_complexity": "low"}, 0.18),
-        ({"candidates": 20, "criticality": "high", "image_complexity": "high"}, 0.24),
-    ],
-)
-def test_context_adjustment_uses_the_seed_steps(kwargs, expected):
-    assert adjust_for_context(0.18, **kwargs) == pytest.approx(expected)
-
-
-def test_context_adjustment_clamps_to_the_seed_range():
-    assert adjust_for_context(0.49, candidates=50, criticality="high") == 0.5
-    assert adjust_for_context(0.11, candidates=1, criticality="low") == 0.1
-
-
-def test_probability_scale_has_its_own_clamp_and_steps():
-    rules = CONTEXT_RULES["probability"]
-    assert rules.clamp == (0.05, 0.95)
-    assert adjust_for_context(0.5, criticality="high", rules=rules) == pytest.approx(0.56)
-    assert adjust_for_context(0.94, candidates=50, rules=rules) == 0.95
-
-
-def test_context_adjustment_rejects_unknown_levels():
-    with pytest.raises(ValueError, match="criticality"):
-        adjust_for_context(0.2, criticality="extreme")
 
 
 # --- label-based strategies ---------------------------------------------------------------------
@@ -211,22 +164,6 @@ def test_recall_guarantee_holds_in_simulation_and_the_naive_quantile_fails_it():
 
 
 # --- properties ---------------------------------------------------------------------------------
-
-
-@given(
-    base=st.floats(-1, 2),
-    candidates=st.none() | st.integers(0, 100),
-    criticality=st.sampled_from(["low", "normal", "high"]),
-    complexity=st.sampled_from(["low", "normal", "high"]),
-    scale=st.sampled_from(sorted(CONTEXT_RULES)),
-)
-def test_adjusted_thresholds_stay_inside_the_clamp(
-    base, candidates, criticality, complexity, scale
-):
-    rules = CONTEXT_RULES[scale]
-    t = adjust_for_context(base, candidates=candidates, criticality=criticality,
-                           image_complexity=complexity, rules=rules)  # fmt: skip
-    assert rules.clamp[0] <= t <= rules.clamp[1]
 
 
 @settings(max_examples=60, deadline=None)
