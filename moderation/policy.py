@@ -204,11 +204,13 @@ def preset_thresholds(
 
 # --- calibrated ladders and file overrides -----------------------------------------------------
 
-# The span each score scale lives in; tier cut-offs are kept inside it.
+# The span each score scale lives in; tier cut-offs are kept inside it. Cosines can be
+# negative, but no violation threshold is, so [0, 1] serves every scale not listed.
 SCALE_RANGES: dict[str, tuple[float, float]] = {
     "gme_cosine": (0.0, 1.0),
     "probability": (0.0, 1.0),
 }
+DEFAULT_SCALE_RANGE = (0.0, 1.0)
 
 
 def ladder_from_base(base: float, scale: str) -> dict[RiskTier, float]:
@@ -222,7 +224,7 @@ def ladder_from_base(base: float, scale: str) -> dict[RiskTier, float]:
     if scale not in CONTENT_SAFETY_CUTOFFS:
         raise KeyError(f"no content-safety preset for score scale {scale!r}")
     preset = CONTENT_SAFETY_CUTOFFS[scale]
-    lo, hi = SCALE_RANGES[scale]
+    lo, hi = SCALE_RANGES.get(scale, DEFAULT_SCALE_RANGE)
     if not lo <= base <= hi:
         raise ValueError(f"threshold {base:g} is outside the {scale} range [{lo:g}, {hi:g}]")
     pb = preset[RiskTier.MEDIUM]

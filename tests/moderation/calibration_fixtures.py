@@ -26,6 +26,7 @@ class FakeColourScorer:
     categories = CATEGORIES
     scales = {"weapons": "gme_cosine", "gore": "gme_cosine"}
     severities = {"weapons": 3, "gore": 2}
+    base_thresholds: dict[str, float] = {}
 
     def __init__(self) -> None:
         self.batches: list[int] = []
