@@ -167,3 +167,12 @@ def test_categories_the_scorer_does_not_produce_are_an_error(engine, tmp_path):
                        [("img000.png", "nudity", 1)])  # fmt: skip
     with make_sessionmaker(engine)() as s, pytest.raises(CalibrationError, match="not scored by"):
         calibrate(s, read_labels(labels), strategy="mean_std", scorer_factory=FakeColourScorer)
+
+
+def test_nothing_usable_is_an_error_not_an_empty_calibration(engine, tmp_path):
+    labels = write_csv(tmp_path / "l.csv", ["image", "category", "is_violation"],
+                       [("gone.png", "weapons", 1), ("also-gone.png", "weapons", 0)])  # fmt: skip
+    with make_sessionmaker(engine)() as s, pytest.raises(CalibrationError, match="no usable"):
+        calibrate(s, read_labels(labels), strategy="mean_std", scorer_factory=FakeColourScorer)
+    with make_sessionmaker(engine)() as s, pytest.raises(CalibrationError, match="no scorer"):
+        calibrate(s, read_labels(labels), strategy="mean_std")
