@@ -13,6 +13,9 @@ PURE_MODULES = [
     "moderation.policy",
     "moderation.thresholds",
     "moderation.threshold_context",
+    "moderation.audit",
+    "moderation.feedback",
+    "moderation.adaptive",
 ]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 
