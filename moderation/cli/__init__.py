@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "calibrate",
     "config",
     "db",
+    "score",
     "thresholds",
 ]
 

@@ -13,6 +13,7 @@ PURE_MODULES = [
     "moderation.policy",
     "moderation.thresholds",
     "moderation.threshold_context",
+    "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
     "moderation.adaptive",

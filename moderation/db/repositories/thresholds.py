@@ -121,6 +121,7 @@ def resolve_thresholds(
     session: Session,
     scales: Mapping[str, str],
     severities: Mapping[str, int] | None = None,
+    bases: Mapping[str, float] | None = None,
     *,
     thresholds_file: Path | str | None = None,
 ) -> dict[str, CategoryThresholds]:
@@ -129,12 +130,13 @@ def resolve_thresholds(
     1. the active DB version, when it is *on the same score scale* as the scorer's (a version
        calibrated for GME cosine must never be applied to a classifier probability);
     2. the entry of ``thresholds_file`` (``settings.thresholds_file``) on the same scale;
-    3. the preset of the scale.
+    3. the preset of the scale, moved by the catalog's ``bases`` (``Scorer.base_thresholds``).
 
     DB versions win because they are the audited, deliberate changes (calibration, ``thresholds
-    set``, rollback, the adaptive adjuster); the file is deployment configuration.
+    set``, rollback, the adaptive adjuster); the file is deployment configuration and the
+    catalog's base is the pattern author's default.
     """
-    resolved = preset_thresholds(scales, severities)
+    resolved = preset_thresholds(scales, severities, bases)
     if thresholds_file is not None:
         resolved = apply_overrides(resolved, load_thresholds_file(thresholds_file), severities)
     for category, version in active_versions(session, scales).items():

@@ -70,3 +70,17 @@ def test_precedence_is_db_version_then_file_then_preset(engine, tmp_path):
     assert (th["gore"].source, th["gore"].base, th["gore"].severity) == ("file", 0.19, 4)
     assert (th["sexual"].source, th["sexual"].scale) == ("preset", "probability")
     assert (th["drugs"].source, th["drugs"].base) == ("preset", 0.18)
+
+
+def test_catalog_bases_move_the_preset_but_never_a_stored_version(engine):
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        v = _append(s, "weapons", 0.05)
+    with Session() as s:
+        th = repo.resolve_thresholds(
+            s, {"weapons": "gme_cosine", "drugs": "gme_cosine"}, None,
+            {"weapons": 0.3, "drugs": 0.25},
+        )  # fmt: skip
+    assert th["weapons"].version_id == v.id  # a calibrated version outranks the catalog
+    assert th["weapons"].base == GME[RiskTier.MEDIUM] + 0.05
+    assert th["drugs"].version_id is None and th["drugs"].base == 0.25
