@@ -30,15 +30,15 @@ STRATEGY_NAMES = ("recall_target", "precision_target", "roc_optimal", "mean_std"
 
 
 def _scorer_factory(settings: Settings) -> Callable[[], Scorer]:
+    """Builds the configured scorer (``MODERATION_BACKEND`` …) when image files need scoring."""
+
     def build() -> Scorer:
+        from moderation.scorers import ScorerConfigError, build_scorer
+
         try:
-            from moderation.scorers import build_scorer
-        except ImportError as exc:
-            raise CliError(
-                f"scoring image files needs moderation.scorers ({exc}); give job_id or sha256 "
-                "rows to use stored scores"
-            ) from None
-        return build_scorer(settings)
+            return build_scorer(settings)
+        except ScorerConfigError as exc:
+            raise CliError(str(exc)) from None
 
     return build
 

@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image as PILImage
 
 from moderation.cli import calibrate as calibrate_cli
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.repositories import audit_log
 from moderation.db.repositories import thresholds as repo
+from moderation.embedders.fake import FakeEmbedder
 from tests.moderation.calibration_fixtures import (
     FakeColourScorer,
     add_scored_jobs,
@@ -123,3 +126,40 @@ def test_too_few_violations_exit_2_with_one_line_and_nothing_written(sqlite_url,
 @pytest.mark.parametrize("command", ["calibrate", "thresholds"])
 def test_help(command):
     assert "Usage" in ok(command, "--help")
+
+
+def _fake_backend_images(directory, n_pos: int = 25, n_neg: int = 25):
+    """PNGs for the fake embedder: violations blend the pixels that embed as "a gun" into noise
+    (more of it → a higher weapons cosine), non-violations are noise (cosine ≈ 0 ± 0.04)."""
+    directory.mkdir()
+    gun = np.asarray(FakeEmbedder.image_matching("a gun"), dtype=np.float64)
+    rng = np.random.default_rng(11)
+    rows = []
+    for i, alpha in enumerate(np.r_[rng.uniform(0.01, 0.25, n_pos), np.zeros(n_neg)]):
+        pixels = alpha * gun + (1 - alpha) * rng.uniform(0, 255, size=gun.shape)
+        PILImage.fromarray(pixels.astype(np.uint8)).save(directory / f"{i:02d}.png")
+        rows.append((f"{i:02d}.png", "weapons", int(alpha > 0)))
+    return write_csv(directory / "labels.csv", ["image", "category", "is_violation"], rows)
+
+
+def test_end_to_end_with_the_fake_backend_on_image_files(db_url, tmp_path, monkeypatch):
+    labels = _fake_backend_images(tmp_path / "imgs")
+    monkeypatch.setenv("MODERATION_BACKEND", "fake")
+    monkeypatch.setenv("MODERATION_PATTERN_CACHE_DIR", str(tmp_path / "cache"))
+    out = ok("calibrate", str(labels), "--recall", "0.9", "--delta", "0.1",
+             "--report", str(tmp_path / "r"), "--url", db_url)  # fmt: skip
+    assert "threshold versions written" in out
+    with db_session(db_url) as s:
+        (version,) = repo.history(s)
+    assert (version.category, version.scale) == ("weapons", "fake_cosine")
+    assert version.stats["model_ids"] == ["fake-v1-pixelgrid16-wordhash"]
+    assert version.stats["n"] == 50 and version.stats["positives"] == 25
+    assert version.stats["recall"] >= 0.9 and 0 < version.value < 0.5
+    assert (tmp_path / "r" / "hist_weapons.png").read_bytes().startswith(PNG)
+
+
+def test_a_scorer_that_cannot_be_built_is_a_one_line_error(sqlite_url, tmp_path, monkeypatch):
+    labels = _fake_backend_images(tmp_path / "imgs", n_pos=2, n_neg=2)
+    monkeypatch.setenv("MODERATION_BACKEND", "gme")
+    monkeypatch.delenv("MODERATION_GME_PATH", raising=False)
+    fails("calibrate", str(labels), "--url", sqlite_url, match="needs MODERATION_GME_PATH")
