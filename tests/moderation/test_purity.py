@@ -11,6 +11,8 @@ PURE_MODULES = [
     "moderation.domain",
     "moderation.scoring",
     "moderation.policy",
+    "moderation.thresholds",
+    "moderation.threshold_context",
     "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
