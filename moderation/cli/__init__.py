@@ -22,9 +22,13 @@ app = typer.Typer(
 # (module under moderation.cli, attribute): a Typer sub-app (a group) or a register(app) hook.
 # Heavy libraries (torch, onnxruntime) are imported inside commands, so `--help` stays fast.
 _COMMAND_MODULES: list[str] = [
+    "calibrate",
     "config",
     "dashboard",
     "db",
+    "models",
+    "score",
+    "thresholds",
 ]
 
 for _name in _COMMAND_MODULES:
