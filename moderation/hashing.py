@@ -83,9 +83,10 @@ class PdqHash:
             raise ValueError(f"expected {len(DIHEDRAL_VARIANTS) - 1} variants or none")
 
     def queries(self, *, with_variants: bool = True) -> list[tuple[str, str]]:
-        """(variant name, hex) pairs to look up: the hash itself, then the variants if wanted."""
+        """(variant name, hex) pairs to look up: the hash itself, then its variants when wanted
+        and computed."""
         pairs = [("original", self.hex)]
-        if with_variants:
+        if with_variants and self.variants:
             pairs += list(zip(DIHEDRAL_VARIANTS[1:], self.variants, strict=True))
         return pairs
 

@@ -55,17 +55,17 @@ def _session(settings: Settings) -> Iterator[Session]:
 
 
 def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> PdqHash:
-    """Raises CliError with the file's name and the reason it cannot be hashed."""
+    """Raises CliError with the reason the file cannot be hashed."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise CliError(f"cannot read: {exc.strerror or exc}") from None
     try:
         decoded = decode_image(
             data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
         )
     except ImageRejected as exc:
-        raise CliError(f"{path}: {exc.code}: {exc.message}") from None
+        raise CliError(f"{exc.code}: {exc.message}") from None
     return compute_pdq(decoded.image, dihedral=dihedral)
 
 
@@ -206,7 +206,10 @@ def match(
     """Hash FILE and show the nearest bank entries, their distances and the verdict a worker
     would reach ("why did it match")."""
     settings = settings_with(database_url=url)
-    pdq = _hash_file(file, settings, dihedral=settings.bank_match_flips)
+    try:
+        pdq = _hash_file(file, settings, dihedral=settings.bank_match_flips)
+    except CliError as exc:
+        raise CliError(f"{file}: {exc}") from None
     matcher = BankMatcher.from_settings(settings)
     with _session(settings) as session:
         matcher.refresh(session)

@@ -39,7 +39,7 @@ def test_hex_matches_reference_bit_order(photo):
 
     resized = photo.resize((512, 384), Image.Resampling.LANCZOS, reducing_gap=2.0)
     bits, _ = pdqhash.compute(np.asarray(resized))
-    expected = "%064x" % int("".join(str(int(b)) for b in bits), 2)
+    expected = f"{int(''.join(str(int(b)) for b in bits), 2):064x}"
     assert compute_pdq(photo).hex == expected
 
 
