@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +32,7 @@ __all__ = [
     "RefreshResult",
     "add_confirmed_violation",
     "bank_hash",
+    "match_batch_before_scoring",
     "match_before_scoring",
 ]
 
@@ -148,9 +149,24 @@ class BankMatcher:
     def search(self, pdq: PdqHash, *, flips: bool = True) -> list[BankHit]:
         """Enabled entries within the threshold of the hash (and of its rotations/mirrors when
         ``flips`` and the hash carries them), nearest first; one hit per entry."""
-        queries = pdq.queries(with_variants=flips)
-        results = self._index.search_many(hashes_to_words([hex_ for _, hex_ in queries]))
-        return self._hits(queries, results)
+        return self.search_batch([pdq], flips=flips)[0]
+
+    def search_batch(self, pdqs: Sequence[PdqHash], *, flips: bool = True) -> list[list[BankHit]]:
+        """``search`` for many images in one vectorised index pass (a worker's micro-batch)."""
+        per_image = [pdq.queries(with_variants=flips) for pdq in pdqs]
+        flat = [pair for queries in per_image for pair in queries]
+        if not flat:
+            return []
+        words = hashes_to_words([hex_ for _, hex_ in flat])
+        if len(flat) == 1:
+            results = [self._index.search(words[0])]
+        else:
+            results = self._index.search_many(words)
+        out, start = [], 0
+        for queries in per_image:
+            out.append(self._hits(queries, results[start : start + len(queries)]))
+            start += len(queries)
+        return out
 
     def nearest(self, pdq: PdqHash, k: int = 5, *, flips: bool = True) -> list[BankHit]:
         """The ``k`` enabled entries nearest at any distance (a linear scan: explains matches
@@ -177,9 +193,25 @@ def match_before_scoring(
     """The bank verdict for an image before the model runs, or None (no usable hash, no hit,
     or the banks are off). A violation hit beats a benign one whatever the distances —
     recall first — and the nearest violation entry is the one recorded."""
-    if pdq is None or pdq.quality < settings.bank_min_quality:
-        return None
-    hits = matcher.search(pdq, flips=settings.bank_match_flips)
+    return match_batch_before_scoring([pdq], matcher, settings)[0]
+
+
+def match_batch_before_scoring(
+    pdqs: Sequence[PdqHash | None], matcher: BankMatcher, settings: Settings
+) -> list[BankMatch | None]:
+    """``match_before_scoring`` for a micro-batch, with one index pass for all of it."""
+    # hashes of featureless images (low PDQ quality) collide with each other: never matched
+    usable = {
+        i: p for i, p in enumerate(pdqs) if p is not None and p.quality >= settings.bank_min_quality
+    }
+    hits = matcher.search_batch(list(usable.values()), flips=settings.bank_match_flips)
+    verdicts: list[BankMatch | None] = [None] * len(pdqs)
+    for i, image_hits in zip(usable, hits, strict=True):
+        verdicts[i] = _verdict(image_hits, settings)
+    return verdicts
+
+
+def _verdict(hits: list[BankHit], settings: Settings) -> BankMatch | None:
     violation_mode, benign_mode = settings.bank_violation_mode, settings.bank_benign_mode
     if violation_mode != "off":
         for hit in hits:

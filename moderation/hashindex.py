@@ -61,7 +61,8 @@ def brute_force_search(
 @dataclass(frozen=True)
 class _State:
     keys: Keys  # ascending
-    columns: Columns
+    rows: Words  # row-major copy: a candidate's 4 words sit in one cache line
+    columns: Columns  # column-major copy: linear scans run over contiguous word columns
     enabled: npt.NDArray[np.bool_]
     indexed: int  # rows [0, indexed) are in the tables; rows [indexed, n) are the tail
     order: npt.NDArray[np.int32]  # (CHUNKS · indexed): per table, rows sorted by substring
@@ -71,6 +72,7 @@ class _State:
 def _empty_state() -> _State:
     return _State(
         keys=np.zeros(0, np.int64),
+        rows=np.zeros((0, 4), np.uint64),
         columns=np.zeros((4, 0), np.uint64),
         enabled=np.zeros(0, np.bool_),
         indexed=0,
@@ -86,7 +88,7 @@ def _substrings(rows: Words) -> npt.NDArray[np.uint16]:
 
 def _build_tables(state: _State) -> _State:
     n = len(state.keys)
-    chunks = _substrings(state.columns.T)
+    chunks = _substrings(state.rows)
     order = np.argsort(chunks, axis=0, kind="stable").T  # radix sort for uint16
     starts = np.zeros((CHUNKS, _VALUES + 1), np.int64)
     for j in range(CHUNKS):
@@ -143,6 +145,7 @@ class HashIndex:
         state = replace(
             old,
             keys=np.concatenate([old.keys, keys]),
+            rows=np.concatenate([old.rows, words]),
             columns=np.ascontiguousarray(np.concatenate([old.columns, words.T], axis=1)),
             enabled=np.concatenate([old.enabled, flags]),
         )
@@ -162,8 +165,20 @@ class HashIndex:
 
     def search(self, query: Words) -> tuple[Keys, Distances]:
         """Keys of enabled rows within ``radius`` of ``query`` (4 words) and their distances,
-        nearest first (ties by key). Exact: equals ``brute_force_search`` on the enabled rows."""
-        return self.search_many(np.asarray(query, np.uint64).reshape(1, 4))[0]
+        nearest first (ties by key). Exact: equals ``brute_force_search`` on the enabled rows.
+        (The one-query path of ``search_many``, with fewer array operations: most lookups are
+        misses and return after one vectorised distance check.)"""
+        state = self._state
+        query = np.asarray(query, np.uint64).reshape(1, 4)
+        _, rows = self._candidates(state, query)
+        if state.indexed < len(state.keys):
+            rows = np.concatenate([rows, np.arange(state.indexed, len(state.keys))])
+        distances = np.bitwise_count(state.rows[rows] ^ query).sum(axis=1, dtype=np.int32)
+        hit = (distances <= self.radius) & state.enabled[rows]
+        if not hit.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.int32)
+        found, first = np.unique(rows[hit], return_index=True)
+        return _sorted(state.keys[found], distances[hit][first])
 
     def search_many(self, queries: Words) -> Hits:
         """``search`` for each row of an (m, 4) array, in one vectorised pass."""
@@ -174,20 +189,22 @@ class HashIndex:
         if len(tail):
             qids = np.concatenate([qids, np.repeat(np.arange(len(queries)), len(tail))])
             rows = np.concatenate([rows, np.tile(tail, len(queries))])
-        counts = np.bitwise_count(state.columns[:, rows] ^ queries.T[:, qids])
-        distances = counts[0].astype(np.int32)
+        counts = np.bitwise_count(state.rows[rows] ^ queries[qids])
+        distances = counts[:, 0].astype(np.int32)
         for word in range(1, 4):
-            distances += counts[word]
+            distances += counts[:, word]
         hit = np.flatnonzero((distances <= self.radius) & state.enabled[rows])
         qids, rows, distances = qids[hit], rows[hit], distances[hit]
-        out: Hits = []
-        for q in range(len(queries)):
-            mine = qids == q if len(queries) > 1 else slice(None)
-            # a true neighbour usually shares several substrings: drop the repeats here, on
-            # the few hits, rather than de-duplicating every candidate
-            found, first = np.unique(rows[mine], return_index=True)
-            out.append(_sorted(state.keys[found], distances[mine][first]))
-        return out
+        # One sort for every query: by query, then distance, then key (rows ascend with keys).
+        # A true neighbour usually shares several substrings, so repeats of (query, row) are
+        # dropped here, on the few hits, rather than de-duplicating every candidate.
+        order = np.lexsort((rows, distances, qids))
+        qids, rows, distances = qids[order], rows[order], distances[order]
+        fresh = np.ones(len(rows), np.bool_)
+        fresh[1:] = (rows[1:] != rows[:-1]) | (qids[1:] != qids[:-1])
+        qids, keys, distances = qids[fresh], state.keys[rows[fresh]], distances[fresh]
+        bounds = np.searchsorted(qids, np.arange(1, len(queries)))
+        return list(zip(np.split(keys, bounds), np.split(distances, bounds), strict=True))
 
     def _candidates(
         self, state: _State, queries: Words

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from moderation.banks import BankMatcher, add_confirmed_violation, bank_hash, match_before_scoring
+from moderation.banks import (
+    BankMatcher,
+    add_confirmed_violation,
+    bank_hash,
+    match_batch_before_scoring,
+    match_before_scoring,
+)
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import Image, ImageBlob, Job
 from moderation.db.repositories import banks as repo
@@ -175,6 +181,17 @@ def test_violation_beats_a_nearer_benign_hit(sqlite_url, settings_factory):
     match = match_before_scoring(PdqHash(base, 90), matcher, settings_factory())
     assert (match.bank, match.entry_id, match.distance) == (BankKind.CONFIRMED_VIOLATION, v_id, 20)
     engine.dispose()
+
+
+def test_batch_matching_equals_one_at_a_time(loaded, settings_factory):
+    matcher, violation, benign, v_id, b_id, rng = loaded
+    settings = settings_factory()
+    batch = [PdqHash(_near(violation, rng, 3), 80), None, PdqHash(benign, 10),
+             PdqHash(_near(benign, rng, 30), 80), PdqHash(_random_hash(rng), 90)]  # fmt: skip
+    verdicts = match_batch_before_scoring(batch, matcher, settings)
+    assert verdicts == [match_before_scoring(p, matcher, settings) for p in batch]
+    assert [v.entry_id if v else None for v in verdicts] == [v_id, None, None, b_id, None]
+    assert match_batch_before_scoring([], matcher, settings) == []
 
 
 def test_low_quality_queries_are_never_matched(loaded, settings_factory):

@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-PURE_MODULES = ["moderation.domain", "moderation.scoring", "moderation.policy"]
+PURE_MODULES = [
+    "moderation.domain",
+    "moderation.scoring",
+    "moderation.policy",
+    "moderation.hashindex",
+]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 
 
