@@ -156,6 +156,7 @@ def _recall(
     for fraction in (0.01, 0.02, 0.03):
         transforms[f"centre_crop_{fraction:.0%}"] = _centre_crop(fraction)
     base = Settings(_env_file=None)  # type: ignore[call-arg]
+    originals = {e: compute_pdq(im).hex for e, im in zip(entry_ids, images, strict=True)}
     rows = []
     for name, transform in transforms.items():
         rng = np.random.default_rng(seed)
@@ -163,7 +164,7 @@ def _recall(
         distances = []
         for entry_id, image in zip(entry_ids, images, strict=True):
             query = compute_pdq(transform(image, rng), dihedral=True)
-            distances.append(hamming(query.hex, compute_pdq(image).hex))
+            distances.append(hamming(query.hex, originals[entry_id]))
             for flips in (False, True):
                 settings = base.model_copy(update={"bank_match_flips": flips})
                 match = match_before_scoring(query, matcher, settings)

@@ -65,7 +65,7 @@ class _State:
     columns: Columns  # column-major copy: linear scans run over contiguous word columns
     enabled: npt.NDArray[np.bool_]
     indexed: int  # rows [0, indexed) are in the tables; rows [indexed, n) are the tail
-    order: npt.NDArray[np.int32]  # (CHUNKS · indexed): per table, rows sorted by substring
+    order: npt.NDArray[np.int64]  # (CHUNKS · indexed): per table, rows sorted by substring
     starts: npt.NDArray[np.int64]  # (CHUNKS · 65 537): CSR offsets of each value in its table
 
 
@@ -76,7 +76,7 @@ def _empty_state() -> _State:
         columns=np.zeros((4, 0), np.uint64),
         enabled=np.zeros(0, np.bool_),
         indexed=0,
-        order=np.zeros(0, np.int32),
+        order=np.zeros(0, np.int64),
         starts=np.zeros(CHUNKS * (_VALUES + 1), np.int64),
     )
 
@@ -214,18 +214,22 @@ class HashIndex:
         if state.indexed == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         values = _substrings(queries)[:, :, None] ^ self._masks  # (m, CHUNKS, probes)
-        flat = (values.astype(np.int64) + self._table_base).ravel()
+        flat = (values + self._table_base).ravel()  # int64: table j's values start at j·65 537
         lo = state.starts[flat]
         lengths = state.starts[flat + 1] - lo
-        nonempty = np.flatnonzero(lengths)
-        lo, lengths = lo[nonempty], lengths[nonempty]
-        probes_per_query = CHUNKS * len(self._masks)
         # Concatenate the ranges order[lo : lo + len] without a Python loop: each range's
-        # start repeated over its length, plus a running position within the range.
-        run_start = np.cumsum(lengths) - lengths
-        offsets = np.repeat(lo - run_start, lengths) + np.arange(int(lengths.sum()))
-        qids = np.repeat(nonempty // probes_per_query, lengths)
-        return qids, state.order[offsets].astype(np.int64)
+        # start repeated over its length, plus a running position within the range (empty
+        # ranges repeat zero times).
+        ends = np.cumsum(lengths)
+        offsets = np.repeat(lo - ends + lengths, lengths) + np.arange(int(ends[-1]))
+        rows = state.order[offsets]
+        if len(queries) == 1:
+            return np.zeros(len(rows), np.int64), rows
+        per_query = CHUNKS * len(self._masks)
+        qids = np.repeat(
+            np.arange(len(queries)), np.add.reduceat(lengths, np.arange(0, len(lengths), per_query))
+        )
+        return qids, rows
 
     def nearest(self, query: Words, k: int) -> tuple[Keys, Distances]:
         """The ``k`` enabled rows nearest to ``query`` at any distance (a linear scan; for
