@@ -248,7 +248,11 @@ def main() -> None:
 
     entry_ids = [ids[h] for h in base_hashes]
     rows, false_lines = _recall(matcher, images, entry_ids, unrelated, args.seed)
-    print(f"\nrecall of transformed copies ({args.images} photos, threshold 31):")
+    featureless = sum(compute_pdq(im).quality < 50 for im in images)
+    print(
+        f"\nrecall of transformed copies ({args.images} photos, threshold 31; {featureless} of "
+        "them have PDQ quality < 50, are never matched by policy and count as misses):"
+    )
     print(f"  {'transform':<20} {'flips off':>9} {'flips on':>9} {'median d':>9}")
     for name, off, on, median in rows:
         print(f"  {name:<20} {off:>9.1%} {on:>9.1%} {median:>9.0f}")
