@@ -12,6 +12,9 @@ PURE_MODULES = [
     "moderation.scoring",
     "moderation.policy",
     "moderation.hashindex",
+    "moderation.audit",
+    "moderation.feedback",
+    "moderation.adaptive",
 ]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 
