@@ -227,7 +227,15 @@ def main() -> None:
         for line in _incremental_refresh(url, matcher, rng):
             print(f"incremental refresh, {line}")
 
-    # queries: transformed copies (true hits) and unrelated photos/random hashes (misses)
+    _report_speed(matcher, images, unrelated, base_hashes, args)
+
+    if args.speed_only:
+        return
+    _report_recall(matcher, images, [ids[h] for h in base_hashes], unrelated, args.seed)
+
+
+def _report_speed(matcher, images, unrelated, base_hashes, args) -> None:  # type: ignore[no-untyped-def]
+    """Queries: transformed copies (true hits), unrelated photos and random hashes (misses)."""
     query_rng = np.random.default_rng(args.seed + 1)
     pool = [compute_pdq(TRANSFORMS["crop+resize+jpeg"](im, query_rng)).hex for im in images[:50]]
     pool += [compute_pdq(im).hex for im in unrelated[:50]] + base_hashes[:50]
@@ -247,13 +255,12 @@ def main() -> None:
           f"{8 * speed['brute_batch']:,.0f} hashes/s")  # fmt: skip
     print(f"    speedup     {speed['batch_ratio']:>8.1f}×")
 
-    if args.speed_only:
-        return
-    entry_ids = [ids[h] for h in base_hashes]
-    rows, false_lines = _recall(matcher, images, entry_ids, unrelated, args.seed)
+
+def _report_recall(matcher, images, entry_ids, unrelated, seed) -> None:  # type: ignore[no-untyped-def]
+    rows, false_lines = _recall(matcher, images, entry_ids, unrelated, seed)
     featureless = sum(compute_pdq(im).quality < 50 for im in images)
     print(
-        f"\nrecall of transformed copies ({args.images} photos, threshold 31; {featureless} of "
+        f"\nrecall of transformed copies ({len(images)} photos, threshold 31; {featureless} of "
         "them have PDQ quality < 50, are never matched by policy and count as misses):"
     )
     print(f"  {'transform':<20} {'flips off':>9} {'flips on':>9} {'median d':>9}")
