@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _PAGE = 10_000
+_Kind = tuple[BankKind, str | None]  # (bank, category) of an entry
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class BankMatcher:
     def __init__(self, threshold: int = 31) -> None:
         self.threshold = threshold
         self._index = HashIndex(threshold)
-        self._meta: dict[int, tuple[BankKind, str | None]] = {}
+        self._meta: dict[int, _Kind] = {}
+        self._kinds: dict[_Kind, _Kind] = {}
         self._lock = threading.Lock()  # one refresh at a time; searches never block
         self._refreshed_at: float | None = None
 
@@ -111,20 +113,28 @@ class BankMatcher:
             last = self._index.last_key
             full = last is not None and repo.count_up_to(session, last) != len(self._index)
             if full:
-                self._index, self._meta = HashIndex(self.threshold), {}
-            added = self._load_after(session, 0 if full else (last or 0))
+                # build aside and swap, so searches meanwhile use the old, complete index
+                index, meta = HashIndex(self.threshold), {}
+                added = self._load_after(session, 0, index, meta)
+                self._index, self._meta = index, meta
+            else:
+                added = self._load_after(session, last or 0, self._index, self._meta)
             changes = self._index.set_disabled(np.asarray(repo.disabled_ids(session), np.int64))
             return RefreshResult(added, changes, full, len(self._index))
 
-    def _load_after(self, session: Session, after_id: int) -> int:
+    def _load_after(
+        self, session: Session, after_id: int, index: HashIndex, meta: dict[int, _Kind]
+    ) -> int:
         added = 0
         while True:
             rows = repo.load_since(session, after_id, limit=_PAGE)
             if not rows:
                 return added
-            # metadata first: a concurrent search may find the new keys as soon as they exist
-            self._meta.update({r.id: (r.bank, r.category) for r in rows})
-            self._index.add(
+            # metadata first: a concurrent search may find the new keys as soon as they exist;
+            # the few distinct (bank, category) tuples are shared, not one per entry
+            meta.update({r.id: self._kinds.setdefault((r.bank, r.category), (r.bank, r.category))
+                         for r in rows})  # fmt: skip
+            index.add(
                 np.fromiter((r.id for r in rows), np.int64, len(rows)),
                 hashes_to_words([r.pdq_hash for r in rows]),
                 np.fromiter((r.enabled for r in rows), np.bool_, len(rows)),
