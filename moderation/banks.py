@@ -125,24 +125,25 @@ class BankMatcher:
     def _load_after(
         self, session: Session, after_id: int, index: HashIndex, meta: dict[int, _Kind]
     ) -> int:
-        added = 0
+        """Read every entry past ``after_id`` page by page, then add them to ``index`` in one
+        call (one table build, not one per page)."""
+        ids: list[int] = []
+        hexes: list[str] = []
+        enabled: list[bool] = []
         while True:
             rows = repo.load_since(session, after_id, limit=_PAGE)
-            if not rows:
-                return added
-            # metadata first: a concurrent search may find the new keys as soon as they exist;
-            # the few distinct (bank, category) tuples are shared, not one per entry
-            meta.update({r.id: self._kinds.setdefault((r.bank, r.category), (r.bank, r.category))
-                         for r in rows})  # fmt: skip
-            index.add(
-                np.fromiter((r.id for r in rows), np.int64, len(rows)),
-                hashes_to_words([r.pdq_hash for r in rows]),
-                np.fromiter((r.enabled for r in rows), np.bool_, len(rows)),
-            )
-            added += len(rows)
-            after_id = rows[-1].id
+            for r in rows:
+                # the few distinct (bank, category) tuples are shared, not one per entry
+                meta[r.id] = self._kinds.setdefault((r.bank, r.category), (r.bank, r.category))
+                ids.append(r.id)
+                hexes.append(r.pdq_hash)
+                enabled.append(r.enabled)
             if len(rows) < _PAGE:
-                return added
+                break
+            after_id = rows[-1].id
+        # metadata went in first: a concurrent search may find the new keys as soon as they exist
+        index.add(np.asarray(ids, np.int64), hashes_to_words(hexes), np.asarray(enabled, np.bool_))
+        return len(ids)
 
     def refresh_if_due(
         self, session_factory: Callable[[], Session], interval_s: float, now: float | None = None

@@ -70,6 +70,28 @@ def test_refresh_is_incremental_and_follows_disable(engine):
     assert [h.entry_id for h in matcher.search(probe)] == [ids[3]]
 
 
+def test_loads_span_several_pages(sqlite_url, monkeypatch):
+    import moderation.banks as banks_module
+
+    monkeypatch.setattr(banks_module, "_PAGE", 3)
+    rng = np.random.default_rng(5)
+    engine = make_engine(sqlite_url)
+    Session = make_sessionmaker(engine)
+    hashes = [_random_hash(rng) for _ in range(10)]
+    with Session.begin() as s:
+        ids = [_add(s, h).id for h in hashes[:9]]  # 3 full pages, then an empty one
+    matcher = BankMatcher(31)
+    with Session() as s:
+        assert matcher.refresh(s).added == 9
+    with Session.begin() as s:
+        ids.append(_add(s, hashes[9]).id)
+    with Session() as s:
+        assert matcher.refresh(s).added == 1
+    for entry_id, hex_hash in zip(ids, hashes, strict=True):
+        assert [h.entry_id for h in matcher.search(PdqHash(hex_hash, 90))] == [entry_id]
+    engine.dispose()
+
+
 def test_rows_committed_late_below_last_id_force_a_full_reload(engine):
     rng = np.random.default_rng(1)
     Session = make_sessionmaker(engine)
