@@ -184,6 +184,8 @@ class HashIndex:
         """``search`` for each row of an (m, 4) array, in one vectorised pass."""
         state = self._state
         queries = np.asarray(queries, np.uint64).reshape(-1, 4)
+        if len(queries) == 0:
+            return []
         qids, rows = self._candidates(state, queries)
         tail = np.arange(state.indexed, len(state.keys))
         if len(tail):

@@ -136,3 +136,6 @@ def test_empty_index_finds_nothing():
     keys, distances = index.search(np.zeros(4, np.uint64))
     assert len(keys) == 0 and len(distances) == 0
     assert index.last_key is None and len(index) == 0
+    assert index.search_many(np.zeros((0, 4), np.uint64)) == []
+    index.add(np.array([1]), np.ones((1, 4), np.uint64))
+    assert index.search_many(np.zeros((0, 4), np.uint64)) == []
