@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "bank",
     "config",
     "db",
+    "score",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -12,6 +12,7 @@ PURE_MODULES = [
     "moderation.scoring",
     "moderation.policy",
     "moderation.hashindex",
+    "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
     "moderation.adaptive",
