@@ -321,3 +321,35 @@ def test_transformed_copies_match_and_unrelated_images_do_not(
     false = [match_before_scoring(compute_pdq(im, dihedral=flips), matcher, settings)
              for im in unrelated]  # fmt: skip
     assert false == [None] * len(unrelated)
+
+
+def test_real_sample_photos_match_their_copies_and_not_each_other(sqlite_url, settings_factory):
+    """The public-domain photos under moderation/samples/: resize, JPEG and mirror copies match
+    their own entry; no photo matches another."""
+    from pathlib import Path
+
+    from PIL import Image as PILImage
+
+    import moderation
+
+    paths = sorted((Path(moderation.__file__).parent / "samples").glob("*.jpg"))
+    assert len(paths) >= 3
+    photos = [PILImage.open(p).convert("RGB") for p in paths]
+    engine = make_engine(sqlite_url)
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        ids = [bank_hash(s, bank=BankKind.CONFIRMED_VIOLATION, pdq=compute_pdq(p),
+                         added_by="t", category="sexual").entry.id for p in photos]  # fmt: skip
+    matcher = BankMatcher(31)
+    with Session() as s:
+        matcher.refresh(s)
+    engine.dispose()
+    settings = settings_factory()
+    rng = np.random.default_rng(0)
+    for transform in ("resize_50", "jpeg_q40", "flip_h"):
+        copies = [compute_pdq(TRANSFORMS[transform](p, rng), dihedral=True) for p in photos]
+        verdicts = match_batch_before_scoring(copies, matcher, settings)
+        assert [v.entry_id if v else None for v in verdicts] == ids, transform
+    for i, photo in enumerate(photos):
+        others = [h.entry_id for h in matcher.search(compute_pdq(photo, dihedral=True))]
+        assert others == [ids[i]]
