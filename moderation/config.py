@@ -100,7 +100,9 @@ class Settings(BaseSettings):
     # --- policy --------------------------------------------------------------------------
     policy: str = Field("content_safety", description="Named threshold policy preset.")
     thresholds_file: Path | None = Field(
-        None, description="YAML of per-category thresholds overriding the preset."
+        None,
+        description="YAML of per-category thresholds overriding the preset "
+        "(an active DB threshold version still wins).",
     )
     audit_fraction: float = Field(
         0.02, ge=0, le=1, description="Share of below-threshold items sampled for audit review."

@@ -23,9 +23,12 @@ app = typer.Typer(
 # Heavy libraries (torch, onnxruntime) are imported inside commands, so `--help` stays fast.
 _COMMAND_MODULES: list[str] = [
     "bank",
+    "calibrate",
     "config",
     "db",
+    "models",
     "score",
+    "thresholds",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -12,6 +12,8 @@ PURE_MODULES = [
     "moderation.scoring",
     "moderation.policy",
     "moderation.hashindex",
+    "moderation.thresholds",
+    "moderation.threshold_context",
     "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
