@@ -11,6 +11,7 @@ PURE_MODULES = [
     "moderation.domain",
     "moderation.scoring",
     "moderation.policy",
+    "moderation.hashindex",
     "moderation.thresholds",
     "moderation.threshold_context",
     "moderation.patterns",
