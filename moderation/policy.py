@@ -201,7 +201,8 @@ def preset_thresholds(
     """The content-safety preset for each category on its scale (no DB versions yet).
 
     ``bases`` (e.g. a catalog's per-category ``threshold``) moves a category's violation
-    cut-off: the whole ladder shifts by ``base - preset base``, keeping the preset's band widths.
+    cut-off; the other tiers follow by ``ladder_from_base``, the one rule every re-based ladder
+    (calibration, adjusters, file overrides, catalog) uses.
     """
     severities = severities or {}
     bases = bases or {}
@@ -211,8 +212,7 @@ def preset_thresholds(
             raise KeyError(f"no content-safety preset for score scale {scale!r} ({category})")
         cutoffs = CONTENT_SAFETY_CUTOFFS[scale]
         if category in bases:
-            shift = bases[category] - cutoffs[RiskTier.MEDIUM]
-            cutoffs = {tier: value + shift for tier, value in cutoffs.items()}
+            cutoffs = ladder_from_base(bases[category], scale)
         out[category] = CategoryThresholds(
             category=category,
             cutoffs=cutoffs,

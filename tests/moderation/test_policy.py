@@ -230,17 +230,19 @@ def test_overrides_apply_only_on_the_same_scale_and_keep_scorer_severity():
     assert out["sexual"] is resolved["sexual"]
 
 
-def test_a_catalog_base_threshold_shifts_the_whole_ladder():
+def test_a_catalog_base_threshold_moves_the_ladder_like_calibration_does():
     th = preset_thresholds(
         {"weapons": "gme_cosine", "drugs": "gme_cosine"}, {"weapons": 2}, bases={"weapons": 0.25}
     )
     assert th["weapons"].base == pytest.approx(0.25)
-    shifted = {tier: round(v, 6) for tier, v in th["weapons"].cutoffs.items()}
-    assert shifted == {
-        RiskTier.WARNING: 0.19,
+    assert th["weapons"].cutoffs == ladder_from_base(0.25, "gme_cosine")
+    moved = {tier: round(v, 4) for tier, v in th["weapons"].cutoffs.items()}
+    # piecewise-linear map fixing [0, 1]: 0.12·0.25/0.18; 0.25 + (0.22−0.18)·0.75/0.82; …
+    assert moved == {
+        RiskTier.WARNING: 0.1667,
         RiskTier.MEDIUM: 0.25,
-        RiskTier.HIGH: 0.29,
-        RiskTier.EXTREME: 0.37,
+        RiskTier.HIGH: 0.2866,
+        RiskTier.EXTREME: 0.3598,
     }
     assert th["drugs"].cutoffs == GME  # categories without a base keep the preset
     assert tier_for(0.23, th["weapons"].cutoffs) is RiskTier.WARNING
