@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", description="Bind address of `moderation api`.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of `moderation api`.")
+    dashboard_host: str = Field("127.0.0.1", description="Bind address of `moderation dashboard`.")
+    dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of `moderation dashboard`.")
     callback_min_tier: str = Field("high", description="Lowest tier that triggers a callback.")
     callback_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts/CIDRs allowed as callback targets even if private."

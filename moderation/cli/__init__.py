@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "bank",
     "calibrate",
     "config",
+    "dashboard",
     "db",
     "models",
     "score",

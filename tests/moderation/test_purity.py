@@ -18,6 +18,8 @@ PURE_MODULES = [
     "moderation.audit",
     "moderation.feedback",
     "moderation.adaptive",
+    "moderation.web.charts",
+    "moderation.web.formatting",
 ]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 
