@@ -232,3 +232,33 @@ print([m for m in ("torch", "transformers") if m in sys.modules])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def tiny_gme_path(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random GME checkpoint in the real download's layout (see the embedder tests)."""
+    pytest.importorskip("transformers")
+    from tests.moderation.embedders.gme_fixture import build_tiny_gme
+
+    directory = tmp_path_factory.mktemp("tiny-gme")
+    build_tiny_gme(directory)
+    return directory
+
+
+def test_the_gme_backend_scores_texts_through_the_real_embedder(
+    sqlite_url, dashboard_factory, tiny_gme_path
+):
+    app = dashboard_factory(sqlite_url, backend="gme", gme_path=tiny_gme_path, device="cpu")
+    texts = ["a cat", "a red bicycle", "a dog on grass"]
+    with TestClient(app) as client:
+        page = client.post(
+            "/matcher",
+            files={"image": ("bike.png", png_of("a red bicycle"), "image/png")},
+            data={"texts": "\n".join(texts)},
+        )
+    assert page.status_code == 200, page.text[-2000:]
+    found = rows(page.text)  # random weights: any order, but sorted and every text present
+    assert sorted(t for t, *_ in found) == sorted(texts)
+    scores = [score for *_, score in found]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert re.search(r"model <code>gme", page.text) and 'id="category-weapons"' in page.text
