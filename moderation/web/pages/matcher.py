@@ -149,7 +149,7 @@ async def match(request: Request) -> HTMLResponse:
     try:
         context = await run_in_threadpool(_evaluate, state, image, texts)
     except PlaygroundUnavailable as exc:
-        return _page(request, 503, errors=[str(exc)], texts=texts_raw, unavailable=True)
+        return _page(request, 503, errors=[str(exc)], texts=texts_raw)
     except ThresholdsFileError as exc:
         return _page(request, 503, errors=[str(exc)], texts=texts_raw)
     except DBAPIError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import subprocess
@@ -15,7 +16,7 @@ from moderation.db.repositories.thresholds import append_version
 from moderation.domain import RiskTier
 from moderation.embedders.fake import FakeEmbedder
 from moderation.web.pages.matcher import BAND_COLORS, bars
-from moderation.web.playground import MAX_TEXTS, TextScore
+from moderation.web.playground import MAX_TEXTS, Playground, TextScore
 
 TEXTS = "a cat\n\na red bicycle\na red car\n  \na blue bicycle\n"
 
@@ -195,6 +196,26 @@ def test_an_unbuildable_backend_says_what_to_set(sqlite_url, dashboard_factory):
             "/matcher", files={"image": ("bike.png", png_of("a red bicycle"), "image/png")}
         )
     assert page.status_code == 503 and "MODERATION_GME_PATH" in page.text
+
+
+class BrokenScorer:
+    """A ``ClassifierScorer``-shaped scorer whose model fails on every image."""
+
+    model_id, catalog_version, categories = "broken-v1", "", ("sexual",)
+    scales, severities, base_thresholds = {"sexual": "probability"}, {"sexual": 3}, {}
+
+    def score_images(self, images):
+        raise RuntimeError("the model ran out of memory")
+
+
+def test_a_failing_model_is_reported_on_the_page(sqlite_url, dashboard_factory, settings_factory):
+    app = dashboard_factory(sqlite_url)
+    broken = Playground(settings_factory(database_url=sqlite_url), lambda s: BrokenScorer())
+    app.state.dashboard = dataclasses.replace(app.state.dashboard, playground=broken)
+    with TestClient(app) as client:
+        page = client.post("/matcher", files={"image": ("b.png", png_of("a"), "image/png")})
+    assert page.status_code == 500
+    assert "scoring failed: the model ran out of memory" in page.text and "<form" in page.text
 
 
 def test_the_page_needs_a_login_when_tokens_are_set(sqlite_url, dashboard_factory):
