@@ -57,7 +57,8 @@ def noise_jpeg(size: tuple[int, int] = (64, 64), seed: int = 0) -> bytes:
     import random
 
     rng = random.Random(seed)
-    image = Image.frombytes("RGB", size, bytes(rng.randrange(256) for _ in range(size[0] * size[1] * 3)))
+    pixels = bytes(rng.randrange(256) for _ in range(size[0] * size[1] * 3))
+    image = Image.frombytes("RGB", size, pixels)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
