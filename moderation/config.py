@@ -187,6 +187,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 "need batch_soft_time_limit_s < batch_time_limit_s < job_visibility_timeout_s"
             )
+        if self.stale_claim_s <= self.batch_time_limit_s:
+            # otherwise the reaper would requeue batches that are still legitimately running
+            raise ValueError("need stale_claim_s > batch_time_limit_s")
         return self
 
     def parsed_tokens(self) -> list[ApiToken]:
