@@ -13,7 +13,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ApiToken", "Role", "Settings", "default_database_url", "get_settings", "masked_url"]
+__all__ = [
+    "ROLES",
+    "ApiToken",
+    "Role",
+    "Settings",
+    "default_database_url",
+    "get_settings",
+    "masked_url",
+]
 
 Role = Literal["submitter", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("submitter", "reviewer", "admin")
