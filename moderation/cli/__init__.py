@@ -24,6 +24,11 @@ app = typer.Typer(
 _COMMAND_MODULES: list[str] = [
     "config",
     "db",
+    "scan",
+    "worker",
+    "jobs",
+    "submit",
+    "tokens",
 ]
 
 for _name in _COMMAND_MODULES:
