@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,12 +78,13 @@ class PrivateRedis:
 class PrivatePostgres:
     """A temporary Postgres cluster (initdb/pg_ctl) on a spare port, run as user postgres."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         if PG_BIN is None or shutil.which("runuser") is None:
             raise RuntimeError("initdb/pg_ctl or runuser not available")
         self.port = free_port()
-        self.root = workdir
-        self.data = workdir / "data"
+        # not under pytest's tmp dir: user postgres must be able to reach it
+        self.root = Path(tempfile.mkdtemp(prefix="moderation-pg-"))
+        self.data = self.root / "data"
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/moderation"
 
     def _as_postgres(self, *argv: str) -> None:
