@@ -60,13 +60,22 @@ class Publisher:
             )
 
     def enqueue(
-        self, sessions: sessionmaker[Session], job_ids: Sequence[int], priority: int = 0
+        self,
+        sessions: sessionmaker[Session],
+        job_ids: Sequence[int],
+        priority: int = 0,
+        *,
+        premarked: bool = False,
     ) -> bool:
-        """Publish, then record ``enqueued_at``. False (and a log line) when the broker is down."""
+        """Publish and keep ``enqueued_at`` true to it. False (and a log line) when the broker is
+        down. ``premarked``: the jobs were inserted with ``enqueued_at`` already set."""
         try:
             self.publish_jobs(job_ids, priority)
         except Exception as exc:  # kombu raises several types for a dead broker
             log.warning("could not publish jobs %s (the reaper will): %s", list(job_ids), exc)
+            if premarked:
+                in_transaction(sessions, lambda s: mark_enqueued(s, job_ids, None))
             return False
-        in_transaction(sessions, lambda s: mark_enqueued(s, job_ids, utcnow()))
+        if not premarked:
+            in_transaction(sessions, lambda s: mark_enqueued(s, job_ids, utcnow()))
         return True

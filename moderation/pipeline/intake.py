@@ -35,7 +35,7 @@ class Submission:
 
 
 def register_submissions(
-    session: Session, submissions: Sequence[Submission], now: dt.datetime
+    session: Session, submissions: Sequence[Submission], now: dt.datetime, *, publishing: bool = False
 ) -> list[int]:
     """Insert (or find) each image by sha256 and queue one job per submission; job ids in order.
 
@@ -60,4 +60,5 @@ def register_submissions(
             for s in submissions
         ],
         now,
+        publishing=publishing,
     )

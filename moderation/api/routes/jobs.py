@@ -137,14 +137,16 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
     ]
     ids = in_transaction(
         state.sessions,
-        lambda s: register_submissions(s, subs, utcnow()),
+        lambda s: register_submissions(s, subs, utcnow(), publishing=True),
         give_up_after_s=API_DB_RETRY_S,
     )
     by_priority: dict[int, list[int]] = {}
     for job_id, item in zip(ids, items, strict=True):
         by_priority.setdefault(item.priority, []).append(job_id)
     for priority, group in by_priority.items():
-        state.publisher.enqueue(state.sessions, group, priority)  # type: ignore[attr-defined]
+        state.publisher.enqueue(  # type: ignore[attr-defined]
+            state.sessions, group, priority, premarked=True
+        )
     return [
         JobAccepted(
             id=job_id,

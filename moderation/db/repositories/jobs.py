@@ -63,8 +63,14 @@ class ClaimResult:
     skipped: list[int]  # already terminal (a redelivery) or unknown: nothing to do
 
 
-def create_jobs(session: Session, jobs: Sequence[NewJob], now: dt.datetime) -> list[int]:
-    """Insert queued jobs; ids in input order."""
+def create_jobs(
+    session: Session, jobs: Sequence[NewJob], now: dt.datetime, *, publishing: bool = False
+) -> list[int]:
+    """Insert queued jobs; ids in input order.
+
+    ``publishing``: the caller publishes right after the commit, so ``enqueued_at`` is set now
+    (saving an UPDATE per job); if that publish fails it must be reset to NULL.
+    """
     rows = [
         Job(
             image_id=j.image_id,
@@ -76,6 +82,7 @@ def create_jobs(session: Session, jobs: Sequence[NewJob], now: dt.datetime) -> l
             status=JobStatus.QUEUED,
             attempts=0,
             submitted_at=now,
+            enqueued_at=now if publishing else None,
         )
         for j in jobs
     ]
@@ -84,8 +91,8 @@ def create_jobs(session: Session, jobs: Sequence[NewJob], now: dt.datetime) -> l
     return [row.id for row in rows]
 
 
-def mark_enqueued(session: Session, job_ids: Sequence[int], now: dt.datetime) -> None:
-    """Record that a broker message for these jobs was published."""
+def mark_enqueued(session: Session, job_ids: Sequence[int], now: dt.datetime | None) -> None:
+    """Record that a broker message for these jobs was published (None: it was not)."""
     if job_ids:
         session.execute(update(JOBS).where(JOBS.c.id.in_(list(job_ids))).values(enqueued_at=now))
 
