@@ -131,7 +131,12 @@ class Supervisor:
     def _start(self, spec: ProcessSpec) -> None:
         env = {**os.environ, **spec.env}
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self.procs[spec.name] = subprocess.Popen(spec.argv, env=env, preexec_fn=preexec)
+        # Own session: a terminal's Ctrl-C or a group-wide SIGTERM reaches only the launcher,
+        # which passes it on to Celery's parent process — never straight to a pool child,
+        # which would die mid-batch instead of finishing it.
+        self.procs[spec.name] = subprocess.Popen(
+            spec.argv, env=env, preexec_fn=preexec, start_new_session=True
+        )
         self.started[spec.name] = time.monotonic()
         log.info("started %s (pid %d)", spec.name, self.procs[spec.name].pid)
 

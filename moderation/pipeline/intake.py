@@ -35,7 +35,11 @@ class Submission:
 
 
 def register_submissions(
-    session: Session, submissions: Sequence[Submission], now: dt.datetime, *, publishing: bool = False
+    session: Session,
+    submissions: Sequence[Submission],
+    now: dt.datetime,
+    *,
+    publishing: bool = False,
 ) -> list[int]:
     """Insert (or find) each image by sha256 and queue one job per submission; job ids in order.
 

@@ -193,21 +193,23 @@ class WorkerProcess:
         return out
 
     def kill_all(self) -> None:
-        """SIGKILL the whole process group (launcher, Celery, pool)."""
+        """SIGKILL the launcher and every process below it (Celery parents, pool children)."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in [self.proc.pid, *self.descendants()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
         self.proc = None
 
     def stop(self, timeout: float = 20) -> None:
+        """SIGTERM to the launcher (what ``docker stop`` does), then SIGKILL what is left."""
         if self.proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass

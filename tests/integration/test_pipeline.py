@@ -131,3 +131,25 @@ def test_whole_worker_killed_then_restarted_reaper_recovers_everything(
     assert {jobs[i].status for i in ids} == {JobStatus.SCORED}
     counts = stack.counts()
     assert counts["score_rows"] == 16 * categories and counts["decision_rows"] == 16
+
+
+def test_sigterm_drains_the_running_batch_and_leaves_the_rest_queued(
+    stack_factory, pg_url, categories
+):
+    stack = stack_factory(pg_url, batch_size=4)
+    worker = stack.start_worker()
+    ids = stack.submit(_slow_images(24), batch=True)
+    wait_for(
+        lambda: any(j.status == JobStatus.PROCESSING for j in stack.jobs().values()),
+        60, "a batch in progress", poll=0.05,
+    )  # fmt: skip
+    worker.stop(timeout=60)  # SIGTERM to the launcher's group, then wait
+    jobs = stack.jobs()
+    assert not any(j.status == JobStatus.PROCESSING for j in jobs.values())  # batch finished
+    assert any(j.status == JobStatus.SCORED for j in jobs.values())
+    stack.start_worker()  # the unacknowledged rest was restored to the queue
+    stack.wait_all_terminal(timeout=120)
+    jobs = stack.jobs()
+    assert {jobs[i].status for i in ids} == {JobStatus.SCORED}
+    assert max(j.attempts for j in jobs.values()) == 1  # nothing was interrupted
+    assert stack.counts()["score_rows"] == 24 * categories
