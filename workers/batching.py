@@ -83,18 +83,25 @@ class Batcher:
         self.maybe_dispatch()
 
     # -- dispatching -------------------------------------------------------------------------
-    def maybe_dispatch(self) -> None:
-        self._timer_entry = None
+    def maybe_dispatch(self, waited_enough: bool = False) -> None:
+        """Send batches while a pool slot is free: full ones at once, a partial one only when
+        its oldest job has waited ``max_wait_s`` (``waited_enough``: the timer says so)."""
         while self.buffer and self.in_flight < self.slots:
             waited = time.monotonic() - self.buffer[0].arrived
-            if len(self.buffer) < self.batch_size and waited < self.max_wait_s:
+            partial = len(self.buffer) < self.batch_size
+            if partial and not waited_enough and waited < self.max_wait_s:
                 self._arm_timer(self.max_wait_s - waited)
                 return
             self._dispatch()
+            waited_enough = False
 
     def _arm_timer(self, delay: float) -> None:
         if self._timer_entry is None:
-            self._timer_entry = self.timer.call_after(delay, self.maybe_dispatch)
+            self._timer_entry = self.timer.call_after(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_entry = None
+        self.maybe_dispatch(waited_enough=True)
 
     def _dispatch(self) -> None:
         n = min(self.batch_size, len(self.buffer))
@@ -139,6 +146,8 @@ class Batcher:
             if not item.message.settled:
                 item.message.settled = True
                 item.message.reject(log, self.connection_errors, requeue=True)
+        # jobs of those messages still waiting here come back with the redelivered message
+        self.buffer = deque(item for item in self.buffer if not item.message.settled)
 
 
 def _job_ids(message: Any) -> list[int]:
