@@ -7,7 +7,14 @@ import sys
 
 import pytest
 
-PURE_MODULES = ["moderation.domain", "moderation.scoring", "moderation.policy"]
+PURE_MODULES = [
+    "moderation.domain",
+    "moderation.scoring",
+    "moderation.policy",
+    "moderation.audit",
+    "moderation.feedback",
+    "moderation.adaptive",
+]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 
 

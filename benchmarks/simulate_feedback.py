@@ -1,0 +1,401 @@
+"""Seeded reviewer-feedback simulation: `seed` vs `recall_target` thresholds under drift.
+
+A stream of uploads (violations and non-violations with GME-cosine-like scores) whose violation
+scores and prevalence drift over time. Each method runs its own threshold on the same stream;
+reviewers label everything they are shown — the queue at/above the threshold plus the audit
+samples below it (same audit design for every method) — and the adjuster sees only those
+labels. Per window it reports the TRUE recall (share of all violations that scored at/above the
+threshold in force), the review load (queue + audit items per 1000 uploads) and the threshold
+path; ``--plot`` writes a PNG. No database, no clock: everything is seeded.
+
+    .venv/bin/python benchmarks/simulate_feedback.py --plot /tmp/feedback.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from moderation.adaptive import CONTENT_SAFETY_BASE, RecallTargetAdjuster, SeedAdjuster
+from moderation.audit import AuditDesign, audit_decisions
+from moderation.feedback import Evidence
+
+__all__ = ["MethodRun", "Scenario", "SimConfig", "SimResult", "main", "simulate"]
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # reviewed (scores, observed labels, π)
+Adjust = Callable[[float, list[Batch]], float]  # (threshold, reviewed so far) → next threshold
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Scores over time x ∈ [0, 1): non-violations N(0.12, 0.04); violations N(mu1(x), 0.045)
+    with prevalence p(x). Phases: stable → violation scores drift down (evasion) → prevalence
+    drops → a model update lifts violation scores (the task gets easier)."""
+
+    mu0: float = 0.12
+    sd0: float = 0.04
+    sd1: float = 0.045
+    phases: tuple[tuple[float, str], ...] = (
+        (0.25, "stable"),
+        (0.50, "scores drift down"),
+        (0.70, "low prevalence"),
+        (1.00, "recovery"),
+    )
+
+    def mu1(self, x: float) -> float:
+        return float(np.interp(x, [0, 0.25, 0.5, 0.7, 0.85, 1], [0.28, 0.28, 0.24, 0.24, 0.3, 0.3]))
+
+    def prevalence(self, x: float) -> float:
+        xs = [0, 0.45, 0.55, 0.65, 0.75, 1]
+        return float(np.interp(x, xs, [0.02, 0.02, 0.006, 0.006, 0.025, 0.025]))
+
+    def phase(self, x: float) -> str:
+        return next(name for end, name in self.phases if x < end)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 7
+    windows: int = 40
+    uploads_per_window: int = 100_000
+    periods_per_window: int = 2  # adjusters run at the end of every period
+    horizon_periods: int = 8  # recall_target's sliding evidence window…
+    recent_periods: float | None = 4.0  # …and its drift-sensitive recent part
+    target: float = 0.95
+    start: float = CONTENT_SAFETY_BASE  # both start at the seed's content-safety base, 0.18
+    audit_scale: float = 0.5  # × AuditDesign.gme_cosine() rates
+    reviewer_error: float = 0.0  # chance a reviewer flips the true label
+    adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
+    scenario: Scenario = field(default_factory=Scenario)
+    timeline: tuple[float, float] = (0.0, 1.0)  # the slice of the scenario's timeline to run
+
+    def x(self, fraction: float) -> float:
+        """Scenario time at ``fraction`` ∈ [0, 1) of this run."""
+        return self.timeline[0] + fraction * (self.timeline[1] - self.timeline[0])
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The uploads, drawn once and shared by every method (common random numbers)."""
+
+    scores: list[np.ndarray]  # per period
+    labels: list[np.ndarray]
+    flips: list[np.ndarray]  # reviewer mistakes, applied to whatever reviewers are shown
+
+
+@dataclass
+class MethodRun:
+    """One method: per-window true recall and load, per-period threshold."""
+
+    name: str
+    recall: np.ndarray
+    queue_load: np.ndarray  # queue items per 1000 uploads
+    audit_load: np.ndarray
+    thresholds: np.ndarray
+    seed_fn_rate: np.ndarray | None = None  # the seed's own FN rate at each window's end
+
+    @property
+    def load(self) -> np.ndarray:
+        return self.queue_load + self.audit_load
+
+    def coverage(self, target: float) -> float:
+        return float(np.mean(self.recall >= target))
+
+
+@dataclass(frozen=True)
+class SimResult:
+    cfg: SimConfig
+    stream: Stream
+    runs: dict[str, MethodRun]
+
+
+def make_stream(cfg: SimConfig) -> Stream:
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.uploads_per_window // cfg.periods_per_window
+    total = cfg.windows * cfg.periods_per_window
+    out = Stream([], [], [])
+    for k in range(total):
+        x = cfg.x((k + 0.5) / total)
+        y = rng.random(n) < cfg.scenario.prevalence(x)
+        s = np.where(
+            y,
+            rng.normal(cfg.scenario.mu1(x), cfg.scenario.sd1, n),
+            rng.normal(cfg.scenario.mu0, cfg.scenario.sd0, n),
+        )
+        out.scores.append(np.clip(s, -1.0, 1.0))
+        out.labels.append(y)
+        out.flips.append(rng.random(n) < cfg.reviewer_error)
+    return out
+
+
+def run_method(cfg: SimConfig, stream: Stream, name: str, adjust: Adjust) -> MethodRun:
+    """Drive one adjuster over the stream, calling it at the end of every period."""
+    design = AuditDesign.gme_cosine(cfg.audit_scale)
+    # One generator per method, same seed: every period draws n uniforms whatever the
+    # threshold, so all methods see the same audit coin flips.
+    audit_rng = np.random.default_rng([cfg.seed, 1])
+    ppw, t = cfg.periods_per_window, cfg.start
+    reviewed: list[Batch] = []
+    caught, violations, queue, audit = (np.zeros(cfg.windows) for _ in range(4))
+    path = np.zeros(cfg.windows * ppw)
+    for k, (s, y) in enumerate(zip(stream.scores, stream.labels, strict=True)):
+        w = k // ppw
+        path[k] = t
+        in_queue = s >= t
+        sampled, _, prob = audit_decisions(s, t, design, audit_rng)
+        shown = in_queue | sampled
+        reviewed.append((s[shown], y[shown] ^ stream.flips[k][shown], prob[shown]))
+        caught[w] += (in_queue & y).sum()
+        violations[w] += y.sum()
+        queue[w] += in_queue.sum()
+        audit[w] += sampled.sum()
+        t = adjust(t, reviewed)
+    per_1000 = 1000.0 / cfg.uploads_per_window
+    return MethodRun(name, caught / violations, queue * per_1000, audit * per_1000, path)
+
+
+def recall_target_adjust(cfg: SimConfig) -> Adjust:
+    """The adjuster on its sliding window; the clock counts periods (now = periods elapsed)."""
+    adjuster = replace(
+        cfg.adjuster,
+        target=cfg.target,
+        horizon_s=float(cfg.horizon_periods),
+        recent_s=cfg.recent_periods,
+    )
+
+    def adjust(t: float, reviewed: list[Batch]) -> float:
+        first = max(0, len(reviewed) - cfg.horizon_periods)
+        window = reviewed[first:]
+        s, y, pi = (np.concatenate(parts) for parts in zip(*window, strict=True))
+        at = np.concatenate([np.full(b[0].size, first + i, float) for i, b in enumerate(window)])
+        evidence = Evidence.from_arrays(s, y, pi, at)
+        return adjuster.propose(t, evidence, now=float(len(reviewed))).value
+
+    return adjust
+
+
+def seed_adjust(cfg: SimConfig, fn_rates: list[float]) -> Adjust:
+    """The seed's system, fed every reviewed item of the period in arrival order."""
+    seed = SeedAdjuster(cfg.start)
+    rng = np.random.default_rng([cfg.seed, 2])
+
+    def adjust(t: float, reviewed: list[Batch]) -> float:
+        s, y, _ = reviewed[-1]
+        # reviews arrive interleaved, not queue-then-audit; older ones fall out of its history
+        for i in rng.permutation(s.size)[-1000:]:
+            seed.add_feedback(float(s[i]), bool(y[i]), 0.0)
+        proposal = seed.adjust()
+        fn_rates.append(float(proposal.evidence.get("fn_rate", math.nan)))
+        return proposal.value
+
+    return adjust
+
+
+def simulate(cfg: SimConfig) -> SimResult:
+    """Both adjusters and the fixed content-safety preset on one shared stream."""
+    stream = make_stream(cfg)
+    fn_rates: list[float] = []
+    seed = run_method(cfg, stream, "seed", seed_adjust(cfg, fn_rates))
+    seed.seed_fn_rate = np.array(fn_rates).reshape(cfg.windows, -1)[:, -1]
+    runs = {
+        "recall_target": run_method(cfg, stream, "recall_target", recall_target_adjust(cfg)),
+        "seed": seed,
+        "fixed_preset": run_method(cfg, stream, "fixed_preset", lambda t, _reviewed: t),
+    }
+    return SimResult(cfg, stream, runs)
+
+
+def _windows(cfg: SimConfig, stream: Stream) -> list[tuple[np.ndarray, np.ndarray]]:
+    ppw = cfg.periods_per_window
+    return [
+        (
+            np.concatenate(stream.scores[w * ppw : (w + 1) * ppw]),
+            np.concatenate(stream.labels[w * ppw : (w + 1) * ppw]),
+        )
+        for w in range(cfg.windows)
+    ]
+
+
+def oracle(cfg: SimConfig, stream: Stream) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, in hindsight: the highest threshold meeting the target, and its queue load."""
+    thr, load = np.zeros(cfg.windows), np.zeros(cfg.windows)
+    for w, (s, y) in enumerate(_windows(cfg, stream)):
+        v = np.sort(s[y])
+        thr[w] = v[int(math.floor((1.0 - cfg.target) * v.size + 1e-9))]
+        load[w] = (s >= thr[w]).sum() * 1000.0 / s.size
+    return thr, load
+
+
+def static_best(cfg: SimConfig, stream: Stream, coverage: float = 0.95) -> tuple[float, float]:
+    """In hindsight: the highest fixed threshold meeting the target in ≥ ``coverage`` of the
+    windows, and its mean queue load per 1000 uploads (no audits: it never looks)."""
+    windows = _windows(cfg, stream)
+    best = 0.10
+    for t in np.round(np.arange(0.10, 0.30, 0.0025), 4):
+        if np.mean([(s[y] >= t).mean() >= cfg.target for s, y in windows]) >= coverage:
+            best = float(t)
+    return best, float(np.mean([(s >= best).sum() * 1000.0 / s.size for s, _ in windows]))
+
+
+def matched_recall_load(cfg: SimConfig, stream: Stream, recall: float) -> tuple[float, ...]:
+    """recall_target re-run with its target bisected so its mean true recall matches
+    ``recall``: (target used, mean recall reached, mean load)."""
+    lo, hi = 0.5, 0.995
+    best = (math.nan, math.inf, math.nan)
+    for _ in range(7):
+        mid = (lo + hi) / 2
+        trial = replace(cfg, target=mid)
+        run = run_method(trial, stream, "matched", recall_target_adjust(trial))
+        got = float(np.mean(run.recall))
+        if abs(got - recall) < abs(best[1] - recall):
+            best = (mid, got, float(run.load.mean()))
+        lo, hi = (mid, hi) if got < recall else (lo, mid)
+    return best
+
+
+def print_tables(result: SimResult) -> None:
+    cfg, runs = result.cfg, result.runs
+    _, ora_load = oracle(cfg, result.stream)
+    phases = np.array(
+        [cfg.scenario.phase(cfg.x((w + 0.5) / cfg.windows)) for w in range(cfg.windows)]
+    )
+    print(f"per phase: mean true recall / reviews per 1000 uploads (target {cfg.target})")
+    print(f"{'phase':<19}" + "".join(f"{n:>20}" for n in runs) + f"{'oracle load':>13}")
+    for phase in dict.fromkeys(phases):
+        m = phases == phase
+        cells = "".join(
+            f"{r.recall[m].mean():>11.3f} / {r.load[m].mean():>6.1f}" for r in runs.values()
+        )
+        print(f"{phase:<19}{cells}{ora_load[m].mean():>13.1f}")
+    print(
+        f"\n{'method':<15}{'windows ≥ target':>18}{'mean recall':>12}{'min recall':>11}"
+        f"{'load':>7}{'queue':>7}{'audit':>7}"
+    )
+    for r in runs.values():
+        ok = int((r.recall >= cfg.target).sum())
+        print(
+            f"{r.name:<15}{f'{ok}/{cfg.windows} ({ok / cfg.windows:.1%})':>18}"
+            f"{r.recall.mean():>12.3f}{r.recall.min():>11.3f}"
+            f"{r.load.mean():>7.1f}{r.queue_load.mean():>7.1f}{r.audit_load.mean():>7.1f}"
+        )
+    st_thr, st_load = static_best(cfg, result.stream)
+    print(f"{'static best':<15}{f'(hindsight {st_thr:.4f})':>18}{'':>23}{st_load:>7.1f}")
+    print(f"{'oracle/window':<15}{'(hindsight)':>18}{'':>23}{ora_load.mean():>7.1f}")
+
+
+def summarise(result: SimResult, match: bool = True) -> dict[str, float]:
+    """Print the tables, the seed's silent losses and the ratios; return the headline numbers."""
+    cfg, rt, seed = result.cfg, result.runs["recall_target"], result.runs["seed"]
+    print_tables(result)
+    _, st_load = static_best(cfg, result.stream)
+    fn = seed.seed_fn_rate if seed.seed_fn_rate is not None else np.zeros(cfg.windows)
+    silent = (seed.recall < cfg.target) & (fn <= 0.15)
+    worst = int(np.argmin(seed.recall))
+    print(
+        f"\nseed silently below target in {int(silent.sum())}/{cfg.windows} windows: its own "
+        f"FN rate stayed ≤ 15% there, so it never lowered. Worst: window {worst}, true recall "
+        f"{seed.recall[worst]:.3f}, seed's FN rate {fn[worst]:.3f}"
+    )
+    out = {
+        "recall_target_coverage": rt.coverage(cfg.target),
+        "seed_coverage": seed.coverage(cfg.target),
+        "recall_target_load": float(rt.load.mean()),
+        "seed_load": float(seed.load.mean()),
+        "load_ratio_recall_target_vs_static_best": float(rt.load.mean()) / st_load,
+        "load_ratio_recall_target_vs_fixed_preset": float(
+            rt.load.mean() / result.runs["fixed_preset"].load.mean()
+        ),
+    }
+    if match:
+        target, got, load = matched_recall_load(cfg, result.stream, float(seed.recall.mean()))
+        print(
+            f"equal recall: recall_target with target {target:.3f} reaches mean recall "
+            f"{got:.3f} (seed {seed.recall.mean():.3f}) with load {load:.1f} "
+            f"(seed {seed.load.mean():.1f})"
+        )
+        out["load_ratio_recall_target_vs_seed_at_equal_recall"] = load / float(seed.load.mean())
+    print("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
+    return out
+
+
+def plot(result: SimResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result.cfg
+    ora_thr, ora_load = oracle(cfg, result.stream)
+    wins = np.arange(cfg.windows)
+    periods = np.arange(cfg.windows * cfg.periods_per_window) / cfg.periods_per_window
+    fig, ax = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    for r in result.runs.values():
+        ax[0].step(periods, r.thresholds, where="post", label=r.name)
+        ax[1].plot(wins + 0.5, r.recall, marker=".", label=r.name)
+        ax[2].plot(wins + 0.5, r.load, marker=".", label=f"{r.name} (queue + audit)")
+    ax[0].step(wins, ora_thr, where="post", ls=":", c="k", label="oracle (hindsight)")
+    ax[1].axhline(cfg.target, c="r", lw=0.8, ls="--", label=f"target {cfg.target}")
+    ax[2].plot(wins + 0.5, ora_load, ls=":", c="k", label="oracle queue load")
+    for a, label in zip(ax, ("threshold", "true recall", "reviews / 1000 uploads"), strict=True):
+        a.set_ylabel(label)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    ax[2].set_xlabel(f"window ({cfg.uploads_per_window} uploads)")
+    ax[0].set_title("seed vs recall_target under score and prevalence drift")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds seed…seed+N-1")
+    ap.add_argument("--windows", type=int, default=40)
+    ap.add_argument("--uploads", type=int, default=100_000, help="uploads per window")
+    ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--audit-scale", type=float, default=0.5, help="× default audit band rates")
+    ap.add_argument("--reviewer-error", type=float, default=0.0)
+    ap.add_argument("--horizon", type=int, default=8, help="evidence window, in periods")
+    ap.add_argument("--recent", type=float, default=4.0, help="recent part, periods (0: off)")
+    ap.add_argument("--confidence", type=float, default=0.9, help="of the recall lower bound")
+    ap.add_argument("--plot", type=Path, help="write a PNG of the first seed here")
+    args = ap.parse_args(argv)
+    cfg = SimConfig(
+        seed=args.seed,
+        windows=args.windows,
+        uploads_per_window=args.uploads,
+        horizon_periods=args.horizon,
+        recent_periods=args.recent or None,
+        target=args.target,
+        audit_scale=args.audit_scale,
+        reviewer_error=args.reviewer_error,
+        adjuster=RecallTargetAdjuster(confidence=args.confidence),
+    )
+    result = simulate(cfg)
+    summarise(result)
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot: {args.plot}")
+    if args.seeds > 1:
+        print(f"\nacross seeds {args.seed}…{args.seed + args.seeds - 1} (load = reviews / 1000):")
+        for seed in range(args.seed, args.seed + args.seeds):
+            res = result if seed == args.seed else simulate(replace(cfg, seed=seed))
+            cells = [
+                f"{n} {r.coverage(cfg.target):6.1%} ≥ target, load {r.load.mean():5.1f}"
+                for n, r in res.runs.items()
+            ]
+            cells.append(f"static best load {static_best(res.cfg, res.stream)[1]:5.1f}")
+            print(f"seed {seed}: " + " | ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
