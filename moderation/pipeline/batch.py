@@ -63,20 +63,21 @@ def run_batch(
     while the model runs. Raises ``BatchError`` when scoring itself failed; the caller then
     has the jobs delivered again (their attempts are already counted).
     """
-    counts = in_transaction(
-        ctx.sessions, lambda s: jobs_repo.delivery_counts(s, job_ids), **_retry(ctx)
+    # Fresh jobs (never delivered) are claimed and scored together, in one forward.
+    outcome = _run_group(ctx, list(job_ids), upcoming, fresh_only=True)
+    rest = outcome.skipped
+    counts = (
+        in_transaction(ctx.sessions, lambda s: jobs_repo.delivery_counts(s, rest), **_retry(ctx))
+        if rest
+        else {}
     )
-    outcome = BatchOutcome(skipped=[j for j in job_ids if j not in counts])
-    fresh = [j for j in job_ids if counts.get(j) == 0]
-    suspects = [j for j in job_ids if counts.get(j, 0) > 0]
+    outcome.skipped = [j for j in rest if j not in counts]
     # A redelivered job may be what killed the previous worker: score each alone, after the
     # fresh ones are committed, so one poison image cannot drag healthy jobs to quarantine.
-    groups = ([fresh] if fresh else []) + [[j] for j in suspects]
-    for i, group in enumerate(groups):
-        ahead = groups[i + 1] if i + 1 < len(groups) else list(upcoming)
-        outcome.merge(_run_group(ctx, group, ahead))
-    if not groups:
-        ctx.decoder.prefetch(upcoming)
+    suspects = [j for j in rest if j in counts]
+    for i, job_id in enumerate(suspects):
+        ahead = suspects[i + 1 : i + 2] or list(upcoming)
+        outcome.merge(_run_group(ctx, [job_id], ahead))
     return outcome
 
 
@@ -84,12 +85,19 @@ def _retry(ctx: PipelineContext) -> dict[str, float]:
     return {"give_up_after_s": ctx.db_give_up_after_s}
 
 
-def _run_group(ctx: PipelineContext, job_ids: list[int], ahead: Sequence[int]) -> BatchOutcome:
+def _run_group(
+    ctx: PipelineContext, job_ids: list[int], ahead: Sequence[int], *, fresh_only: bool = False
+) -> BatchOutcome:
     now = ctx.clock()
     claim = in_transaction(
         ctx.sessions,
         lambda s: jobs_repo.claim_jobs(
-            s, job_ids, worker=ctx.worker, now=now, max_attempts=ctx.max_attempts
+            s,
+            job_ids,
+            worker=ctx.worker,
+            now=now,
+            max_attempts=ctx.max_attempts,
+            fresh_only=fresh_only,
         ),
         **_retry(ctx),
     )

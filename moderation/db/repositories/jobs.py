@@ -112,15 +112,20 @@ def claim_jobs(
     worker: str,
     now: dt.datetime,
     max_attempts: int,
+    fresh_only: bool = False,
 ) -> ClaimResult:
     """Count one delivery for each open job; quarantine those past ``max_attempts``.
 
     The attempt is counted *before* any work, so a job whose image kills the worker still
     reaches quarantine: its deliveries are counted even though none of them finished.
+    ``fresh_only`` claims only never-delivered jobs; the others land in ``skipped``.
     """
+    condition = [JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN)]
+    if fresh_only:
+        condition.append(JOBS.c.attempts == 0)
     stmt = (
         update(JOBS)
-        .where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN))
+        .where(*condition)
         .values(
             status=JobStatus.PROCESSING,
             attempts=JOBS.c.attempts + 1,
