@@ -12,6 +12,8 @@ from moderation.config import get_settings
 
 from .celery_app import make_celery
 
+__all__ = ["main"]
+
 
 def main(argv: list[str]) -> None:
     app = make_celery(get_settings())

@@ -22,7 +22,7 @@ from moderation.db.repositories.results import (
 from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier
-from moderation.policy import decide
+from moderation.policy import CategoryThresholds, Decision, decide
 from moderation.scoring import ScoreSet
 
 from .context import PipelineContext
@@ -203,38 +203,15 @@ def _persist(
         catalog_version=ctx.scorer.catalog_version,
         now=now,
     )
-    score_rows, decision_rows, decided = [], [], []
+    score_rows: list[ScoreRow] = []
+    decision_rows: list[DecisionRow] = []
+    decided: list[DecidedJob] = []
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
         decision = decide(values, thresholds, ctx.policy)
-        match = pre.get(job_id)
         decided.append(DecidedJob(job_id, decision, values))
-        decision_rows.append(
-            DecisionRow(
-                job_id=job_id,
-                tier=decision.tier,
-                action=decision.action,
-                category=decision.category,
-                priority=decision.priority,
-                policy=decision.policy,
-                threshold_versions=dict(decision.threshold_versions),
-                matched_bank_entry_id=match.bank_entry_id if match else None,
-                match_distance=match.distance if match else None,
-            )
-        )
-        score_rows += [
-            ScoreRow(
-                job_id=job_id,
-                category=c,
-                score=s.score,
-                source=s.source,
-                tier=decision.category_tiers[c],
-                phrasing=s.phrasing,
-                threshold_version_id=thresholds[c].version_id,
-                details=dict(s.details) or None,
-            )
-            for c, s in scores[job_id].items()
-        ]
+        decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
+        score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
     insert_scores(session, score_rows)
     insert_decisions(session, decision_rows)
     ctx.hooks.route_review(session, decided)
@@ -246,6 +223,41 @@ def _persist(
         scored=list(scored), failed={j: failures[j] for j in failed}, tiers=tiers
     )
     return _Written(outcome, due)
+
+
+def _decision_row(job_id: int, decision: Decision, match: PreScore | None) -> DecisionRow:
+    return DecisionRow(
+        job_id=job_id,
+        tier=decision.tier,
+        action=decision.action,
+        category=decision.category,
+        priority=decision.priority,
+        policy=decision.policy,
+        threshold_versions=dict(decision.threshold_versions),
+        matched_bank_entry_id=match.bank_entry_id if match else None,
+        match_distance=match.distance if match else None,
+    )
+
+
+def _score_rows(
+    job_id: int,
+    scores: ScoreSet,
+    decision: Decision,
+    thresholds: Mapping[str, CategoryThresholds],
+) -> list[ScoreRow]:
+    return [
+        ScoreRow(
+            job_id=job_id,
+            category=c,
+            score=s.score,
+            source=s.source,
+            tier=decision.category_tiers[c],
+            phrasing=s.phrasing,
+            threshold_version_id=thresholds[c].version_id,
+            details=dict(s.details) or None,
+        )
+        for c, s in scores.items()
+    ]
 
 
 def _facts(ok: Sequence[Prepared], pre: Mapping[int, PreScore]) -> dict[int, ImageFacts]:
