@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N.")
+    classifiers: Annotated[list[Literal["open_nsfw"]], NoDecode] = Field(
+        default_factory=list,
+        description="Classifiers run beside an embedding backend (gme, fake), e.g. open_nsfw.",
+    )
     catalog_file: Path | None = Field(
         None, description="Violation catalog YAML; default: the packaged catalog."
     )
@@ -169,7 +173,7 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
         return value
 
-    @field_validator("api_tokens", "callback_allowlist", mode="before")
+    @field_validator("api_tokens", "callback_allowlist", "classifiers", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if not isinstance(value, str):

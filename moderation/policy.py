@@ -29,6 +29,15 @@ CONTENT_SAFETY_CUTOFFS: dict[str, dict[RiskTier, float]] = {
         RiskTier.HIGH: 0.22,
         RiskTier.EXTREME: 0.30,
     },
+    # The fake test embedder's cosines: unrelated image/phrasing pairs spread around 0 with
+    # std ≈ 1/sqrt(768) ≈ 0.036 and a matching image scores ≈ 1, so the seed's GME cut-offs
+    # separate them the same way (a different scale name keeps DB thresholds apart).
+    "fake_cosine": {
+        RiskTier.WARNING: 0.12,
+        RiskTier.MEDIUM: 0.18,
+        RiskTier.HIGH: 0.22,
+        RiskTier.EXTREME: 0.30,
+    },
     # Classifier probabilities in [0, 1] (Open-NSFW): recall-first as well — well below the
     # 0.8 "NSFW" point its authors suggest, so borderline images reach a human.
     "probability": {
@@ -144,17 +153,28 @@ def decide(
 
 
 def preset_thresholds(
-    scales: Mapping[str, str], severities: Mapping[str, int] | None = None
+    scales: Mapping[str, str],
+    severities: Mapping[str, int] | None = None,
+    bases: Mapping[str, float] | None = None,
 ) -> dict[str, CategoryThresholds]:
-    """The content-safety preset for each category on its scale (no DB versions yet)."""
+    """The content-safety preset for each category on its scale (no DB versions yet).
+
+    ``bases`` (e.g. a catalog's per-category ``threshold``) moves a category's violation
+    cut-off: the whole ladder shifts by ``base - preset base``, keeping the preset's band widths.
+    """
     severities = severities or {}
+    bases = bases or {}
     out = {}
     for category, scale in scales.items():
         if scale not in CONTENT_SAFETY_CUTOFFS:
             raise KeyError(f"no content-safety preset for score scale {scale!r} ({category})")
+        cutoffs = CONTENT_SAFETY_CUTOFFS[scale]
+        if category in bases:
+            shift = bases[category] - cutoffs[RiskTier.MEDIUM]
+            cutoffs = {tier: value + shift for tier, value in cutoffs.items()}
         out[category] = CategoryThresholds(
             category=category,
-            cutoffs=CONTENT_SAFETY_CUTOFFS[scale],
+            cutoffs=cutoffs,
             severity=severities.get(category, 2),
             scale=scale,
         )

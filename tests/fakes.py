@@ -24,6 +24,7 @@ class ColourScorer:
     categories = ("sexual", "violence")
     scales = {"sexual": "probability", "violence": "probability"}
     severities = {"sexual": 3, "violence": 4}
+    base_thresholds: dict[str, float] = {}
 
     def __init__(self, poison_width: int | None = None) -> None:
         self.poison_width = poison_width

@@ -16,6 +16,7 @@ __all__ = [
     "QUERY_INSTRUCTION",
     "Embedder",
     "EmbedderInfo",
+    "ImageClassifier",
     "l2_normalise",
 ]
 
@@ -46,6 +47,19 @@ class Embedder(Protocol):
 
     def embed_texts(self, texts: Sequence[str], instruction: str = QUERY_INSTRUCTION) -> np.ndarray:
         """float32 [m, dim], unit rows; ``instruction`` goes in the system turn."""
+        ...
+
+
+@runtime_checkable
+class ImageClassifier(Protocol):
+    """A model that emits one category's score directly (no phrasings), e.g. Open-NSFW."""
+
+    model_id: str  # weights + preprocessing identity; part of every score-reuse key
+    category: str  # the catalog category it scores, e.g. "sexual"
+    scale: str  # the score scale, e.g. "probability"
+
+    def classify(self, images: Sequence[Image]) -> np.ndarray:
+        """float32 [n] scores on ``scale``, batched internally."""
         ...
 
 

@@ -195,7 +195,10 @@ def _persist(
     now: dt.datetime,
 ) -> _Written:
     """Write terminal states and results in one transaction (the caller acks after it)."""
-    thresholds = resolve_thresholds(session, ctx.scorer.scales, ctx.scorer.severities)
+    scorer = ctx.scorer
+    thresholds = resolve_thresholds(
+        session, scorer.scales, scorer.severities, scorer.base_thresholds
+    )
     scored = jobs_repo.finish_scored(
         session,
         [p.job_id for p in ok],

@@ -69,3 +69,24 @@ def test_cutoffs_must_be_monotone():
     bad[RiskTier.HIGH] = 0.10
     with pytest.raises(ValueError, match="must not decrease"):
         CategoryThresholds("x", bad)
+
+
+def test_a_catalog_base_threshold_shifts_the_whole_ladder():
+    th = preset_thresholds(
+        {"weapons": "gme_cosine", "drugs": "gme_cosine"}, {"weapons": 2}, bases={"weapons": 0.25}
+    )
+    assert th["weapons"].base == pytest.approx(0.25)
+    shifted = {tier: round(v, 6) for tier, v in th["weapons"].cutoffs.items()}
+    assert shifted == {
+        RiskTier.WARNING: 0.19,
+        RiskTier.MEDIUM: 0.25,
+        RiskTier.HIGH: 0.29,
+        RiskTier.EXTREME: 0.37,
+    }
+    assert th["drugs"].cutoffs == GME  # categories without a base keep the preset
+    assert tier_for(0.23, th["weapons"].cutoffs) is RiskTier.WARNING
+
+
+def test_fake_cosine_preset_exists_for_pipeline_tests():
+    th = preset_thresholds({"weapons": "fake_cosine"})
+    assert th["weapons"].scale == "fake_cosine" and th["weapons"].base == GME[RiskTier.MEDIUM]

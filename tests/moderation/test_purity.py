@@ -11,6 +11,7 @@ PURE_MODULES = [
     "moderation.domain",
     "moderation.scoring",
     "moderation.policy",
+    "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
     "moderation.adaptive",

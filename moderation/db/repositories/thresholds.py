@@ -116,12 +116,16 @@ def history(
 
 
 def resolve_thresholds(
-    session: Session, scales: Mapping[str, str], severities: Mapping[str, int] | None = None
+    session: Session,
+    scales: Mapping[str, str],
+    severities: Mapping[str, int] | None = None,
+    bases: Mapping[str, float] | None = None,
 ) -> dict[str, CategoryThresholds]:
     """Thresholds the policy should use now: the active version where one exists *on the same
-    score scale* as the scorer's, else the preset. (A version calibrated for GME cosine must
-    never be applied to a classifier probability.)"""
-    resolved = preset_thresholds(scales, severities)
+    score scale* as the scorer's, else the preset (moved by the catalog's ``bases``, i.e.
+    ``Scorer.base_thresholds``). (A version calibrated for GME cosine must never be applied to
+    a classifier probability.)"""
+    resolved = preset_thresholds(scales, severities, bases)
     for category, version in active_versions(session, scales).items():
         if version.scale != scales[category]:
             continue

@@ -49,3 +49,17 @@ def test_resolution_uses_versions_on_the_same_scale_only(engine):
     assert th["weapons"].base == GME[RiskTier.MEDIUM] + 0.05
     assert th["sexual"].version_id is None and th["sexual"].scale == "probability"
     assert th["drugs"].version_id is None and th["drugs"].base == 0.18
+
+
+def test_catalog_bases_move_the_preset_but_never_a_stored_version(engine):
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        v = _append(s, "weapons", 0.05)
+    with Session() as s:
+        th = repo.resolve_thresholds(
+            s, {"weapons": "gme_cosine", "drugs": "gme_cosine"}, None,
+            {"weapons": 0.3, "drugs": 0.25},
+        )  # fmt: skip
+    assert th["weapons"].version_id == v.id  # a calibrated version outranks the catalog
+    assert th["weapons"].base == GME[RiskTier.MEDIUM] + 0.05
+    assert th["drugs"].version_id is None and th["drugs"].base == 0.25
