@@ -56,11 +56,18 @@ def images(n: int, size: tuple[int, int]) -> list[bytes]:
     base = Image.effect_noise(size, 40).convert("RGB")
     out = []
     for i in range(n):
-        base.putpixel((0, 0), (i % 256, (i // 256) % 256, (i // 65536) % 256))
+        stamp(base, i)
         buf = io.BytesIO()
         base.save(buf, "JPEG", quality=85)
         out.append(buf.getvalue())
     return out
+
+
+def stamp(image: Image.Image, i: int) -> None:
+    """Write ``i`` as four 8×8 blocks of 16 grey levels: JPEG keeps them distinct."""
+    for digit in range(4):
+        level = ((i >> (4 * digit)) & 15) * 16
+        image.paste((level, level, level), (8 * digit, 0, 8 * digit + 8, 8))
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -216,16 +223,17 @@ class Bench:
         return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
 
 
-def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> float:
+def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
+    """(images/s wall, CPU seconds per image) of the scorer alone."""
     from moderation.scorers import build_scorer
 
     scorer = build_scorer(Settings(_env_file=None, backend=args.backend))  # type: ignore[call-arg]
     decoded = [decode_image(p).image for p in payloads]
     scorer.score_images(decoded[: args.batch_size])  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(decoded), args.batch_size):
         scorer.score_images(decoded[i : i + args.batch_size])
-    return len(decoded) / (time.perf_counter() - start)
+    return len(decoded) / (time.perf_counter() - start), (time.process_time() - cpu) / len(decoded)
 
 
 def main() -> None:
@@ -241,7 +249,7 @@ def main() -> None:
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     payloads = images(args.jobs, (w, h))
-    raw = raw_scorer(args, payloads[: min(len(payloads), 2000)])
+    raw, raw_cpu = raw_scorer(args, payloads[: min(len(payloads), 2000)])
     bench = Bench(args)
     try:
         # intake alone, then drain alone
@@ -266,14 +274,13 @@ def main() -> None:
         c0 = time.process_time()
         t0 = time.perf_counter()
         bench.submit_all(payloads)
-        pg_pids = db_backends(bench.db)  # the pools' connections exist by now
-        p0 = cpu_seconds(pg_pids)
         bench.wait_finished(args.jobs)
         wall = time.perf_counter() - t0
         e2e = args.jobs / wall
         api_cpu = cpu_seconds(tree(api.pid)) - a0
         worker_cpu = cpu_seconds(tree(worker.pid)) - w0
-        pg_cpu = cpu_seconds(pg_pids) - p0
+        # backends of the fresh database: their whole life is this phase (pools keep them open)
+        pg_cpu = cpu_seconds(db_backends(bench.db))
         client_cpu = time.process_time() - c0
         machine = machine_cpu() - m0
     finally:
@@ -282,18 +289,32 @@ def main() -> None:
         f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
         f" chunk={args.chunk} clients={args.clients} cores={os.cpu_count()}"
     )
-    print(f"raw scorer           {raw:10.1f} images/s (pre-decoded, batch {args.batch_size})")
+    n = args.jobs
+    per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}
+    cores = os.cpu_count() or 1
+    print(
+        f"raw scorer           {raw:10.1f} images/s (pre-decoded, batch {args.batch_size}); "
+        f"{raw_cpu * 1e3:.2f} ms CPU per image"
+    )
     print(f"API intake alone     {intake:10.1f} jobs/s")
     print(f"worker drain alone   {drain:10.1f} jobs/s")
     print(f"end to end           {e2e:10.1f} jobs/s  (submit-to-scored, {wall:.1f} s)")
     print(f"e2e / raw scorer     {e2e / raw:10.1%}")
     print(
-        f"CPU during e2e: API {api_cpu:.1f} s, worker {worker_cpu:.1f} s, Postgres backends "
-        f"{pg_cpu:.1f} s (after submission), client {client_cpu:.1f} s; whole machine "
-        f"{machine:.1f} s of {wall * (os.cpu_count() or 1):.1f} s available"
+        "CPU per job during e2e: "
+        + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in per_job.items())
+        + f" (the scorer's share of the worker: {raw_cpu * 1e3:.2f} ms); "
+        f"client {client_cpu / n * 1e3:.2f} ms"
     )
-    load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} cores (other processes share them)")
+    print(
+        f"implied ceiling on {cores} idle cores (API + worker + Postgres): "
+        f"{cores / sum(per_job.values()):.0f} jobs/s; without the scorer's CPU: "
+        f"{cores / (sum(per_job.values()) - raw_cpu):.0f} jobs/s"
+    )
+    print(
+        f"machine busy {machine:.1f} CPU s of {wall * cores:.1f} s; load average "
+        f"{os.getloadavg()[0]:.1f} on {cores} cores (other processes share them)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ __all__ = ["ProcessSpec", "Supervisor", "detect_gpus", "parse_gpus", "worker_spe
 
 log = logging.getLogger(__name__)
 CELERY_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,15 @@ def worker_specs(
                 {"CUDA_VISIBLE_DEVICES": gpu},
             )
         )
+    # CPU workers share the cores: give each its slice of math-library threads, or idle
+    # OpenBLAS/OpenMP threads spin and burn the CPU the others need.
+    threads = str(max(1, (os.cpu_count() or 1) // max(cpu, 1)))
     for i in range(cpu):
+        env = {"CUDA_VISIBLE_DEVICES": ""}
+        env.update({v: os.environ.get(v, threads) for v in THREAD_VARS})
         specs.append(
             ProcessSpec(
-                f"cpu{i}",
-                _celery("worker", *scoring, "-n", f"cpu{i}@%h", *CELERY_FLAGS),
-                {"CUDA_VISIBLE_DEVICES": ""},
+                f"cpu{i}", _celery("worker", *scoring, "-n", f"cpu{i}@%h", *CELERY_FLAGS), env
             )
         )
     if ops:

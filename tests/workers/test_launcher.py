@@ -31,7 +31,8 @@ def test_one_pinned_single_process_worker_per_gpu(tmp_path: Path):
     assert gpu3.env == {"CUDA_VISIBLE_DEVICES": "3"}
     argv = " ".join(gpu3.argv)
     assert "-P prefork -c 1 -Q q.score" in argv and "-n gpu3@%h" in argv
-    assert by_name["cpu0"].env == {"CUDA_VISIBLE_DEVICES": ""}
+    assert by_name["cpu0"].env["CUDA_VISIBLE_DEVICES"] == ""
+    assert int(by_name["cpu0"].env["OMP_NUM_THREADS"]) >= 1
     assert "-P threads" in " ".join(by_name["ops"].argv) and "q.ops" in by_name["ops"].argv
     assert by_name["beat"].argv[3] == "beat"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.db.models import Image, ImageBlob, Job
 
-from ._upsert import insert_ignore
+from ._upsert import insert_ignore, update_many
 
 __all__ = ["ImageFacts", "NewImage", "Payload", "load_payloads", "record_facts", "upsert_images"]
 
@@ -88,31 +88,24 @@ def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload
 
 def record_facts(session: Session, facts: Mapping[int, ImageFacts]) -> None:
     """Store dimensions/format (and a perceptual hash when known) learnt while decoding."""
-    if not facts:
-        return
     table = Image.__table__
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.width.is_(None))
-        .values(
-            width=bindparam("b_width"),
-            height=bindparam("b_height"),
-            format=bindparam("b_format"),
-        )
+    update_many(
+        session,
+        table,
+        "id",
+        [
+            {"id": f.image_id, "width": f.width, "height": f.height, "format": f.format}
+            for f in facts.values()
+        ],
+        where_null="width",
     )
-    rows = [
-        {"b_id": f.image_id, "b_width": f.width, "b_height": f.height, "b_format": f.format}
-        for f in facts.values()
-    ]
-    session.connection().execute(stmt, rows)
-    hashed = [f for f in facts.values() if f.pdq_hash is not None]
-    if hashed:
-        session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(pdq_hash=bindparam("b_hash"), pdq_quality=bindparam("b_quality")),
-            [
-                {"b_id": f.image_id, "b_hash": f.pdq_hash, "b_quality": f.pdq_quality}
-                for f in hashed
-            ],
-        )
+    update_many(
+        session,
+        table,
+        "id",
+        [
+            {"id": f.image_id, "pdq_hash": f.pdq_hash, "pdq_quality": f.pdq_quality}
+            for f in facts.values()
+            if f.pdq_hash is not None
+        ],
+    )
