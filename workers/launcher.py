@@ -87,12 +87,12 @@ def worker_specs(
                 {"CUDA_VISIBLE_DEVICES": gpu},
             )
         )
-    # CPU workers share the cores: give each its slice of math-library threads, or idle
-    # OpenBLAS/OpenMP threads spin and burn the CPU the others need.
-    threads = str(max(1, (os.cpu_count() or 1) // max(cpu, 1)))
+    # CPU workers share the cores with the API, Postgres and each other: one math-library
+    # thread each unless the environment says otherwise — idle OpenBLAS/OpenMP threads
+    # spin-wait and burn the CPU the rest of the pipeline needs.
     for i in range(cpu):
         env = {"CUDA_VISIBLE_DEVICES": ""}
-        env.update({v: os.environ.get(v, threads) for v in THREAD_VARS})
+        env.update({v: os.environ.get(v, "1") for v in THREAD_VARS})
         specs.append(
             ProcessSpec(
                 f"cpu{i}", _celery("worker", *scoring, "-n", f"cpu{i}@%h", *CELERY_FLAGS), env
