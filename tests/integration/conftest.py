@@ -125,9 +125,9 @@ def stack_factory(
         }
         settings = settings_factory(**values)
         env = {
-            f"MODERATION_{k.upper()}": str(v)
+            f"MODERATION_{k.upper()}": ",".join(v) if isinstance(v, list) else str(v)
             for k, v in settings.model_dump(mode="json").items()
-            if v is not None and k != "api_tokens" and not isinstance(v, list | dict)
+            if v is not None and k != "api_tokens" and not isinstance(v, dict)
         }
         env["MODERATION_API_TOKENS"] = f"pipeline:submitter:{TOKEN}"
         stack = Stack(settings, env, TestClient(create_app(settings)), tmp_path)
