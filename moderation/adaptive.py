@@ -11,7 +11,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from moderation.audit import RecallCurve, estimate_miss_rate, estimate_precision, recall_curve
-from moderation.domain import RiskTier
 from moderation.feedback import Evidence, Feedback
 
 __all__ = [
@@ -20,7 +19,6 @@ __all__ = [
     "RecallTargetAdjuster",
     "SCALE_PRESETS",
     "SeedAdjuster",
-    "rebase_cutoffs",
     "seed_proposal",
 ]
 
@@ -336,14 +334,3 @@ def _curve_point(prefix: str, curve: RecallCurve, j: int) -> dict[str, Any]:
             "missed_sampled_ht": num(curve.missed_sampled[j]),
         }
     }
-
-
-def rebase_cutoffs(cutoffs: Mapping[RiskTier, float], base: float) -> dict[RiskTier, float]:
-    """Move the violation (MEDIUM) cut-off to ``base``; the others stay unless that would break
-    the ladder's order, in which case they are pushed to ``base``."""
-    out = dict(cutoffs)
-    out[RiskTier.MEDIUM] = base
-    out[RiskTier.WARNING] = min(out[RiskTier.WARNING], base)
-    out[RiskTier.HIGH] = max(out[RiskTier.HIGH], base)
-    out[RiskTier.EXTREME] = max(out[RiskTier.EXTREME], out[RiskTier.HIGH])
-    return out

@@ -123,10 +123,42 @@ class Settings(BaseSettings):
     # --- policy --------------------------------------------------------------------------
     policy: str = Field("content_safety", description="Named threshold policy preset.")
     thresholds_file: Path | None = Field(
-        None, description="YAML of per-category thresholds overriding the preset."
+        None,
+        description="YAML of per-category thresholds overriding the preset "
+        "(an active DB threshold version still wins).",
     )
     audit_fraction: float = Field(
         0.02, ge=0, le=1, description="Share of below-threshold items sampled for audit review."
+    )
+
+    # --- hash banks (PDQ) -----------------------------------------------------------------
+    bank_match_threshold: int = Field(
+        31, ge=0, le=63, description="Largest PDQ Hamming distance (of 256 bits) that matches."
+    )
+    bank_min_quality: int = Field(
+        50,
+        ge=0,
+        le=100,
+        description="PDQ quality below which a hash is neither banked nor matched.",
+    )
+    bank_match_flips: bool = Field(
+        True, description="Also match an image's 7 rotations/mirrors against the banks."
+    )
+    bank_violation_mode: Literal["set_tier", "set_tier_and_score", "off"] = Field(
+        "set_tier",
+        description="Confirmed-violation hit: set the tier and skip the model (set_tier), set a "
+        "tier floor but still score (set_tier_and_score), or ignore the bank (off).",
+    )
+    bank_violation_tier: Literal["medium", "high", "extreme"] = Field(
+        "high", description="Tier a confirmed-violation hit sets."
+    )
+    bank_benign_mode: Literal["skip_model", "record", "off"] = Field(
+        "skip_model",
+        description="Benign hit: tier clear without scoring (skip_model), record the hit but let "
+        "the model decide (record), or ignore the bank (off).",
+    )
+    bank_refresh_s: float = Field(
+        30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
 
     # --- images --------------------------------------------------------------------------
@@ -152,6 +184,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="Bearer token (the secret part) the client and `moderation submit` send."
     )
+    dashboard_host: str = Field("127.0.0.1", description="Bind address of `moderation dashboard`.")
+    dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of `moderation dashboard`.")
     callback_min_tier: str = Field("high", description="Lowest tier that triggers a callback.")
     callback_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts/CIDRs allowed as callback targets even if private."

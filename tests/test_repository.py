@@ -42,3 +42,16 @@ def test_readme_lists_every_cli_group():
     groups = [g.name for g in app.registered_groups] + [c.name for c in app.registered_commands]
     assert groups
     assert [g for g in groups if f"`moderation {g}" not in readme] == []
+
+
+def test_code_is_lint_clean_and_formatted():
+    import subprocess
+    import sys
+
+    ruff = [sys.executable, "-m", "ruff"]
+    check = subprocess.run([*ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -22,9 +22,14 @@ app = typer.Typer(
 # (module under moderation.cli, attribute): a Typer sub-app (a group) or a register(app) hook.
 # Heavy libraries (torch, onnxruntime) are imported inside commands, so `--help` stays fast.
 _COMMAND_MODULES: list[str] = [
+    "bank",
+    "calibrate",
     "config",
+    "dashboard",
     "db",
+    "models",
     "score",
+    "thresholds",
     "scan",
     "worker",
     "jobs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from moderation.db.repositories.results import (
 from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier
-from moderation.policy import CategoryThresholds, Decision, decide
+from moderation.policy import ACTIONS, CategoryThresholds, Decision, decide
 from moderation.scoring import ScoreSet
 
 from .context import PipelineContext
@@ -211,7 +212,7 @@ def _persist(
     decided: list[DecidedJob] = []
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
-        decision = decide(values, thresholds, ctx.policy)
+        decision = _with_floor(decide(values, thresholds, ctx.policy), pre.get(job_id))
         decided.append(DecidedJob(job_id, decision, values))
         decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
         score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
@@ -226,6 +227,16 @@ def _persist(
         scored=list(scored), failed={j: failures[j] for j in failed}, tiers=tiers
     )
     return _Written(outcome, due)
+
+
+def _with_floor(decision: Decision, match: PreScore | None) -> Decision:
+    """A matcher's tier floor (e.g. a confirmed-violation bank hit) wins over a lower tier."""
+    floor = match.tier_floor if match else None
+    if floor is None or floor.rank <= decision.tier.rank:
+        return decision
+    return dataclasses.replace(
+        decision, tier=floor, action=ACTIONS[floor], category=match.category or decision.category
+    )
 
 
 def _decision_row(job_id: int, decision: Decision, match: PreScore | None) -> DecisionRow:

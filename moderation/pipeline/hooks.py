@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.orm import Session
 
 from moderation.db.repositories.results import ReviewRow, insert_review_items
-from moderation.domain import ReviewItemKind
+from moderation.domain import ReviewItemKind, RiskTier
 from moderation.images import DecodedImage
 from moderation.policy import Decision
 from moderation.scoring import ScoreSet
@@ -38,11 +38,14 @@ class PreScore:
     """What a matcher found about one image before the model runs (e.g. a hash-bank hit).
 
     ``scores`` are recorded next to (and win over) model scores of the same category;
-    ``skip_model`` spares the forward; the bank entry and distance land on the decision.
+    ``skip_model`` spares the forward; ``tier_floor`` raises the decision to at least that tier
+    (attributed to ``category``); the bank entry and distance land on the decision.
     """
 
     scores: ScoreSet = field(default_factory=dict)
     skip_model: bool = False
+    tier_floor: RiskTier | None = None
+    category: str | None = None
     bank_entry_id: int | None = None
     distance: int | None = None
     pdq_hash: str | None = None  # stored on the image row when given

@@ -12,13 +12,10 @@ from moderation.adaptive import (
     CONTENT_SAFETY_BASE,
     RecallTargetAdjuster,
     SeedAdjuster,
-    rebase_cutoffs,
     seed_proposal,
 )
 from moderation.audit import AuditDesign, audit_decisions
-from moderation.domain import RiskTier
 from moderation.feedback import Evidence, Feedback, ItemRecord, ReviewRecord, collate
-from moderation.policy import CONTENT_SAFETY_CUTOFFS, CategoryThresholds
 
 
 class SeedReference:
@@ -332,15 +329,6 @@ def test_a_burst_of_one_label_moves_at_most_one_step(label):
         assert not p.changed and "insufficient" in p.reason
     seed_burst = seed_proposal(0.20, collate(items, burst).feedback())
     assert abs(seed_burst.value - 0.20) <= 0.01 + 1e-12
-
-
-def test_rebase_cutoffs_keeps_the_ladder_valid():
-    preset = CONTENT_SAFETY_CUTOFFS["gme_cosine"]
-    for base in (0.05, 0.12, 0.18, 0.25, 0.35, 0.5):
-        cut = rebase_cutoffs(preset, base)
-        assert cut[RiskTier.MEDIUM] == base
-        CategoryThresholds("sexual", cut)  # validates the order
-    assert rebase_cutoffs(preset, 0.2)[RiskTier.HIGH] == preset[RiskTier.HIGH]
 
 
 def test_presets_per_score_scale():

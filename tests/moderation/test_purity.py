@@ -11,10 +11,15 @@ PURE_MODULES = [
     "moderation.domain",
     "moderation.scoring",
     "moderation.policy",
+    "moderation.hashindex",
+    "moderation.thresholds",
+    "moderation.threshold_context",
     "moderation.patterns",
     "moderation.audit",
     "moderation.feedback",
     "moderation.adaptive",
+    "moderation.web.charts",
+    "moderation.web.formatting",
 ]
 FORBIDDEN = ["torch", "sqlalchemy", "PIL", "onnxruntime", "transformers", "redis", "httpx"]
 

@@ -51,6 +51,27 @@ def test_resolution_uses_versions_on_the_same_scale_only(engine):
     assert th["drugs"].version_id is None and th["drugs"].base == 0.18
 
 
+def test_precedence_is_db_version_then_file_then_preset(engine, tmp_path):
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(
+        "categories:\n"
+        "  weapons: {scale: gme_cosine, base: 0.21}\n"
+        "  gore: {scale: gme_cosine, base: 0.19}\n"
+        "  sexual: {scale: gme_cosine, base: 0.19}\n"  # wrong scale for the classifier: ignored
+    )
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        v = _append(s, "weapons", 0.05)
+    scales = {"weapons": "gme_cosine", "gore": "gme_cosine", "sexual": "probability",
+              "drugs": "gme_cosine"}  # fmt: skip
+    with Session() as s:
+        th = repo.resolve_thresholds(s, scales, {"gore": 4}, thresholds_file=path)
+    assert (th["weapons"].source, th["weapons"].version_id) == ("version", v.id)
+    assert (th["gore"].source, th["gore"].base, th["gore"].severity) == ("file", 0.19, 4)
+    assert (th["sexual"].source, th["sexual"].scale) == ("preset", "probability")
+    assert (th["drugs"].source, th["drugs"].base) == ("preset", 0.18)
+
+
 def test_catalog_bases_move_the_preset_but_never_a_stored_version(engine):
     Session = make_sessionmaker(engine)
     with Session.begin() as s:

@@ -149,3 +149,29 @@ def test_prefetched_images_are_decoded_ahead(ctx, scorer):
     run_batch(ctx, second)
     assert ctx.decoder._ahead == {}
     assert jobs(ctx)[second[0]].status == JobStatus.SCORED
+
+
+def test_pre_score_hook_can_skip_the_model_and_set_a_tier_floor(ctx, scorer):
+    from moderation.pipeline.hooks import PipelineHooks, PreScore
+
+    seen: list[int] = []
+
+    def bank(images):
+        seen.append(len(images))
+        return [
+            PreScore(skip_model=True, tier_floor=RiskTier.EXTREME, category="violence",
+                     bank_entry_id=None, distance=3, pdq_hash="ab" * 32, pdq_quality=90)
+            if img.width == 20 else None
+            for img in images
+        ]  # fmt: skip
+
+    ctx.hooks = PipelineHooks(pre_score=bank)
+    hit, miss = submit(ctx, png_bytes((0, 0, 0), size=(20, 20)), BLACK)
+    outcome = run_batch(ctx, [hit, miss])
+    assert seen == [2] and scorer.calls == [1]  # the hit never reached the model
+    assert outcome.tiers == {hit: RiskTier.EXTREME, miss: RiskTier.CLEAR}
+    with session_scope(ctx.sessions) as s:
+        decision = s.scalars(select(Decision).where(Decision.job_id == hit)).one()
+        assert (decision.category, decision.match_distance) == ("violence", 3)
+        assert s.scalars(select(Image.pdq_hash).where(Image.width == 20)).one() == "ab" * 32
+    assert count(ctx, ReviewItem) == 1  # extreme → review now

@@ -1,7 +1,7 @@
 """add jobs.enqueued_at
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-27
 
 When the job's broker message was last published. NULL means never (the API committed the job
@@ -14,17 +14,17 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE on both backends (SQLite >= 3.35 drops columns natively): a batch-mode
+# table rebuild would trip over the dashboard views that read ``jobs``.
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("jobs", sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("enqueued_at")
+    op.drop_column("jobs", "enqueued_at")

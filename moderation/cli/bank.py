@@ -1,0 +1,311 @@
+"""``moderation bank``: add images to the PDQ hash banks, list, disable/enable, explain matches."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from rich.progress import track
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from moderation.banks import BankHit, BankMatch, BankMatcher, bank_hash, match_before_scoring
+from moderation.config import Settings
+from moderation.db.repositories import banks as repo
+from moderation.db.session import make_engine, make_sessionmaker, session_scope
+from moderation.domain import BankKind
+from moderation.hashing import PdqHash, compute_pdq
+from moderation.images import ImageRejected, decode_image
+
+from ._common import CliError, console, settings_with
+
+__all__ = ["register"]
+
+bank_app = typer.Typer(
+    help="Perceptual-hash (PDQ) banks: confirmed violations per category, and benign images.",
+    no_args_is_help=True,
+)
+
+URL_OPTION = typer.Option(
+    None, "--url", help="Database URL (default: MODERATION_DATABASE_URL or the SQLite file)."
+)
+BY_OPTION = typer.Option(None, "--by", help="Who is acting (audit log); default: your login.")
+
+
+def _actor(by: str | None) -> str:
+    if by:
+        return by
+    with contextlib.suppress(Exception):
+        return f"cli:{getpass.getuser()}"
+    return "cli"
+
+
+@contextlib.contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> PdqHash:
+    """Raises CliError with the reason the file cannot be hashed."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        decoded = decode_image(
+            data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        )
+    except ImageRejected as exc:
+        raise CliError(f"{exc.code}: {exc.message}") from None
+    return compute_pdq(decoded.image, dihedral=dihedral)
+
+
+@bank_app.command("add")
+def add(
+    files: list[Path] = typer.Argument(..., help="Image files to bank."),
+    bank: BankKind = typer.Option(..., "--bank", "-b", help="Which bank."),
+    category: str | None = typer.Option(
+        None, "--category", "-c", help="Violation category (required for confirmed_violation)."
+    ),
+    reason: str | None = typer.Option(None, "--reason", "-r", help="Why (default: file name)."),
+    by: str | None = BY_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Hash FILES with PDQ and add them to a bank (low-quality hashes and duplicates skipped)."""
+    if bank is BankKind.CONFIRMED_VIOLATION and not category:
+        raise CliError("--category is required for the confirmed_violation bank")
+    if bank is BankKind.BENIGN and category:
+        raise CliError("the benign bank has no categories; drop --category")
+    settings = settings_with(database_url=url)
+    table = Table("file", "result", "entry", "quality", "pdq hash")
+    failed = 0
+    with _session(settings) as session:
+        for path in track(files, description="hashing", transient=True, disable=len(files) < 3):
+            try:
+                pdq = _hash_file(path, settings)
+            except CliError as exc:
+                failed += 1
+                table.add_row(str(path), f"[red]{exc}[/]", "", "", "")
+                continue
+            result = bank_hash(
+                session, bank=bank, pdq=pdq, added_by=_actor(by), category=category,
+                reason=reason or f"added from file {path.name}",
+                min_quality=settings.bank_min_quality,
+            )  # fmt: skip
+            if result.outcome == "low_quality":
+                failed += 1
+                shown = f"[red]quality {pdq.quality} < {settings.bank_min_quality}: not banked[/]"
+            else:
+                shown = result.outcome
+            entry = f"#{result.entry.id}" if result.entry else ""
+            table.add_row(str(path), shown, entry, str(pdq.quality), pdq.hex[:16] + "…")
+    console.print(table)
+    if failed:
+        raise CliError(f"{failed} of {len(files)} files were not banked")
+
+
+@bank_app.command("list")
+def list_(
+    bank: BankKind | None = typer.Option(None, "--bank", "-b", help="Only this bank."),
+    category: str | None = typer.Option(None, "--category", "-c", help="Only this category."),
+    include_disabled: bool = typer.Option(False, "--all", help="Include disabled entries."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Most entries shown, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Bank entries, newest first, with counts per bank and category."""
+    with _session(settings_with(database_url=url)) as session:
+        entries = repo.list_entries(
+            session, bank=bank, category=category, include_disabled=include_disabled, limit=limit
+        )
+        counts = repo.stats(session)
+    if as_json:
+        console.print_json(json.dumps([_entry_json(e) for e in entries]))
+        return
+    table = Table("id", "bank", "category", "enabled", "quality", "added by", "added", "reason")
+    for e in entries:
+        table.add_row(
+            str(e.id), e.bank.value, e.category or "", "yes" if e.enabled else "[red]no[/]",
+            str(e.pdq_quality or ""), e.added_by, f"{e.created_at:%Y-%m-%d %H:%M}", e.reason or "",
+        )  # fmt: skip
+    console.print(table)
+    for c in counts:
+        name = f"{c.bank.value}/{c.category}" if c.category else c.bank.value
+        console.print(f"{name}: {c.enabled} enabled, {c.disabled} disabled", highlight=False)
+
+
+def _entry_json(e: repo.BankEntryRecord) -> dict[str, object]:
+    return {
+        "id": e.id,
+        "bank": e.bank.value,
+        "category": e.category,
+        "pdq_hash": e.pdq_hash,
+        "pdq_quality": e.pdq_quality,
+        "enabled": e.enabled,
+        "added_by": e.added_by,
+        "reason": e.reason,
+        "image_id": e.image_id,
+        "source_job_id": e.source_job_id,
+        "created_at": e.created_at.isoformat(),
+        "disabled_at": e.disabled_at.isoformat() if e.disabled_at else None,
+    }
+
+
+def _set_enabled(
+    entry_id: int, enabled: bool, reason: str | None, by: str | None, url: str | None
+) -> None:
+    with _session(settings_with(database_url=url)) as session:
+        try:
+            entry = repo.set_enabled(
+                session, entry_id, enabled=enabled, actor=_actor(by), reason=reason
+            )
+        except repo.UnknownBankEntry as exc:
+            raise CliError(str(exc)) from None
+    state = "enabled" if entry.enabled else "disabled"
+    console.print(f"bank entry #{entry.id} ({entry.bank.value}) is {state}", highlight=False)
+
+
+@bank_app.command("disable")
+def disable(
+    entry_id: int = typer.Argument(..., help="Bank entry id (see `bank list`)."),
+    reason: str | None = typer.Option(None, "--reason", "-r", help="Why (audit log)."),
+    by: str | None = BY_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Stop matching an entry; it is kept (and can be re-enabled). Workers notice on refresh."""
+    _set_enabled(entry_id, False, reason, by, url)
+
+
+@bank_app.command("enable")
+def enable(
+    entry_id: int = typer.Argument(..., help="Bank entry id (see `bank list --all`)."),
+    reason: str | None = typer.Option(None, "--reason", "-r", help="Why (audit log)."),
+    by: str | None = BY_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Match a disabled entry again."""
+    _set_enabled(entry_id, True, reason, by, url)
+
+
+@bank_app.command("match")
+def match(
+    file: Path = typer.Argument(..., help="Image file to look up."),
+    top: int = typer.Option(5, "--top", min=1, help="Nearest entries shown."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Hash FILE and show the nearest bank entries, their distances and the verdict a worker
+    would reach ("why did it match")."""
+    settings = settings_with(database_url=url)
+    try:
+        pdq = _hash_file(file, settings, dihedral=settings.bank_match_flips)
+    except CliError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    matcher = BankMatcher.from_settings(settings)
+    with _session(settings) as session:
+        matcher.refresh(session)
+        nearest = matcher.nearest(pdq, top, flips=settings.bank_match_flips)
+        details = repo.get_entries(session, [h.entry_id for h in nearest])
+    verdict = match_before_scoring(pdq, matcher, settings)
+    if as_json:
+        console.print_json(json.dumps(_match_json(pdq, nearest, details, verdict, settings)))
+        return
+    _print_match(pdq, nearest, details, verdict, settings, len(matcher))
+
+
+def _verdict_text(verdict: BankMatch | None, pdq: PdqHash, settings: Settings) -> str:
+    if pdq.quality < settings.bank_min_quality:
+        return (
+            f"no match: quality {pdq.quality} < {settings.bank_min_quality} "
+            "(too featureless; never matched)"
+        )
+    if verdict is None:
+        return f"no match within distance {settings.bank_match_threshold}"
+    where = f"{verdict.bank.value}" + (f"/{verdict.category}" if verdict.category else "")
+    if verdict.tier is None:
+        effect = "recorded only; the model decides"
+    elif verdict.skip_model:
+        effect = f"tier {verdict.tier.value}, model skipped"
+    else:
+        effect = f"tier at least {verdict.tier.value}, model still scores"
+    return (
+        f"MATCH {where} entry #{verdict.entry_id} at distance {verdict.distance} "
+        f"({verdict.variant}) → {effect}"
+    )
+
+
+def _print_match(
+    pdq: PdqHash,
+    nearest: list[BankHit],
+    details: dict[int, repo.BankEntryRecord],
+    verdict: BankMatch | None,
+    settings: Settings,
+    bank_size: int,
+) -> None:
+    console.print(f"pdq {pdq.hex}  quality {pdq.quality}", highlight=False)
+    table = Table("entry", "bank", "category", "distance", "variant", "match", "added by", "reason")
+    for hit in nearest:
+        entry = details.get(hit.entry_id)
+        within = hit.distance <= settings.bank_match_threshold
+        table.add_row(
+            f"#{hit.entry_id}", hit.bank.value, hit.category or "", str(hit.distance), hit.variant,
+            "[bold]yes[/]" if within else "no",
+            entry.added_by if entry else "", (entry.reason or "") if entry else "",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{bank_size} entries loaded; threshold {settings.bank_match_threshold}; "
+        f"flips {'on' if settings.bank_match_flips else 'off'}",
+        highlight=False,
+    )
+    console.print(_verdict_text(verdict, pdq, settings), highlight=False)
+
+
+def _match_json(
+    pdq: PdqHash,
+    nearest: list[BankHit],
+    details: dict[int, repo.BankEntryRecord],
+    verdict: BankMatch | None,
+    settings: Settings,
+) -> dict[str, object]:
+    return {
+        "pdq_hash": pdq.hex,
+        "quality": pdq.quality,
+        "threshold": settings.bank_match_threshold,
+        "nearest": [
+            {
+                "entry_id": h.entry_id,
+                "bank": h.bank.value,
+                "category": h.category,
+                "distance": h.distance,
+                "variant": h.variant,
+                "within_threshold": h.distance <= settings.bank_match_threshold,
+                "reason": details[h.entry_id].reason if h.entry_id in details else None,
+            }
+            for h in nearest
+        ],
+        "match": None
+        if verdict is None
+        else {
+            "bank": verdict.bank.value,
+            "category": verdict.category,
+            "entry_id": verdict.entry_id,
+            "distance": verdict.distance,
+            "variant": verdict.variant,
+            "tier": verdict.tier.value if verdict.tier else None,
+            "skip_model": verdict.skip_model,
+        },
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bank_app, name="bank")

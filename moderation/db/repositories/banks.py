@@ -1,0 +1,289 @@
+"""Hash-bank entries: add, list, disable/enable (never delete), and incremental loads by id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from moderation.db.models import AuditLogEntry, BankEntry, Image, ImageBlob, Job
+from moderation.db.types import utcnow
+from moderation.domain import BankKind
+from moderation.hashing import is_pdq_hex
+
+__all__ = [
+    "BankEntryRecord",
+    "BankHashRow",
+    "BankStats",
+    "JobImage",
+    "UnknownBankEntry",
+    "UnknownJob",
+    "add_entry",
+    "count_up_to",
+    "disabled_ids",
+    "find_duplicate",
+    "get_entries",
+    "get_entry",
+    "image_bytes",
+    "job_image",
+    "list_entries",
+    "load_since",
+    "set_enabled",
+    "set_image_hash",
+    "stats",
+]
+
+
+class UnknownBankEntry(LookupError):
+    """No bank entry has this id."""
+
+
+class UnknownJob(LookupError):
+    """No job has this id."""
+
+
+@dataclass(frozen=True)
+class BankEntryRecord:
+    id: int
+    bank: BankKind
+    category: str | None
+    pdq_hash: str
+    pdq_quality: int | None
+    image_id: int | None
+    source_job_id: int | None
+    added_by: str
+    reason: str | None
+    enabled: bool
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BankHashRow:
+    """What the in-memory index needs of an entry (loaded by the ten thousand)."""
+
+    id: int
+    bank: BankKind
+    category: str | None
+    pdq_hash: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class JobImage:
+    """The image of a job and its PDQ hash as stored at intake (None for images never hashed)."""
+
+    job_id: int
+    image_id: int
+    pdq_hash: str | None
+    pdq_quality: int | None
+
+
+@dataclass(frozen=True)
+class BankStats:
+    bank: BankKind
+    category: str | None
+    enabled: int
+    disabled: int
+
+
+def _record(row: BankEntry) -> BankEntryRecord:
+    return BankEntryRecord(
+        id=row.id,
+        bank=row.bank,
+        category=row.category,
+        pdq_hash=row.pdq_hash,
+        pdq_quality=row.pdq_quality,
+        image_id=row.image_id,
+        source_job_id=row.source_job_id,
+        added_by=row.added_by,
+        reason=row.reason,
+        enabled=row.enabled,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def _check_bank_category(bank: BankKind, category: str | None) -> None:
+    if bank is BankKind.CONFIRMED_VIOLATION and not category:
+        raise ValueError("a confirmed_violation entry needs a category")
+    if bank is BankKind.BENIGN and category:
+        raise ValueError("benign entries have no category")
+
+
+def add_entry(
+    session: Session,
+    *,
+    bank: BankKind,
+    pdq_hash: str,
+    pdq_quality: int | None,
+    added_by: str,
+    category: str | None = None,
+    reason: str | None = None,
+    image_id: int | None = None,
+    source_job_id: int | None = None,
+) -> BankEntryRecord:
+    """Insert an entry (enabled) and its audit-log row. Quality policy is the caller's."""
+    bank = BankKind(bank)
+    _check_bank_category(bank, category)
+    if not is_pdq_hex(pdq_hash):
+        raise ValueError(f"not a PDQ hash (64 lower-case hex digits): {pdq_hash!r}")
+    row = BankEntry(
+        bank=bank,
+        category=category,
+        pdq_hash=pdq_hash,
+        pdq_quality=pdq_quality,
+        image_id=image_id,
+        source_job_id=source_job_id,
+        added_by=added_by,
+        reason=reason,
+        enabled=True,
+    )
+    session.add(row)
+    session.flush()
+    _audit(session, added_by, "bank.add", row, {"bank": bank.value, "category": category})
+    return _record(row)
+
+
+def _audit(session: Session, actor: str, action: str, row: BankEntry, details: dict) -> None:  # type: ignore[type-arg]
+    session.add(
+        AuditLogEntry(
+            actor=actor,
+            action=action,
+            target_type="bank_entry",
+            target_id=str(row.id),
+            details=details,
+        )
+    )
+
+
+def find_duplicate(
+    session: Session, bank: BankKind, category: str | None, pdq_hash: str
+) -> BankEntryRecord | None:
+    """An enabled entry with exactly this hash in the same bank and category, if any."""
+    query = select(BankEntry).where(
+        BankEntry.pdq_hash == pdq_hash,
+        BankEntry.bank == BankKind(bank),
+        BankEntry.enabled.is_(True),
+        BankEntry.category.is_(None) if category is None else BankEntry.category == category,
+    )
+    row = session.scalars(query.order_by(BankEntry.id).limit(1)).first()
+    return _record(row) if row is not None else None
+
+
+def get_entry(session: Session, entry_id: int) -> BankEntryRecord | None:
+    row = session.get(BankEntry, entry_id)
+    return _record(row) if row is not None else None
+
+
+def get_entries(session: Session, entry_ids: Sequence[int]) -> dict[int, BankEntryRecord]:
+    rows = session.scalars(select(BankEntry).where(BankEntry.id.in_(list(entry_ids))))
+    return {row.id: _record(row) for row in rows}
+
+
+def list_entries(
+    session: Session,
+    *,
+    bank: BankKind | None = None,
+    category: str | None = None,
+    include_disabled: bool = False,
+    limit: int = 100,
+) -> list[BankEntryRecord]:
+    """Entries newest first."""
+    query = select(BankEntry).order_by(BankEntry.id.desc()).limit(limit)
+    if bank is not None:
+        query = query.where(BankEntry.bank == BankKind(bank))
+    if category is not None:
+        query = query.where(BankEntry.category == category)
+    if not include_disabled:
+        query = query.where(BankEntry.enabled.is_(True))
+    return [_record(row) for row in session.scalars(query)]
+
+
+def set_enabled(
+    session: Session, entry_id: int, *, enabled: bool, actor: str, reason: str | None = None
+) -> BankEntryRecord:
+    """Disable (or re-enable) an entry; the row is kept, and the change is audit-logged.
+    Raises ``UnknownBankEntry``."""
+    row = session.get(BankEntry, entry_id, with_for_update=True)
+    if row is None:
+        raise UnknownBankEntry(f"no bank entry with id {entry_id}")
+    if row.enabled != enabled:
+        row.enabled = enabled
+        row.disabled_at = None if enabled else utcnow()
+        session.flush()
+        action = "bank.enable" if enabled else "bank.disable"
+        _audit(session, actor, action, row, {"reason": reason} if reason else {})
+    return _record(row)
+
+
+def load_since(session: Session, after_id: int, *, limit: int = 10_000) -> list[BankHashRow]:
+    """Entries (enabled or not) with ``id > after_id``, ascending — one page of an incremental
+    load; call again from the last id until a page comes back short."""
+    query = (
+        select(BankEntry.id, BankEntry.bank, BankEntry.category, BankEntry.pdq_hash,
+               BankEntry.enabled)
+        .where(BankEntry.id > after_id)
+        .order_by(BankEntry.id)
+        .limit(limit)
+    )  # fmt: skip
+    return [BankHashRow(*row) for row in session.execute(query)]
+
+
+def disabled_ids(session: Session) -> list[int]:
+    """Ids of every disabled entry (the bank+enabled index serves it; disabling is rare)."""
+    query = select(BankEntry.id).where(
+        BankEntry.bank.in_(list(BankKind)), BankEntry.enabled.is_(False)
+    )
+    return list(session.scalars(query))
+
+
+def count_up_to(session: Session, max_id: int) -> int:
+    """How many entries have ``id <= max_id``. Compared with what the index loaded, this
+    reveals rows that committed late with an id below the last one seen (concurrent inserts
+    commit out of id order), or rows deleted by hand; either calls for a full reload."""
+    return int(session.scalar(select(func.count(BankEntry.id)).where(BankEntry.id <= max_id)) or 0)
+
+
+def stats(session: Session) -> list[BankStats]:
+    """Entry counts per (bank, category)."""
+    query = (
+        select(BankEntry.bank, BankEntry.category, BankEntry.enabled, func.count())
+        .group_by(BankEntry.bank, BankEntry.category, BankEntry.enabled)
+    )  # fmt: skip
+    counts: dict[tuple[BankKind, str | None], list[int]] = {}
+    for bank, category, enabled, n in session.execute(query):
+        counts.setdefault((bank, category), [0, 0])[0 if enabled else 1] += n
+    return [
+        BankStats(bank=b, category=c, enabled=e, disabled=d)
+        for (b, c), (e, d) in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    ]
+
+
+def job_image(session: Session, job_id: int) -> JobImage:
+    """The image behind ``job_id``. Raises ``UnknownJob``."""
+    query = (
+        select(Job.id, Image.id, Image.pdq_hash, Image.pdq_quality)
+        .join(Image, Image.id == Job.image_id)
+        .where(Job.id == job_id)
+    )
+    row = session.execute(query).first()
+    if row is None:
+        raise UnknownJob(f"no job with id {job_id}")
+    return JobImage(*row)
+
+
+def image_bytes(session: Session, image_id: int) -> bytes | None:
+    """The stored upload bytes of an image, when they were kept."""
+    return session.scalar(select(ImageBlob.data).where(ImageBlob.image_id == image_id))
+
+
+def set_image_hash(session: Session, image_id: int, pdq_hash: str, pdq_quality: int) -> None:
+    """Record an image's PDQ hash (for images stored before hashing at intake)."""
+    image = session.get(Image, image_id)
+    if image is not None:
+        image.pdq_hash, image.pdq_quality = pdq_hash, pdq_quality
+        session.flush()

@@ -1,0 +1,376 @@
+"""Read-only dashboard queries over the SQL views of migration 0002 (see docs/views.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    String,
+    TableClause,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from moderation.db.types import JSONDoc, UTCDateTime
+from moderation.domain import RiskTier
+
+__all__ = [
+    "ADJUSTER_ACTOR",
+    "ADJUSTER_STRATEGIES",
+    "BacklogEntry",
+    "CategoryEstimate",
+    "FailureReason",
+    "ReviewLatencyPoint",
+    "ReviewerAgreement",
+    "ThresholdHistoryEntry",
+    "ThroughputPoint",
+    "TierMixPoint",
+    "TimeWindow",
+    "backlog",
+    "begin_read_only",
+    "failures_by_reason",
+    "review_estimates",
+    "review_latency",
+    "reviewer_agreement",
+    "threshold_history",
+    "throughput_per_minute",
+    "tier_mix_hourly",
+]
+
+# Threshold versions written by the feedback-driven adjuster: by this actor, or with one of the
+# strategies of moderation.adaptive (`Proposal.strategy`).
+ADJUSTER_ACTOR = "adjuster"
+ADJUSTER_STRATEGIES = frozenset({"seed", "recall_target"})
+
+Executor = Session | Connection
+
+
+def begin_read_only(conn: Executor) -> None:
+    """Open the dashboard's transaction: read-only and, on PostgreSQL, without JIT or parallel
+    workers. These queries are short index scans: JIT compiles for tens of ms, and workers
+    cost more to start than they save while competing with the scorers for CPU."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+        conn.execute(text("SET LOCAL jit = off"))
+        conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Half-open ``[start, end)`` in UTC. A query reads the view's buckets that overlap it: the
+    start is floored to the bucket (minute or hour), so the first bucket is read whole."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("TimeWindow needs timezone-aware datetimes")
+        if self.end <= self.start:
+            raise ValueError("TimeWindow end must be after its start")
+
+    @classmethod
+    def last(cls, hours: float, now: dt.datetime) -> TimeWindow:
+        """The ``hours`` before ``now``."""
+        return cls(now - dt.timedelta(hours=hours), now)
+
+
+def _floor(moment: dt.datetime, unit: str) -> dt.datetime:
+    moment = moment.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    return moment.replace(minute=0) if unit == "hour" else moment
+
+
+def _view(name: str, **columns: Any) -> TableClause:
+    return table(name, *(column(key, type_) for key, type_ in columns.items()))
+
+
+TS, INT, FLOAT, TEXT = UTCDateTime(), Integer(), Float(), String()
+THROUGHPUT = _view(
+    "v_throughput_per_minute", minute=TS, finished=INT, scored=INT, failed=INT,
+    quarantined=INT, mean_turnaround_s=FLOAT,
+)  # fmt: skip
+TIER_MIX = _view("v_tier_mix_hourly", hour=TS, category=TEXT, tier=TEXT, jobs=INT)
+BACKLOG = _view("v_backlog", queue=TEXT, status=TEXT, items=INT, oldest_at=TS)
+FAILURES = _view("v_failures_hourly", hour=TS, status=TEXT, error_code=TEXT, jobs=INT, last_at=TS)
+LATENCY = _view(
+    "v_review_latency_hourly", hour=TS, kind=TEXT, reviews=INT, mean_wait_s=FLOAT,
+    max_wait_s=FLOAT,
+)  # fmt: skip
+AGREEMENT = _view(
+    "v_reviewer_agreement_hourly", hour=TS, reviewer=TEXT, category=TEXT, reviews=INT,
+    compared=INT, agreed=INT,
+)  # fmt: skip
+ESTIMATES = _view(
+    "v_review_estimates_hourly", hour=TS, category=TEXT, reviews=INT, flagged_reviews=INT,
+    audit_reviews=INT, tp=FLOAT, fp=FLOAT, fn=FLOAT, tn=FLOAT,
+)  # fmt: skip
+THRESHOLDS = _view(
+    "v_threshold_history", id=INT, category=TEXT, policy=TEXT, value=FLOAT,
+    previous_value=FLOAT, delta=FLOAT, cutoffs=JSONDoc, scale=TEXT, strategy=TEXT,
+    reason=TEXT, stats=JSONDoc, created_by=TEXT, restored_from_id=INT, created_at=TS,
+    is_active=INT,
+)  # fmt: skip
+
+
+def _in_window(bucket: Any, window: TimeWindow, unit: str) -> list[Any]:
+    # Comparing the bucket column itself keeps the predicate on the indexed expression.
+    return [bucket >= _floor(window.start, unit), bucket < window.end]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class ThroughputPoint:
+    minute: dt.datetime
+    finished: int
+    scored: int
+    failed: int
+    quarantined: int
+    mean_turnaround_s: float | None  # submitted → finished
+
+
+def throughput_per_minute(conn: Executor, window: TimeWindow) -> list[ThroughputPoint]:
+    """Finished jobs per minute by outcome, oldest first (minutes with none are absent)."""
+    v = THROUGHPUT.c
+    query = select(THROUGHPUT).where(*_in_window(v.minute, window, "minute")).order_by(v.minute)
+    return [
+        ThroughputPoint(
+            r.minute, r.finished, r.scored, r.failed, r.quarantined, _float(r.mean_turnaround_s)
+        )
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class TierMixPoint:
+    hour: dt.datetime
+    category: str | None  # the category that set the job's tier; None for clear jobs
+    tier: RiskTier
+    jobs: int
+
+
+def tier_mix_hourly(conn: Executor, window: TimeWindow) -> list[TierMixPoint]:
+    """Decided jobs per hour by tier and deciding category, oldest first."""
+    v = TIER_MIX.c
+    query = (
+        select(TIER_MIX)
+        .where(*_in_window(v.hour, window, "hour"))
+        .order_by(v.hour, v.category, v.tier)
+    )
+    return [TierMixPoint(r.hour, r.category, RiskTier(r.tier), r.jobs) for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class BacklogEntry:
+    queue: str  # jobs, review_queue, review_audit
+    status: str
+    items: int
+    oldest_at: dt.datetime
+    oldest_age_s: float
+
+
+def backlog(conn: Executor, now: dt.datetime) -> list[BacklogEntry]:
+    """Work waiting now: queued/processing jobs and open/claimed review items, with age."""
+    query = select(BACKLOG).order_by(BACKLOG.c.queue, BACKLOG.c.status)
+    return [
+        BacklogEntry(r.queue, r.status, r.items, r.oldest_at, (now - r.oldest_at).total_seconds())
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    status: str  # failed or quarantined
+    error_code: str
+    jobs: int
+    last_at: dt.datetime
+
+
+def failures_by_reason(conn: Executor, window: TimeWindow) -> list[FailureReason]:
+    """Failed and quarantined jobs in the window per reason, most frequent first."""
+    v = FAILURES.c
+    jobs = func.sum(v.jobs).label("jobs")
+    query = (
+        select(v.status, v.error_code, jobs, func.max(v.last_at).label("last_at"))
+        .where(*_in_window(v.hour, window, "hour"))
+        .group_by(v.status, v.error_code)
+        .order_by(jobs.desc(), v.status, v.error_code)
+    )
+    return [
+        FailureReason(r.status, r.error_code, int(r.jobs), r.last_at) for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewLatencyPoint:
+    hour: dt.datetime
+    kind: str  # queue, audit, direct (a review without a queue item)
+    reviews: int
+    mean_wait_s: float | None  # queued → reviewed
+    max_wait_s: float | None
+
+
+def review_latency(conn: Executor, window: TimeWindow) -> list[ReviewLatencyPoint]:
+    """Reviews per hour and item kind with their queue wait, oldest first."""
+    v = LATENCY.c
+    query = select(LATENCY).where(*_in_window(v.hour, window, "hour")).order_by(v.hour, v.kind)
+    return [
+        ReviewLatencyPoint(r.hour, r.kind, r.reviews, _float(r.mean_wait_s), _float(r.max_wait_s))
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewerAgreement:
+    reviewer: str
+    category: str
+    reviews: int
+    compared: int  # pairs with another reviewer's label on the same (job, category)
+    agreed: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+
+def reviewer_agreement(conn: Executor, window: TimeWindow) -> list[ReviewerAgreement]:
+    """Pairwise label agreement per reviewer and category over the window."""
+    v = AGREEMENT.c
+    query = (
+        select(
+            v.reviewer,
+            v.category,
+            func.sum(v.reviews).label("reviews"),
+            func.sum(v.compared).label("compared"),
+            func.sum(v.agreed).label("agreed"),
+        )  # fmt: skip
+        .where(*_in_window(v.hour, window, "hour"))
+        .group_by(v.reviewer, v.category)
+        .order_by(v.reviewer, v.category)
+    )
+    return [
+        ReviewerAgreement(r.reviewer, r.category, int(r.reviews), int(r.compared), int(r.agreed))
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class CategoryEstimate:
+    """Inverse-probability-weighted confusion counts of one category (docs/views.md)."""
+
+    category: str
+    reviews: int
+    flagged_reviews: int
+    audit_reviews: int
+    tp: float
+    fp: float
+    fn: float
+    tn: float
+
+    @property
+    def precision(self) -> float | None:
+        flagged = self.tp + self.fp
+        return self.tp / flagged if flagged else None
+
+    @property
+    def recall(self) -> float | None:
+        """None until some below-threshold item was reviewed: misses are unobservable."""
+        if self.fn + self.tn == 0 or self.tp + self.fn == 0:
+            return None
+        return self.tp / (self.tp + self.fn)
+
+
+def review_estimates(conn: Executor, window: TimeWindow) -> list[CategoryEstimate]:
+    """Estimated precision/recall inputs per category from reviews made in the window."""
+    v = ESTIMATES.c
+    sums = [func.sum(c).label(c.name) for c in (v.reviews, v.flagged_reviews, v.audit_reviews)]
+    weights = [func.sum(c).label(c.name) for c in (v.tp, v.fp, v.fn, v.tn)]
+    query = (
+        select(v.category, *sums, *weights)
+        .where(*_in_window(v.hour, window, "hour"))
+        .group_by(v.category)
+        .order_by(v.category)
+    )
+    return [
+        CategoryEstimate(
+            r.category,
+            int(r.reviews),
+            int(r.flagged_reviews),
+            int(r.audit_reviews),
+            float(r.tp),
+            float(r.fp),
+            float(r.fn),
+            float(r.tn),
+        )  # fmt: skip
+        for r in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class ThresholdHistoryEntry:
+    id: int
+    category: str
+    policy: str
+    value: float
+    previous_value: float | None
+    delta: float | None
+    cutoffs: Mapping[str, float]
+    scale: str
+    strategy: str
+    reason: str
+    stats: Mapping[str, Any]
+    created_by: str
+    restored_from_id: int | None
+    created_at: dt.datetime
+    is_active: bool
+
+    @property
+    def kind(self) -> str:
+        """rollback, adjuster (feedback loop) or calibration (anything else: presets, CLI)."""
+        if self.restored_from_id is not None:
+            return "rollback"
+        by_adjuster = self.created_by == ADJUSTER_ACTOR or self.strategy in ADJUSTER_STRATEGIES
+        return "adjuster" if by_adjuster else "calibration"
+
+
+def threshold_history(
+    conn: Executor, category: str | None = None, limit: int = 500
+) -> list[ThresholdHistoryEntry]:
+    """Threshold versions, newest first (optionally of one category)."""
+    v = THRESHOLDS.c
+    query = select(THRESHOLDS).order_by(v.id.desc()).limit(limit)
+    if category is not None:
+        query = query.where(v.category == category)
+    return [
+        ThresholdHistoryEntry(
+            r.id,
+            r.category,
+            r.policy,
+            r.value,
+            _float(r.previous_value),
+            _float(r.delta),
+            dict(r.cutoffs or {}),
+            r.scale,
+            r.strategy,
+            r.reason,
+            dict(r.stats or {}),
+            r.created_by,
+            r.restored_from_id,
+            r.created_at,
+            bool(r.is_active),
+        )  # fmt: skip
+        for r in conn.execute(query)
+    ]
