@@ -8,12 +8,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ApiToken", "Role", "Settings", "default_database_url", "get_settings", "masked_url"]
+__all__ = [
+    "ROLES",
+    "ApiToken",
+    "Role",
+    "Settings",
+    "default_database_url",
+    "get_settings",
+    "masked_url",
+]
 
 Role = Literal["submitter", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("submitter", "reviewer", "admin")
@@ -75,6 +83,21 @@ class Settings(BaseSettings):
     )
     reuse_scores: bool = Field(
         True, description="Reuse scores of an image already scored by the same model+catalog."
+    )
+    ops_queue_name: str = Field(
+        "moderation.ops", description="Celery queue for callbacks and maintenance tasks."
+    )
+    batch_soft_time_limit_s: int = Field(
+        300, ge=1, description="Soft time limit of one scoring batch (raises in the worker)."
+    )
+    batch_time_limit_s: int = Field(
+        360, ge=1, description="Hard time limit of one scoring batch (the child is killed)."
+    )
+    worker_max_memory_mb: int = Field(
+        8192, ge=0, description="Replace a worker child above this resident memory (0 = never)."
+    )
+    reaper_interval_s: int = Field(
+        30, ge=1, description="How often beat runs the reaper of stale claims and lost messages."
     )
 
     # --- model ---------------------------------------------------------------------------
@@ -151,11 +174,28 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", description="Bind address of `moderation api`.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of `moderation api`.")
+    max_request_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="Largest accepted HTTP request body."
+    )
+    max_batch_jobs: int = Field(256, ge=1, description="Most images in one batch submission.")
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL the client and `moderation submit` use."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token (the secret part) the client and `moderation submit` send."
+    )
     dashboard_host: str = Field("127.0.0.1", description="Bind address of `moderation dashboard`.")
     dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of `moderation dashboard`.")
     callback_min_tier: str = Field("high", description="Lowest tier that triggers a callback.")
     callback_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts/CIDRs allowed as callback targets even if private."
+    )
+    callback_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key signing callback bodies (X-Moderation-Signature)."
+    )
+    callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback POST.")
+    callback_max_attempts: int = Field(
+        5, ge=1, description="Callback POSTs tried (exponential backoff) before giving up."
     )
 
     @field_validator("database_url")
@@ -182,6 +222,22 @@ class Settings(BaseSettings):
         _parse_tokens(value)
         return value
 
+    @model_validator(mode="after")
+    def _time_limits_ordered(self) -> Settings:
+        # A batch still running when Redis redelivers its messages would be scored twice over.
+        if (
+            not self.batch_soft_time_limit_s
+            < self.batch_time_limit_s
+            < self.job_visibility_timeout_s
+        ):
+            raise ValueError(
+                "need batch_soft_time_limit_s < batch_time_limit_s < job_visibility_timeout_s"
+            )
+        if self.stale_claim_s <= self.batch_time_limit_s:
+            # otherwise the reaper would requeue batches that are still legitimately running
+            raise ValueError("need stale_claim_s > batch_time_limit_s")
+        return self
+
     def parsed_tokens(self) -> list[ApiToken]:
         """Tokens as (name, role, secret)."""
         return _parse_tokens(self.api_tokens)
@@ -195,6 +251,8 @@ class Settings(BaseSettings):
                 value = masked_url(value)
             elif name == "api_tokens":
                 value = [_mask_token(t.get_secret_value()) for t in value]
+            elif isinstance(value, SecretStr):
+                value = "***"
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value

@@ -30,6 +30,11 @@ _COMMAND_MODULES: list[str] = [
     "models",
     "score",
     "thresholds",
+    "scan",
+    "worker",
+    "jobs",
+    "submit",
+    "tokens",
 ]
 
 for _name in _COMMAND_MODULES:

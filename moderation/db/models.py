@@ -180,6 +180,8 @@ class Job(Base):
     submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # last publish of its broker message; NULL = never published (the reaper publishes it)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     image: Mapped[Image] = relationship(lazy="raise")
     scores: Mapped[list[Score]] = relationship(

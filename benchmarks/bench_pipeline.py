@@ -1,0 +1,328 @@
+"""End-to-end pipeline throughput (API → Redis → worker → Postgres) vs the raw scorer.
+
+One run, side by side, on the real Postgres and Redis of this machine (a fresh database and a
+private Redis key prefix, both removed afterwards):
+
+  raw      the scorer alone: ``score_images`` on pre-decoded images, ``batch_size`` at a time
+  intake   the API alone: batch submissions, no worker running (jobs/s accepted)
+  drain    the worker alone: the jobs queued by ``intake`` (jobs/s scored)
+  e2e      submit-to-scored with API and worker running together (jobs/s) — the ceiling
+
+and prints e2e / raw. CPU seconds per part (API, worker, the rest = Postgres + Redis + this
+client) say what limits the ceiling.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --backend fake --jobs 4000
+    .venv/bin/python benchmarks/bench_pipeline.py --backend open_nsfw --jobs 400 --size 640x480
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures as cf
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from PIL import Image
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from moderation.config import Settings  # noqa: E402
+from moderation.db.migrate import upgrade  # noqa: E402
+from moderation.db.models import Job  # noqa: E402
+from moderation.db.session import make_engine  # noqa: E402
+from moderation.domain import JobStatus  # noqa: E402
+from moderation.images import decode_image  # noqa: E402
+
+PG = os.environ.get("MODERATION_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("MODERATION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TOKEN = "bench-submitter-token-000001"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def images(n: int, size: tuple[int, int]) -> list[bytes]:
+    """Distinct JPEGs (distinct bytes, so score reuse never shortcuts the model)."""
+    base = Image.effect_noise(size, 40).convert("RGB")
+    out = []
+    for i in range(n):
+        stamp(base, i)
+        buf = io.BytesIO()
+        base.save(buf, "JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def stamp(image: Image.Image, i: int) -> None:
+    """Write ``i`` as four 8×8 blocks of 16 grey levels: JPEG keeps them distinct."""
+    for digit in range(4):
+        level = ((i >> (4 * digit)) & 15) * 16
+        image.paste((level, level, level), (8 * digit, 0, 8 * digit + 8, 8))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / TICKS
+
+
+def tree(pid: int) -> list[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+    out, frontier = [pid], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+def db_backends(database: str) -> list[int]:
+    """Postgres backend processes serving ``database`` (their title names it)."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f" {database} ".encode() in cmdline.read_bytes():
+                out.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+def machine_cpu() -> float:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # minus idle, iowait
+    return busy / TICKS
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.db = f"bench_{uuid.uuid4().hex[:8]}"
+        self.prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.db}"
+        self.port = 18000 + os.getpid() % 1000
+        self.env = {
+            **os.environ,
+            "MODERATION_DATABASE_URL": self.url,
+            "MODERATION_BROKER_URL": REDIS,
+            "MODERATION_BROKER_KEY_PREFIX": self.prefix,
+            "MODERATION_BACKEND": args.backend,
+            "MODERATION_BATCH_SIZE": str(args.batch_size),
+            "MODERATION_MAX_WAIT_MS": "20",
+            "MODERATION_MAX_BATCH_JOBS": str(args.chunk),
+            "MODERATION_API_TOKENS": f"bench:submitter:{TOKEN}",
+            "MODERATION_API_PORT": str(self.port),
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *argv: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moderation", *argv],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def fresh_db(self) -> None:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.db}"')
+        upgrade(self.url)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        r = redis.Redis.from_url(REDIS)
+        keys = list(r.scan_iter(f"{self.prefix}*"))
+        if keys:
+            r.delete(*keys)
+
+    def submit_all(self, payloads: list[bytes]) -> None:
+        chunk = self.args.chunk
+        bodies = [
+            {
+                "jobs": [
+                    {"image_base64": base64.b64encode(p).decode()} for p in payloads[i : i + chunk]
+                ]
+            }
+            for i in range(0, len(payloads), chunk)
+        ]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120) as client:
+
+            def post(body: dict) -> None:  # type: ignore[type-arg]
+                r = client.post("/v1/jobs/batch", json=body, headers=headers)
+                r.raise_for_status()
+
+            with cf.ThreadPoolExecutor(self.args.clients) as pool:
+                list(pool.map(post, bodies))
+
+    def finished(self) -> int:
+        engine = make_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return int(
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(Job.status.in_((JobStatus.SCORED, JobStatus.FAILED)))
+                    )
+                    or 0
+                )
+        finally:
+            engine.dispose()
+
+    def wait_finished(self, n: int) -> None:
+        while self.finished() < n:
+            time.sleep(0.05)
+
+    def api(self) -> subprocess.Popen[bytes]:
+        proc = self.start("api", "--workers", str(self.args.api_workers))
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("API did not start")
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
+
+
+def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
+    """(images/s wall, CPU seconds per image) of the scorer alone."""
+    from moderation.scorers import build_scorer
+
+    scorer = build_scorer(Settings(_env_file=None, backend=args.backend))  # type: ignore[call-arg]
+    decoded = [decode_image(p).image for p in payloads]
+    scorer.score_images(decoded[: args.batch_size])  # warm-up
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, len(decoded), args.batch_size):
+        scorer.score_images(decoded[i : i + args.batch_size])
+    return len(decoded) / (time.perf_counter() - start), (time.process_time() - cpu) / len(decoded)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="fake")
+    parser.add_argument("--jobs", type=int, default=4000)
+    parser.add_argument("--size", default="64x64", help="image size WxH")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=256, help="images per batch request")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent submitting clients")
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    payloads = images(args.jobs, (w, h))
+    raw, raw_cpu = raw_scorer(args, payloads[: min(len(payloads), 2000)])
+    bench = Bench(args)
+    try:
+        # intake alone, then drain alone
+        bench.fresh_db()
+        api = bench.api()
+        t0 = time.perf_counter()
+        bench.submit_all(payloads)
+        intake = args.jobs / (time.perf_counter() - t0)
+        worker = bench.worker()
+        while bench.finished() == 0:  # time the drain from the first result (startup excluded)
+            time.sleep(0.02)
+        before = bench.finished()
+        t0 = time.perf_counter()
+        bench.wait_finished(args.jobs)
+        drain = (args.jobs - before) / (time.perf_counter() - t0)
+        bench.stop(worker)
+        # together: submit-to-scored
+        bench.fresh_db()
+        worker = bench.worker()
+        time.sleep(3)
+        m0, a0, w0 = machine_cpu(), cpu_seconds(tree(api.pid)), cpu_seconds(tree(worker.pid))
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        bench.submit_all(payloads)
+        bench.wait_finished(args.jobs)
+        wall = time.perf_counter() - t0
+        e2e = args.jobs / wall
+        api_cpu = cpu_seconds(tree(api.pid)) - a0
+        worker_cpu = cpu_seconds(tree(worker.pid)) - w0
+        # backends of the fresh database: their whole life is this phase (pools keep them open)
+        pg_cpu = cpu_seconds(db_backends(bench.db))
+        client_cpu = time.process_time() - c0
+        machine = machine_cpu() - m0
+    finally:
+        bench.cleanup()
+    raw_after, _ = raw_scorer(args, payloads[: min(len(payloads), 2000)])
+    print(
+        f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
+        f" chunk={args.chunk} clients={args.clients} cores={os.cpu_count()}"
+    )
+    n = args.jobs
+    per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}
+    cores = os.cpu_count() or 1
+    print(
+        f"raw scorer           {raw:10.1f} images/s (pre-decoded, batch {args.batch_size}); "
+        f"{raw_cpu * 1e3:.2f} ms CPU per image"
+    )
+    print(f"API intake alone     {intake:10.1f} jobs/s")
+    print(f"worker drain alone   {drain:10.1f} jobs/s")
+    print(f"end to end           {e2e:10.1f} jobs/s  (submit-to-scored, {wall:.1f} s)")
+    raw_mean = (raw + raw_after) / 2
+    print(f"raw scorer again     {raw_after:10.1f} images/s (after the e2e run; load drifts)")
+    print(f"e2e / raw scorer     {e2e / raw_mean:10.1%}  (raw = mean of before and after)")
+    print(
+        f"scorer CPU / pipeline CPU per job {raw_cpu / sum(per_job.values()):10.1%}  "
+        "(what e2e / raw tends to when scorer and pipeline share the same idle cores)"
+    )
+    print(
+        "CPU per job during e2e: "
+        + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in per_job.items())
+        + f" (the scorer's share of the worker: {raw_cpu * 1e3:.2f} ms); "
+        f"client {client_cpu / n * 1e3:.2f} ms"
+    )
+    print(
+        f"implied ceiling on {cores} idle cores (API + worker + Postgres): "
+        f"{cores / sum(per_job.values()):.0f} jobs/s; without the scorer's CPU: "
+        f"{cores / (sum(per_job.values()) - raw_cpu):.0f} jobs/s"
+    )
+    print(
+        f"machine busy {machine:.1f} CPU s of {wall * cores:.1f} s; load average "
+        f"{os.getloadavg()[0]:.1f} on {cores} cores (other processes share them)"
+    )
+
+
+if __name__ == "__main__":
+    main()

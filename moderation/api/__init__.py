@@ -1,0 +1,1 @@
+"""The upload hook API (FastAPI): submit images, read results, health probes."""

@@ -1,0 +1,62 @@
+"""``create_app(settings)``: the FastAPI application (OpenAPI at ``/docs``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from moderation.config import Settings, get_settings
+from moderation.db.session import make_engine, make_sessionmaker
+
+from .auth import TokenAuthenticator
+from .deps import ApiState
+from .limits import BodySizeLimit
+from .routes import health, jobs
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
+    """The API for ``settings``; ``publisher`` defaults to Celery on the configured broker."""
+    if publisher is None:
+        from workers.celery_app import make_celery
+        from workers.publish import Publisher
+
+        publisher = Publisher(make_celery(settings))
+    engine = make_engine(
+        settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
+    )
+    sessions = make_sessionmaker(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="moderation",
+        summary="Upload hook API of the content-moderation queue worker.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.api = ApiState(settings, sessions, publisher, TokenAuthenticator(settings, sessions))
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+
+    @app.exception_handler(DBAPIError)
+    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # reached only after the bounded retries in the handlers ran out
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several API processes)."""
+    return create_app(get_settings())

@@ -1,0 +1,75 @@
+"""``moderation scan DIR``: the embedded default main job (in-process, no broker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from moderation.domain import RiskTier
+
+from ._common import CliError, console, settings_with
+
+__all__ = ["register"]
+
+
+def scan(
+    directory: Path = typer.Argument(..., exists=True, help="Folder (or one file) of images."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
+    url: str | None = typer.Option(None, "--url", help="Database URL (default: the SQLite file)."),
+    backend: str | None = typer.Option(None, "--backend", help="open_nsfw, gme or fake."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per forward."),
+) -> None:
+    """Score every image in DIR through the pipeline and print tiers and failures."""
+    from moderation.db.migrate import upgrade
+    from moderation.db.session import make_engine, make_sessionmaker
+    from moderation.pipeline.scan import find_images, scan_paths
+    from moderation.scorers import build_scorer
+
+    settings = settings_with(database_url=url, backend=backend, batch_size=batch_size)
+    paths = find_images(directory, recursive=recursive)
+    if not paths:
+        raise CliError(f"no image files in {directory} (use --recursive for subfolders)")
+    upgrade(settings.database_url)  # the embedded default needs no separate setup step
+    with console.status(f"loading the {settings.backend} scorer…"):
+        scorer = build_scorer(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("scoring", total=len(paths))
+            report = scan_paths(
+                settings,
+                scorer,
+                make_sessionmaker(engine),
+                paths,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        engine.dispose()
+    _print_report(report)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    tiers = [t.value for t in RiskTier]
+    table = Table(title=f"Tiers per category ({len(report.job_ids)} images, {report.scorer})")
+    table.add_column("category")
+    for tier in tiers:
+        table.add_column(tier, justify="right")
+    for category in sorted(report.tiers):
+        table.add_row(category, *[str(report.tiers[category].get(t, 0)) for t in tiers])
+    table.add_row("[bold]overall[/]", *[f"[bold]{report.decisions.get(t, 0)}[/]" for t in tiers])
+    console.print(table)
+    if report.failures:
+        failures = Table(title=f"Failures ({len(report.failures)})")
+        for column in ("file", "code", "reason"):
+            failures.add_column(column, overflow="fold")
+        for path, code, reason in report.failures:
+            failures.add_row(path, code, reason)
+        console.print(failures)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)

@@ -1,0 +1,74 @@
+"""``moderation tokens``: API tokens stored in the database (only their hash is kept)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ._common import CliError, console, settings_with
+
+__all__ = ["register"]
+
+tokens_app = typer.Typer(
+    help="API tokens in the database: add, list, revoke.", no_args_is_help=True
+)
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    from moderation.db.session import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(settings_with().database_url))
+
+
+@tokens_app.command("add")
+def add(
+    name: str = typer.Argument(...),
+    role: str = typer.Argument(..., help="submitter, reviewer or admin"),
+) -> None:
+    """Create a token and print its secret (shown once)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from moderation.db.repositories.tokens import create_token
+    from moderation.db.session import session_scope
+
+    try:
+        with session_scope(_sessions()) as s:
+            secret = create_token(s, name, role)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except IntegrityError:
+        raise CliError(f"a token named {name!r} already exists") from None
+    console.print(secret, highlight=False)
+
+
+@tokens_app.command("list")
+def list_() -> None:
+    """Token names, roles and whether they are revoked."""
+    from moderation.db.repositories.tokens import list_tokens
+    from moderation.db.session import session_scope
+
+    with session_scope(_sessions()) as s:
+        rows = list_tokens(s)
+    table = Table()
+    for column in ("name", "role", "created", "revoked"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.name, r.role, str(r.created_at), str(r.revoked_at or ""))
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke(name: str = typer.Argument(...)) -> None:
+    """Revoke a token by name (API processes notice within 10 s)."""
+    from moderation.db.repositories.tokens import revoke_token
+    from moderation.db.session import session_scope
+    from moderation.db.types import utcnow
+
+    with session_scope(_sessions()) as s:
+        if not revoke_token(s, name, utcnow()):
+            raise CliError(f"no live token named {name!r}")
+    console.print(f"revoked {name}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tokens_app, name="tokens")

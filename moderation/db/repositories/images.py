@@ -1,0 +1,111 @@
+"""Images: content-addressed rows (sha256 unique), their bytes, and facts learnt on decode."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation.db.models import Image, ImageBlob, Job
+
+from ._upsert import insert_ignore, update_many
+
+__all__ = ["ImageFacts", "NewImage", "Payload", "load_payloads", "record_facts", "upsert_images"]
+
+
+@dataclass(frozen=True)
+class NewImage:
+    sha256: str
+    byte_size: int
+    data: bytes | None = None  # stored in image_blobs when given
+    storage_uri: str | None = None  # where the bytes live otherwise (file:///…)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a worker needs to decode one job's image."""
+
+    job_id: int
+    image_id: int
+    sha256: str
+    data: bytes | None
+    storage_uri: str | None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    image_id: int
+    width: int
+    height: int
+    format: str
+    pdq_hash: str | None = None
+    pdq_quality: int | None = None
+
+
+def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int]:
+    """Make sure a row (and, when bytes are given, a blob) exists per sha256; sha256 → id."""
+    if not images:
+        return {}
+    rows = {
+        img.sha256: {
+            "sha256": img.sha256,
+            "byte_size": img.byte_size,
+            "storage_uri": img.storage_uri,
+        }
+        for img in images
+    }
+    insert_ignore(session, Image.__table__, list(rows.values()), ["sha256"])
+    ids = dict(
+        session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(rows)))).all()
+    )
+    blobs = {ids[img.sha256]: img.data for img in images if img.data is not None}
+    insert_ignore(
+        session,
+        ImageBlob.__table__,
+        [{"image_id": image_id, "data": data} for image_id, data in blobs.items()],
+        ["image_id"],
+    )
+    return ids
+
+
+def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload]:
+    """Bytes (or their location) of the images behind ``job_ids``; unknown ids are absent."""
+    if not job_ids:
+        return {}
+    query = (
+        select(Job.id, Image.id, Image.sha256, ImageBlob.data, Image.storage_uri)
+        .join(Image, Image.id == Job.image_id)
+        .outerjoin(ImageBlob, ImageBlob.image_id == Image.id)
+        .where(Job.id.in_(list(job_ids)))
+    )
+    return {
+        job_id: Payload(job_id, image_id, sha, data, uri)
+        for job_id, image_id, sha, data, uri in session.execute(query).all()
+    }
+
+
+def record_facts(session: Session, facts: Mapping[int, ImageFacts]) -> None:
+    """Store dimensions/format (and a perceptual hash when known) learnt while decoding."""
+    table = Image.__table__
+    update_many(
+        session,
+        table,
+        "id",
+        [
+            {"id": f.image_id, "width": f.width, "height": f.height, "format": f.format}
+            for f in facts.values()
+        ],
+        where_null="width",
+    )
+    update_many(
+        session,
+        table,
+        "id",
+        [
+            {"id": f.image_id, "pdq_hash": f.pdq_hash, "pdq_quality": f.pdq_quality}
+            for f in facts.values()
+            if f.pdq_hash is not None
+        ],
+    )

@@ -1,0 +1,127 @@
+"""Read side of jobs: one job with its scores and decision, and filtered listings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from moderation.db.models import Decision, Image, Job, Score
+from moderation.domain import JobStatus
+
+__all__ = ["JobView", "ScoreView", "get_job_view", "list_job_views"]
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    category: str
+    score: float
+    tier: str
+    source: str
+    phrasing: str | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: int
+    status: JobStatus
+    sha256: str
+    source: str
+    external_id: str | None
+    submitted_by: str | None
+    priority: int
+    attempts: int
+    error_code: str | None
+    error: str | None
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    scorer: str | None
+    catalog_version: str | None
+    callback_url: str | None
+    callback_state: str | None
+    tier: str | None = None
+    action: str | None = None
+    category: str | None = None
+    policy: str | None = None
+    threshold_versions: dict[str, Any] = field(default_factory=dict)
+    matched_bank_entry_id: int | None = None
+    scores: list[ScoreView] = field(default_factory=list)
+
+
+def _base_query() -> Select[Any]:
+    return (
+        select(Job, Image.sha256, Decision)
+        .join(Image, Image.id == Job.image_id)
+        .outerjoin(Decision, Decision.job_id == Job.id)
+    )
+
+
+def _views(session: Session, rows: Sequence[Any]) -> list[JobView]:
+    ids = [job.id for job, _, _ in rows]
+    scores: dict[int, list[ScoreView]] = {}
+    if ids:
+        query = select(Score).where(Score.job_id.in_(ids)).order_by(Score.job_id, Score.category)
+        for s in session.scalars(query):
+            scores.setdefault(s.job_id, []).append(
+                ScoreView(s.category, s.score, str(s.tier), str(s.source), s.phrasing)
+            )
+    return [_view(job, sha, decision, scores.get(job.id, [])) for job, sha, decision in rows]
+
+
+def _view(job: Job, sha256: str, decision: Decision | None, scores: list[ScoreView]) -> JobView:
+    return JobView(
+        id=job.id,
+        status=JobStatus(job.status),
+        sha256=sha256,
+        source=job.source,
+        external_id=job.external_id,
+        submitted_by=job.submitted_by,
+        priority=job.priority,
+        attempts=job.attempts,
+        error_code=job.error_code,
+        error=job.error,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        scorer=job.scorer,
+        catalog_version=job.catalog_version,
+        callback_url=job.callback_url,
+        callback_state=job.callback_state,
+        tier=str(decision.tier) if decision else None,
+        action=decision.action if decision else None,
+        category=decision.category if decision else None,
+        policy=decision.policy if decision else None,
+        threshold_versions=dict(decision.threshold_versions) if decision else {},
+        matched_bank_entry_id=decision.matched_bank_entry_id if decision else None,
+        scores=scores,
+    )
+
+
+def get_job_view(session: Session, job_id: int) -> JobView | None:
+    row = session.execute(_base_query().where(Job.id == job_id)).first()
+    return _views(session, [row])[0] if row is not None else None
+
+
+def list_job_views(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    since: dt.datetime | None = None,
+    submitted_by: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[JobView]:
+    """Jobs in id order (a stable cursor: pass the last id as ``after_id`` for the next page)."""
+    query = _base_query().where(Job.id > after_id).order_by(Job.id).limit(limit)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if since is not None:
+        query = query.where(Job.submitted_at >= since)
+    if submitted_by is not None:
+        query = query.where(Job.submitted_by == submitted_by)
+    return _views(session, session.execute(query).all())

@@ -1,0 +1,166 @@
+"""Scores, decisions and review-queue entries of finished jobs; reuse of earlier scores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from moderation.db.models import Decision, Job, ReviewItem, Score
+from moderation.domain import JobStatus, ReviewItemKind, ReviewItemStatus, RiskTier, ScoreSource
+from moderation.scoring import CategoryScore, ScoreSet
+
+from ._upsert import insert_ignore
+
+__all__ = [
+    "DecisionRow",
+    "ReviewRow",
+    "ScoreRow",
+    "insert_decisions",
+    "insert_review_items",
+    "insert_scores",
+    "reusable_scores",
+]
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    job_id: int
+    category: str
+    score: float
+    source: ScoreSource
+    tier: RiskTier
+    phrasing: str | None = None
+    threshold_version_id: int | None = None
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    job_id: int
+    tier: RiskTier
+    action: str
+    category: str | None
+    priority: float
+    policy: str
+    threshold_versions: Mapping[str, int | None]
+    matched_bank_entry_id: int | None = None
+    match_distance: int | None = None
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    job_id: int
+    kind: ReviewItemKind
+    tier: RiskTier
+    priority: float
+    category: str | None = None
+    score: float | None = None
+    inclusion_probability: float = 1.0
+
+
+def insert_scores(session: Session, rows: Sequence[ScoreRow]) -> None:
+    """One row per (job, category); a second write of the same pair is ignored."""
+    insert_ignore(
+        session,
+        Score.__table__,
+        [
+            {
+                "job_id": r.job_id,
+                "category": r.category,
+                "score": float(r.score),
+                "source": r.source,
+                "tier": r.tier,
+                "phrasing": r.phrasing,
+                "threshold_version_id": r.threshold_version_id,
+                "details": dict(r.details) if r.details else None,
+            }
+            for r in rows
+        ],
+        ["job_id", "category"],
+    )
+
+
+def insert_decisions(session: Session, rows: Sequence[DecisionRow]) -> None:
+    """One decision per job; a second write is ignored."""
+    insert_ignore(
+        session,
+        Decision.__table__,
+        [
+            {
+                "job_id": r.job_id,
+                "tier": r.tier,
+                "action": r.action,
+                "category": r.category,
+                "priority": float(r.priority),
+                "policy": r.policy,
+                "threshold_versions": dict(r.threshold_versions),
+                "matched_bank_entry_id": r.matched_bank_entry_id,
+                "match_distance": r.match_distance,
+            }
+            for r in rows
+        ],
+        ["job_id"],
+    )
+
+
+def insert_review_items(session: Session, rows: Sequence[ReviewRow]) -> None:
+    """Open review-queue entries; at most one per job."""
+    insert_ignore(
+        session,
+        ReviewItem.__table__,
+        [
+            {
+                "job_id": r.job_id,
+                "kind": r.kind,
+                "category": r.category,
+                "score": r.score,
+                "tier": r.tier,
+                "priority": float(r.priority),
+                "inclusion_probability": r.inclusion_probability,
+                "status": ReviewItemStatus.OPEN,
+            }
+            for r in rows
+        ],
+        ["job_id"],
+    )
+
+
+def reusable_scores(
+    session: Session, image_ids: Sequence[int], *, scorer: str, catalog_version: str
+) -> dict[int, ScoreSet]:
+    """Scores an earlier job already got for the same image from the same model and catalog.
+
+    Per image the newest such job is used; its hash-match scores are not reused (bank
+    matches are decided afresh for every job).
+    """
+    if not image_ids:
+        return {}
+    newest = (
+        select(func.max(Job.id))
+        .where(
+            Job.image_id.in_(list(image_ids)),
+            Job.status == JobStatus.SCORED,
+            Job.scorer == scorer,
+            Job.catalog_version == catalog_version,
+        )
+        .group_by(Job.image_id)
+    )
+    query = (
+        select(Job.image_id, Job.id, Score.category, Score.score, Score.source, Score.phrasing)
+        .join(Score, Score.job_id == Job.id)
+        .where(Job.id.in_(newest), Score.source != ScoreSource.HASH_MATCH)
+    )
+    out: dict[int, ScoreSet] = {}
+    for image_id, job_id, category, score, source, phrasing in session.execute(query).all():
+        out.setdefault(image_id, {})[category] = CategoryScore(
+            category=category,
+            score=score,
+            source=ScoreSource(source),
+            phrasing=phrasing,
+            details={"reused_from_job": job_id},
+        )
+    return out

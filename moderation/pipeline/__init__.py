@@ -1,0 +1,1 @@
+"""The scoring pipeline body shared by the Celery worker and ``moderation scan``."""

@@ -1,0 +1,302 @@
+"""One micro-batch: claim → decode → (match) → score in one forward → decide → commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from moderation.db.repositories import jobs as jobs_repo
+from moderation.db.repositories.images import ImageFacts, record_facts
+from moderation.db.repositories.jobs import ClaimResult, JobFailure
+from moderation.db.repositories.results import (
+    DecisionRow,
+    ScoreRow,
+    insert_decisions,
+    insert_scores,
+    reusable_scores,
+)
+from moderation.db.repositories.thresholds import resolve_thresholds
+from moderation.db.retry import in_transaction
+from moderation.domain import RiskTier
+from moderation.policy import ACTIONS, CategoryThresholds, Decision, decide
+from moderation.scoring import ScoreSet
+
+from .context import PipelineContext
+from .decode import Prepared
+from .hooks import DecidedJob, PreScore
+
+__all__ = ["BatchError", "BatchOutcome", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchError(RuntimeError):
+    """Scoring failed for reasons other than the input; the jobs must be delivered again."""
+
+
+@dataclass
+class BatchOutcome:
+    scored: list[int] = field(default_factory=list)
+    failed: dict[int, JobFailure] = field(default_factory=dict)
+    quarantined: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # terminal already (redelivery) or unknown
+    tiers: dict[int, RiskTier] = field(default_factory=dict)
+
+    def merge(self, other: BatchOutcome) -> None:
+        self.scored += other.scored
+        self.failed.update(other.failed)
+        self.quarantined += other.quarantined
+        self.skipped += other.skipped
+        self.tiers.update(other.tiers)
+
+
+def run_batch(
+    ctx: PipelineContext, job_ids: Sequence[int], *, upcoming: Sequence[int] = ()
+) -> BatchOutcome:
+    """Bring every job of ``job_ids`` to a terminal state (or skip it if it already is).
+
+    ``upcoming`` are the ids of the next batch: their images are decoded in the background
+    while the model runs. Raises ``BatchError`` when scoring itself failed; the caller then
+    has the jobs delivered again (their attempts are already counted).
+    """
+    # Fresh jobs (never delivered) are claimed and scored together, in one forward.
+    outcome = _run_group(ctx, list(job_ids), upcoming, fresh_only=True)
+    rest = outcome.skipped
+    counts = (
+        in_transaction(ctx.sessions, lambda s: jobs_repo.delivery_counts(s, rest), **_retry(ctx))
+        if rest
+        else {}
+    )
+    outcome.skipped = [j for j in rest if j not in counts]
+    # A redelivered job may be what killed the previous worker: score each alone, after the
+    # fresh ones are committed, so one poison image cannot drag healthy jobs to quarantine.
+    suspects = [j for j in rest if j in counts]
+    for i, job_id in enumerate(suspects):
+        ahead = suspects[i + 1 : i + 2] or list(upcoming)
+        outcome.merge(_run_group(ctx, [job_id], ahead))
+    return outcome
+
+
+def _retry(ctx: PipelineContext) -> dict[str, float]:
+    return {"give_up_after_s": ctx.db_give_up_after_s}
+
+
+def _run_group(
+    ctx: PipelineContext, job_ids: list[int], ahead: Sequence[int], *, fresh_only: bool = False
+) -> BatchOutcome:
+    now = ctx.clock()
+    claim = in_transaction(
+        ctx.sessions,
+        lambda s: jobs_repo.claim_jobs(
+            s,
+            job_ids,
+            worker=ctx.worker,
+            now=now,
+            max_attempts=ctx.max_attempts,
+            fresh_only=fresh_only,
+        ),
+        **_retry(ctx),
+    )
+    outcome = BatchOutcome(quarantined=claim.quarantined, skipped=claim.skipped)
+    claimed = list(claim.claimed)
+    prepared = ctx.decoder.take(claimed) if claimed else {}
+    ctx.decoder.prefetch(ahead)
+    if not claimed:
+        return outcome
+    failures = {
+        p.job_id: JobFailure(p.rejected.code, p.rejected.message)
+        for p in prepared.values()
+        if p.rejected is not None
+    }
+    ok = [prepared[j] for j in claimed if j in prepared and prepared[j].image is not None]
+    try:
+        scores, pre = _score(ctx, ok)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.exception("scoring failed for jobs %s", [p.job_id for p in ok])
+        in_transaction(
+            ctx.sessions,
+            lambda s: jobs_repo.record_transient_error(
+                s, [p.job_id for p in ok], "scorer_error", reason
+            ),
+            **_retry(ctx),
+        )
+        raise BatchError(reason) from exc
+    written = in_transaction(
+        ctx.sessions,
+        lambda s: _persist(ctx, s, ok, scores, pre, failures, claim, ctx.clock()),
+        **_retry(ctx),
+    )
+    outcome.merge(written.outcome)
+    outcome.skipped += [p.job_id for p in ok if p.job_id not in written.outcome.tiers]
+    if written.callbacks_due and ctx.on_callbacks_due is not None:
+        try:
+            ctx.on_callbacks_due(written.callbacks_due)
+        except Exception:  # the reaper re-dispatches callbacks left pending
+            log.exception("could not dispatch callbacks for %s", written.callbacks_due)
+    return outcome
+
+
+def _score(
+    ctx: PipelineContext, ok: Sequence[Prepared]
+) -> tuple[dict[int, ScoreSet], dict[int, PreScore]]:
+    """Scores per job: hook matches, reused scores, and one forward for the rest."""
+    pre: dict[int, PreScore] = {}
+    if ctx.hooks.pre_score is not None and ok:
+        results = ctx.hooks.pre_score([p.image for p in ok if p.image is not None])
+        pre = {p.job_id: r for p, r in zip(ok, results, strict=True) if r is not None}
+    need = [p for p in ok if not (p.job_id in pre and pre[p.job_id].skip_model)]
+    reused: dict[int, ScoreSet] = {}
+    if ctx.reuse_scores and need:
+        image_ids = sorted({p.image_id for p in need})
+        reused = in_transaction(
+            ctx.sessions,
+            lambda s: reusable_scores(
+                s,
+                image_ids,
+                scorer=ctx.scorer.model_id,
+                catalog_version=ctx.scorer.catalog_version,
+            ),
+            **_retry(ctx),
+        )
+    # Duplicate images inside one batch go through the model once.
+    to_model = {p.sha256: p.image.image for p in need if p.image_id not in reused and p.image}
+    shas = list(to_model)
+    forward = ctx.scorer.score_images([to_model[s] for s in shas]) if shas else []
+    if len(forward) != len(shas):
+        raise RuntimeError(f"scorer returned {len(forward)} results for {len(shas)} images")
+    fresh = dict(zip(shas, forward, strict=True))
+    scores: dict[int, ScoreSet] = {}
+    for p in ok:
+        match = pre.get(p.job_id)
+        base = {} if match and match.skip_model else reused.get(p.image_id) or fresh[p.sha256]
+        scores[p.job_id] = {**base, **(match.scores if match else {})}
+    return scores, pre
+
+
+@dataclass(frozen=True)
+class _Written:
+    outcome: BatchOutcome
+    callbacks_due: list[int]
+
+
+def _persist(
+    ctx: PipelineContext,
+    session: Session,
+    ok: Sequence[Prepared],
+    scores: Mapping[int, ScoreSet],
+    pre: Mapping[int, PreScore],
+    failures: Mapping[int, JobFailure],
+    claim: ClaimResult,
+    now: dt.datetime,
+) -> _Written:
+    """Write terminal states and results in one transaction (the caller acks after it)."""
+    scorer = ctx.scorer
+    thresholds = resolve_thresholds(
+        session, scorer.scales, scorer.severities, scorer.base_thresholds
+    )
+    scored = jobs_repo.finish_scored(
+        session,
+        [p.job_id for p in ok],
+        scorer=ctx.scorer.model_id,
+        catalog_version=ctx.scorer.catalog_version,
+        now=now,
+    )
+    score_rows: list[ScoreRow] = []
+    decision_rows: list[DecisionRow] = []
+    decided: list[DecidedJob] = []
+    for job_id in scored:
+        values = {c: s.score for c, s in scores[job_id].items()}
+        decision = _with_floor(decide(values, thresholds, ctx.policy), pre.get(job_id))
+        decided.append(DecidedJob(job_id, decision, values))
+        decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
+        score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
+    insert_scores(session, score_rows)
+    insert_decisions(session, decision_rows)
+    ctx.hooks.route_review(session, decided)
+    failed = jobs_repo.finish_failed(session, failures, now)
+    record_facts(session, _facts(ok, pre))
+    due = _callbacks(ctx, session, claim, decided)
+    tiers = {d.job_id: d.decision.tier for d in decided}
+    outcome = BatchOutcome(
+        scored=list(scored), failed={j: failures[j] for j in failed}, tiers=tiers
+    )
+    return _Written(outcome, due)
+
+
+def _with_floor(decision: Decision, match: PreScore | None) -> Decision:
+    """A matcher's tier floor (e.g. a confirmed-violation bank hit) wins over a lower tier."""
+    floor = match.tier_floor if match else None
+    if floor is None or floor.rank <= decision.tier.rank:
+        return decision
+    return dataclasses.replace(
+        decision, tier=floor, action=ACTIONS[floor], category=match.category or decision.category
+    )
+
+
+def _decision_row(job_id: int, decision: Decision, match: PreScore | None) -> DecisionRow:
+    return DecisionRow(
+        job_id=job_id,
+        tier=decision.tier,
+        action=decision.action,
+        category=decision.category,
+        priority=decision.priority,
+        policy=decision.policy,
+        threshold_versions=dict(decision.threshold_versions),
+        matched_bank_entry_id=match.bank_entry_id if match else None,
+        match_distance=match.distance if match else None,
+    )
+
+
+def _score_rows(
+    job_id: int,
+    scores: ScoreSet,
+    decision: Decision,
+    thresholds: Mapping[str, CategoryThresholds],
+) -> list[ScoreRow]:
+    return [
+        ScoreRow(
+            job_id=job_id,
+            category=c,
+            score=s.score,
+            source=s.source,
+            tier=decision.category_tiers[c],
+            phrasing=s.phrasing,
+            threshold_version_id=thresholds[c].version_id,
+            details=dict(s.details) or None,
+        )
+        for c, s in scores.items()
+    ]
+
+
+def _facts(ok: Sequence[Prepared], pre: Mapping[int, PreScore]) -> dict[int, ImageFacts]:
+    facts = {}
+    for p in ok:
+        assert p.image is not None
+        match = pre.get(p.job_id)
+        facts[p.image_id] = ImageFacts(
+            image_id=p.image_id,
+            width=p.image.width,
+            height=p.image.height,
+            format=p.image.format,
+            pdq_hash=match.pdq_hash if match else None,
+            pdq_quality=match.pdq_quality if match else None,
+        )
+    return facts
+
+
+def _callbacks(
+    ctx: PipelineContext, session: Session, claim: ClaimResult, decided: Sequence[DecidedJob]
+) -> list[int]:
+    """Mark callbacks pending (tier at/above the minimum) or skipped; returns the pending."""
+    with_url = [d for d in decided if claim.claimed[d.job_id].callback_url]
+    due = [d.job_id for d in with_url if d.decision.tier.rank >= ctx.callback_min_tier.rank]
+    below = [d.job_id for d in with_url if d.job_id not in due]
+    jobs_repo.set_callback_state(session, due, "pending")
+    jobs_repo.set_callback_state(session, below, "skipped")
+    return due

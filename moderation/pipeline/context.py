@@ -1,0 +1,82 @@
+"""Everything one pipeline process holds for its life: scorer, sessions, decoder, hooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation.config import Settings
+from moderation.db.repositories.images import load_payloads
+from moderation.db.retry import in_transaction
+from moderation.db.types import utcnow
+from moderation.domain import RiskTier
+from moderation.scoring import Scorer
+
+from .decode import Decoder
+from .hooks import PipelineHooks, build_hooks
+
+__all__ = ["PipelineContext", "build_context"]
+
+
+@dataclass
+class PipelineContext:
+    scorer: Scorer
+    sessions: sessionmaker[Session]
+    decoder: Decoder
+    worker: str  # recorded on each claimed job
+    max_attempts: int = 3
+    reuse_scores: bool = True
+    policy: str = "content_safety"
+    callback_min_tier: RiskTier = RiskTier.HIGH
+    hooks: PipelineHooks = field(default_factory=PipelineHooks)
+    # called after each commit with the ids whose callbacks are due (the worker publishes them)
+    on_callbacks_due: Callable[[Sequence[int]], None] | None = None
+    clock: Callable[[], dt.datetime] = utcnow
+    db_give_up_after_s: float = 60.0
+
+    def close(self) -> None:
+        self.decoder.close()
+
+
+def build_context(
+    settings: Settings,
+    scorer: Scorer,
+    sessions: sessionmaker[Session],
+    *,
+    worker: str,
+    decode_threads: int = 2,
+    on_callbacks_due: Callable[[Sequence[int]], None] | None = None,
+) -> PipelineContext:
+    """The context the worker and ``moderation scan`` both run the pipeline with."""
+    try:
+        min_tier = RiskTier(settings.callback_min_tier)
+    except ValueError:
+        raise ValueError(
+            f"MODERATION_CALLBACK_MIN_TIER={settings.callback_min_tier!r} is not one of "
+            f"{[t.value for t in RiskTier]}"
+        ) from None
+
+    def load(job_ids: Sequence[int]) -> dict:  # type: ignore[type-arg]
+        return in_transaction(sessions, lambda s: load_payloads(s, job_ids))
+
+    decoder = Decoder(
+        load,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        threads=decode_threads,
+    )
+    return PipelineContext(
+        scorer=scorer,
+        sessions=sessions,
+        decoder=decoder,
+        worker=worker,
+        max_attempts=settings.max_attempts,
+        reuse_scores=settings.reuse_scores,
+        policy=settings.policy,
+        callback_min_tier=min_tier,
+        hooks=build_hooks(settings, sessions),
+        on_callbacks_due=on_callbacks_due,
+    )

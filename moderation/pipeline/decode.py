@@ -1,0 +1,110 @@
+"""Image preparation on CPU threads, with look-ahead so the next batch decodes while the
+model runs on the current one."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from moderation.db.repositories.images import Payload
+from moderation.images import DecodedImage, ImageRejected, decode_image
+
+__all__ = ["Decoder", "Prepared", "read_payload_bytes"]
+
+PayloadLoader = Callable[[Sequence[int]], dict[int, Payload]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One job's image, decoded — or the reason it cannot be."""
+
+    job_id: int
+    image_id: int
+    sha256: str
+    image: DecodedImage | None
+    rejected: ImageRejected | None
+
+
+def read_payload_bytes(payload: Payload, max_bytes: int) -> bytes:
+    """The image bytes: from the blob, or from a ``file://`` URI (``moderation scan``)."""
+    if payload.data is not None:
+        return payload.data
+    uri = payload.storage_uri or ""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise ImageRejected("missing", f"no stored bytes and no readable location ({uri!r})")
+    path = Path(unquote(parsed.path))
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageRejected("too_large", f"{size} bytes exceeds the {max_bytes}-byte limit")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageRejected("missing", f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+class Decoder:
+    """Decodes the images of a batch on a thread pool (PIL releases the GIL while decoding).
+
+    ``prefetch(ids)`` starts loading and decoding the *next* batch in the background; a later
+    ``take`` of those ids finds them ready. Prefetching only reads (image bytes are
+    content-addressed and never change), so it cannot affect delivery or claiming.
+    """
+
+    def __init__(
+        self, load: PayloadLoader, *, max_bytes: int, max_pixels: int, threads: int = 2
+    ) -> None:
+        self._load = load
+        self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
+        self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
+        self._ahead: dict[int, cf.Future[Prepared | None]] = {}
+
+    def take(self, job_ids: Sequence[int]) -> dict[int, Prepared]:
+        """Prepared images of ``job_ids`` (unknown ids absent), decoding what is not ready."""
+        futures = {j: self._ahead.pop(j) for j in job_ids if j in self._ahead}
+        missing = [j for j in job_ids if j not in futures]
+        futures.update(self._submit(missing))
+        out = {}
+        for job_id, future in futures.items():
+            prepared = future.result()
+            if prepared is not None:
+                out[job_id] = prepared
+        return out
+
+    def prefetch(self, job_ids: Iterable[int]) -> None:
+        """Start preparing ``job_ids`` in the background; older look-ahead not taken is dropped."""
+        wanted = [j for j in job_ids if j not in self._ahead]
+        for stale in set(self._ahead) - set(job_ids):
+            self._ahead.pop(stale).cancel()
+        self._ahead.update(self._submit(wanted))
+
+    def close(self) -> None:
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, job_ids: Sequence[int]) -> dict[int, cf.Future[Prepared | None]]:
+        if not job_ids:
+            return {}
+        # One DB read for the whole group, then one decode task per image.
+        payloads = self._pool.submit(self._load, list(job_ids))
+        return {j: self._pool.submit(self._prepare, payloads, j) for j in job_ids}
+
+    def _prepare(self, payloads: cf.Future[dict[int, Payload]], job_id: int) -> Prepared | None:
+        payload = payloads.result().get(job_id)
+        if payload is None:
+            return None
+        try:
+            data = read_payload_bytes(payload, self._max_bytes)
+            image = decode_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+        except ImageRejected as exc:
+            return Prepared(job_id, payload.image_id, payload.sha256, None, exc)
+        except Exception as exc:  # a decoder bug tripped by hostile bytes is still bad input
+            rejected = ImageRejected("corrupt", f"decoder error: {type(exc).__name__}: {exc}")
+            return Prepared(job_id, payload.image_id, payload.sha256, None, rejected)
+        return Prepared(job_id, payload.image_id, payload.sha256, image, None)

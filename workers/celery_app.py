@@ -1,0 +1,90 @@
+"""Celery on Redis: ``make_celery(settings)`` builds the app; nothing is created on import.
+
+Delivery is at-least-once: tasks are acknowledged late (after their DB commit), a message
+whose worker died is requeued (``task_reject_on_worker_lost``), and Redis redelivers a message
+nobody acknowledged within ``visibility_timeout``. Results live in Postgres, not in Celery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from moderation.config import Settings
+
+__all__ = ["ModerationCelery", "make_celery", "ops_routes"]
+
+SCORE_TASK = "moderation.score_jobs"
+CALLBACK_TASK = "moderation.send_callback"
+REAP_TASK = "moderation.reap"
+
+
+class ModerationCelery(Celery):  # type: ignore[misc]
+    """A Celery app that carries the ``Settings`` it was made from."""
+
+    settings: Settings
+
+
+def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    return {
+        SCORE_TASK: {"queue": settings.queue_name},
+        CALLBACK_TASK: {"queue": settings.ops_queue_name},
+        REAP_TASK: {"queue": settings.ops_queue_name},
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {
+            "visibility_timeout": settings.job_visibility_timeout_s,
+            "global_keyprefix": settings.broker_key_prefix,
+            # fail fast on a dead Redis so retries (with backoff) take over instead of hanging
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "retry_on_timeout": True,
+            "health_check_interval": 10,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker waits out a Redis outage
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": settings.queue_name,
+        "task_routes": ops_routes(settings),
+        "task_soft_time_limit": settings.batch_soft_time_limit_s,
+        "task_time_limit": settings.batch_time_limit_s,
+        # prefetch is what lets the batcher see a whole batch (plus the next) at once
+        "worker_prefetch_multiplier": 2 * settings.batch_size,
+        "worker_max_memory_per_child": settings.worker_max_memory_mb * 1024 or None,
+        "worker_send_task_events": False,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "beat_schedule": {
+            "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
+        },
+        "timezone": "UTC",
+    }
+
+
+def make_celery(settings: Settings) -> ModerationCelery:
+    """The app used by workers, beat and (for publishing only) the API and CLI."""
+    from . import lifecycle, tasks
+
+    app = ModerationCelery("moderation", set_as_current=False)
+    app.settings = settings
+    app.conf.update(celery_config(settings))
+    tasks.register(app)
+    worker_process_init.connect(
+        lifecycle.on_worker_process_init(app), weak=False, dispatch_uid="moderation-init"
+    )
+    worker_process_shutdown.connect(
+        lifecycle.on_worker_process_shutdown, weak=False, dispatch_uid="moderation-shutdown"
+    )
+    return app

@@ -1,0 +1,98 @@
+"""Per-process life of a scoring worker: load the model once on ``worker_process_init``.
+
+Celery's prefork parent never builds a scorer (CUDA does not survive ``fork``); each pool
+child builds its own, with its own DB engine, right after it is forked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from moderation.db.session import make_engine, make_sessionmaker
+from moderation.pipeline.batch import BatchError, run_batch
+from moderation.pipeline.context import PipelineContext, build_context
+
+if TYPE_CHECKING:
+    from .celery_app import ModerationCelery
+
+__all__ = [
+    "current_context",
+    "on_worker_process_init",
+    "on_worker_process_shutdown",
+    "run_pool_batch",
+]
+
+log = logging.getLogger(__name__)
+# The one piece of process-global state: the context of *this* pool process.
+_context: PipelineContext | None = None
+
+
+def build_worker_context(app: ModerationCelery, hostname: str) -> PipelineContext:
+    """Scorer + engine + decoder for one pool process (heavy imports happen here, not before)."""
+    from moderation.scorers import build_scorer
+
+    from .publish import Publisher
+
+    settings = app.settings
+    scorer = build_scorer(settings)
+    engine = make_engine(settings.database_url, echo=settings.db_echo, pool_size=2)
+    publisher = Publisher(app)
+    return build_context(
+        settings,
+        scorer,
+        make_sessionmaker(engine),
+        worker=f"{hostname or 'worker'}/{os.getpid()}",
+        on_callbacks_due=publisher.publish_callbacks,
+    )
+
+
+def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
+    def init(sender: str | None = None, **_: Any) -> None:
+        global _context
+        _context = build_worker_context(app, sender or "")
+        log.info("scorer %s ready in pid %s", _context.scorer.model_id, os.getpid())
+
+    return init
+
+
+def on_worker_process_shutdown(**_: Any) -> None:
+    global _context
+    if _context is not None:
+        _context.close()
+        _context = None
+
+
+def current_context() -> PipelineContext:
+    if _context is None:
+        raise RuntimeError("worker process not initialised (worker_process_init did not run)")
+    return _context
+
+
+def run_pool_batch(job_ids: Sequence[int], upcoming: Sequence[int]) -> tuple[str, Any]:
+    """Runs in the pool child: one batch through the pipeline.
+
+    Returns ``("ok", counts)`` once every job is committed, or ``("retry", reason)`` when the
+    batch must be delivered again. Exceptions never cross the process boundary (they may not
+    pickle); a child that dies or hits the hard limit is reported by the pool instead.
+    """
+    try:
+        outcome = run_batch(current_context(), job_ids, upcoming=upcoming)
+    except BatchError as exc:
+        return "retry", str(exc)
+    except SoftTimeLimitExceeded:
+        log.error("batch %s hit the soft time limit", list(job_ids))
+        return "retry", "soft time limit exceeded"
+    except Exception as exc:  # DB gone for longer than the retry budget, a bug…
+        log.exception("batch %s failed", list(job_ids))
+        return "retry", f"{type(exc).__name__}: {exc}"
+    return "ok", {
+        "scored": len(outcome.scored),
+        "failed": len(outcome.failed),
+        "quarantined": len(outcome.quarantined),
+        "skipped": len(outcome.skipped),
+    }

@@ -1,0 +1,109 @@
+"""Bodies of the maintenance tasks: the reaper and decision callbacks."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation.callbacks import deliver_callback
+from moderation.db.repositories.job_views import JobView, get_job_view
+from moderation.db.repositories.jobs import set_callback_state
+from moderation.db.retry import in_transaction
+from moderation.db.session import make_engine, make_sessionmaker
+from moderation.db.types import utcnow
+from moderation.pipeline.reaper import LostWork, find_lost_work
+
+from .publish import Publisher
+
+if TYPE_CHECKING:
+    from moderation.config import Settings
+
+    from .celery_app import ModerationCelery
+
+__all__ = ["callback_payload", "reap_and_publish", "send_callback_for_job"]
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _sessions(database_url: str, echo: bool) -> sessionmaker[Session]:
+    return make_sessionmaker(make_engine(database_url, echo=echo, pool_size=4))
+
+
+def sessions_for(settings: Settings) -> sessionmaker[Session]:
+    return _sessions(settings.database_url, settings.db_echo)
+
+
+def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
+    """Requeue stale claims, publish never-published jobs, re-dispatch stuck callbacks."""
+    settings = app.settings
+    sessions = sessions_for(settings)
+    lost: LostWork = in_transaction(
+        sessions,
+        lambda s: find_lost_work(
+            s, utcnow(), stale_claim_s=settings.stale_claim_s, max_attempts=settings.max_attempts
+        ),
+    )
+    publisher = Publisher(app)
+    published = 0
+    for priority, job_ids in sorted(lost.republish.items()):
+        if publisher.enqueue(sessions, job_ids, priority):
+            published += len(job_ids)
+    if lost.callbacks:
+        publisher.publish_callbacks(lost.callbacks)
+    if published or lost.quarantined or lost.callbacks:
+        log.warning(
+            "reaper: republished %d jobs, quarantined %d, re-dispatched %d callbacks",
+            published,
+            len(lost.quarantined),
+            len(lost.callbacks),
+        )
+    return {
+        "republished": published,
+        "quarantined": len(lost.quarantined),
+        "callbacks": len(lost.callbacks),
+    }
+
+
+def callback_payload(view: JobView) -> dict[str, Any]:
+    """What a receiver gets: enough to act without calling back (it may dedupe on job_id)."""
+    return {
+        "job_id": view.id,
+        "external_id": view.external_id,
+        "status": str(view.status),
+        "tier": view.tier,
+        "action": view.action,
+        "category": view.category,
+        "policy": view.policy,
+        "threshold_versions": view.threshold_versions,
+        "scores": {s.category: {"score": s.score, "tier": s.tier} for s in view.scores},
+        "finished_at": view.finished_at.isoformat() if view.finished_at else None,
+    }
+
+
+def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
+    """POST the decision of ``job_id`` to its callback URL; records sent/failed on the job."""
+    settings = app.settings
+    sessions = sessions_for(settings)
+    view = in_transaction(sessions, lambda s: get_job_view(s, job_id))
+    if view is None or not view.callback_url or view.callback_state != "pending":
+        return "nothing to send"
+    secret = settings.callback_secret.get_secret_value() if settings.callback_secret else None
+    try:
+        status = deliver_callback(
+            view.callback_url,
+            callback_payload(view),
+            allowlist=settings.callback_allowlist,
+            secret=secret,
+            timeout_s=settings.callback_timeout_s,
+            max_attempts=settings.callback_max_attempts,
+        )
+    except Exception as exc:
+        log.warning("callback for job %s failed for good: %s", job_id, exc)
+        in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "failed"))
+        return f"failed: {exc}"
+    in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "sent"))
+    return f"sent ({status})"

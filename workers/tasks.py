@@ -1,0 +1,37 @@
+"""Celery task shims: each re-reads what it needs and calls a plain function."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .batching import BatchingTask
+from .celery_app import CALLBACK_TASK, REAP_TASK, SCORE_TASK
+
+if TYPE_CHECKING:
+    from .celery_app import ModerationCelery
+
+__all__ = ["register"]
+
+
+def register(app: ModerationCelery) -> None:
+    @app.task(name=SCORE_TASK, base=BatchingTask, bind=True)
+    def score_jobs(self: BatchingTask, job_ids: list[int]) -> dict[str, int]:
+        """Only reached when called directly (eager/tests); workers batch via the strategy."""
+        from .lifecycle import run_pool_batch
+
+        status, detail = run_pool_batch(job_ids, [])
+        if status != "ok":
+            raise RuntimeError(detail)
+        return dict(detail)
+
+    @app.task(name=CALLBACK_TASK)
+    def send_callback(job_id: int) -> str:
+        from .ops import send_callback_for_job
+
+        return send_callback_for_job(app, job_id)
+
+    @app.task(name=REAP_TASK)
+    def reap() -> dict[str, int]:
+        from .ops import reap_and_publish
+
+        return reap_and_publish(app)
