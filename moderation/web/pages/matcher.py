@@ -215,7 +215,8 @@ def _evaluate(
             session, scorer.scales, scorer.severities, scorer.base_thresholds,
             thresholds_file=playground.settings.thresholds_file,
         )  # fmt: skip
-    decision = decide({c: s.score for c, s in analysed.scores.items()}, thresholds)
+    values = {c: s.score for c, s in analysed.scores.items()}
+    decision = decide(values, thresholds, playground.settings.policy)
     matched = playground.match(analysed, texts) if playground.embedder is not None else []
     text_bars, axis = bars(matched)
     return {
