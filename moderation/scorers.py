@@ -47,6 +47,8 @@ __all__ = [
     "ScorerConfigError",
     "build_scorer",
     "score_isolating",
+    "score_keeping_vectors",
+    "scorer_embedder",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,7 +170,10 @@ class EmbeddingScorer:
         """One ``ScoreSet`` per image: one image forward, one matrix product."""
         if not images:
             return []
-        image_vectors = self.embedder.embed_images(images)
+        return self.score_vectors(self.embedder.embed_images(images))
+
+    def score_vectors(self, image_vectors: np.ndarray) -> list[ScoreSet]:
+        """One ``ScoreSet`` per row of ``image_vectors`` (unit rows from ``self.embedder``)."""
         return score_embeddings(image_vectors, self.pattern_vectors, self.table, self._weights)
 
 
@@ -238,6 +243,33 @@ def score_isolating(scorer: Scorer, images: Sequence[Image]) -> list[ScoreSet | 
         except Exception as exc:  # reported per image, never a crash
             out.append(exc)
     return out
+
+
+def scorer_embedder(scorer: Scorer) -> Embedder | None:
+    """The embedder of ``scorer``'s embedding part; None for a classifier alone."""
+    parts = scorer.scorers if isinstance(scorer, CombinedScorer) else (scorer,)
+    return next((p.embedder for p in parts if isinstance(p, EmbeddingScorer)), None)
+
+
+def score_keeping_vectors(
+    scorer: Scorer, images: Sequence[Image]
+) -> tuple[list[ScoreSet], np.ndarray | None]:
+    """``scorer.score_images(images)`` plus the image vectors its embedding part computed.
+
+    The vectors (from ``scorer_embedder(scorer)``; None without one) let a caller compare the
+    same images with other texts without a second image forward — the matcher playground does.
+    """
+    parts = scorer.scorers if isinstance(scorer, CombinedScorer) else (scorer,)
+    vectors: np.ndarray | None = None
+    per_part: list[list[ScoreSet]] = []
+    for part in parts:
+        if vectors is None and isinstance(part, EmbeddingScorer):
+            vectors = np.asarray(part.embedder.embed_images(images), dtype=np.float32)
+            per_part.append(part.score_vectors(vectors))
+        else:
+            per_part.append(list(part.score_images(images)))
+    # the same merge CombinedScorer.score_images applies, parts in the same (trust) order
+    return [merge_score_sets(sets) for sets in zip(*per_part, strict=True)], vectors
 
 
 def _first_wins(mappings: Iterable[Mapping[str, V]]) -> dict[str, V]:

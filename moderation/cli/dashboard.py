@@ -22,7 +22,7 @@ def dashboard(
     port: int | None = typer.Option(None, "--port", help="Port (MODERATION_DASHBOARD_PORT)."),
     url: str | None = typer.Option(None, "--url", help="Database URL (MODERATION_DATABASE_URL)."),
 ) -> None:
-    """Serve the ops dashboard (Overview, Thresholds) read from the SQL views."""
+    """Serve the ops dashboard: Overview and Thresholds from the SQL views, Matcher playground."""
     settings = settings_with(database_url=url, dashboard_host=host, dashboard_port=port)
     _require_current_schema(settings.database_url)
     if not any(t.role in ("reviewer", "admin") for t in settings.parsed_tokens()):

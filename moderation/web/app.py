@@ -22,6 +22,7 @@ from moderation.db.types import utcnow
 from moderation.web.deps import DashboardState, Page, current_viewer
 from moderation.web.formatting import FILTERS
 from moderation.web.pages import PAGE_MODULES
+from moderation.web.playground import Playground
 
 __all__ = ["create_dashboard_app"]
 
@@ -64,6 +65,7 @@ def create_dashboard_app(
         clock=clock,
         templates=templates,
         viewers={t.name: t.secret for t in settings.parsed_tokens() if t.role in VIEWER_ROLES},
+        playground=Playground(settings),  # loads no model until the matcher page needs one
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in pages:

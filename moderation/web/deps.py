@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.db.views import begin_read_only
+from moderation.web.playground import Playground
 
 __all__ = [
     "DashboardState",
@@ -44,6 +45,7 @@ class DashboardState:
     clock: Callable[[], dt.datetime]
     templates: Jinja2Templates
     viewers: Mapping[str, str]  # token name → secret; empty = no login asked (loopback use)
+    playground: Playground  # the matcher page's scorer, built on first use
 
 
 def _state(request: Request) -> DashboardState:

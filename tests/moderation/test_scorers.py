@@ -23,6 +23,8 @@ from moderation.scorers import (
     ScorerConfigError,
     build_scorer,
     score_isolating,
+    score_keeping_vectors,
+    scorer_embedder,
 )
 from moderation.scoring import Scorer
 from tests.samples import sample_images
@@ -254,3 +256,32 @@ def test_one_bad_image_fails_alone():
         [s["weapons"].score for s in alone], abs=1e-6
     )
     assert isinstance(score_isolating(scorer, [Image.new("RGB", (1, 1))])[0], ValueError)
+
+
+def test_score_keeping_vectors_matches_score_images_with_one_image_forward():
+    catalog = catalog_from_mapping(
+        {
+            **SMALL,
+            "categories": {
+                **SMALL["categories"],
+                "sexual": {"severity": 3, "subjects": ["nudity", "sex"]},
+            },
+        }
+    )
+    embedder = CountingEmbedder()
+    embedding = EmbeddingScorer(embedder, catalog)
+    combined = CombinedScorer([ClassifierScorer(FixedClassifier()), embedding])
+    images = [png(FakeEmbedder.image_matching("a photo of a gun")), *sample_images()[:2]]
+    for scorer in (embedding, combined):
+        expected = scorer.score_images(images)
+        before = embedder.image_calls
+        score_sets, vectors = score_keeping_vectors(scorer, images)
+        assert embedder.image_calls == before + 1  # the vectors are the ones scored
+        assert score_sets == expected
+        assert vectors is not None and vectors.shape == (len(images), embedder.info.dim)
+        np.testing.assert_allclose(vectors, embedder.embed_images(images))
+        assert scorer_embedder(scorer) is embedder
+    classifier = ClassifierScorer(FixedClassifier())
+    score_sets, vectors = score_keeping_vectors(classifier, images)
+    assert vectors is None and scorer_embedder(classifier) is None
+    assert score_sets == classifier.score_images(images)

@@ -132,9 +132,9 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Callable[[str, str], PageCapture]:
+def browser(tmp_path: Path) -> Callable[..., PageCapture]:
     """Load a URL in headless Chromium: its DOM after load, console messages, a screenshot
-    kept under artifacts/screenshots/ (git-ignored)."""
+    kept under artifacts/screenshots/ (git-ignored). Extra Chromium flags may follow the name."""
     binary = _chromium()
     ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
 
@@ -145,10 +145,10 @@ def browser(tmp_path: Path) -> Callable[[str, str], PageCapture]:
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
 
-    def capture(url: str, name: str) -> PageCapture:
+    def capture(url: str, name: str, *flags: str) -> PageCapture:
         shot = ARTIFACTS / "screenshots" / f"{name}.png"
-        run(url, "--window-size=1280,2600", f"--screenshot={shot}")
-        dumped = run(url, "--dump-dom")
+        run(url, *flags, "--window-size=1280,2600", f"--screenshot={shot}")
+        dumped = run(url, *flags, "--dump-dom")
         console = [line for line in dumped.stderr.splitlines() if ":CONSOLE" in line]
         print(f"screenshot: {shot}")
         return PageCapture(dumped.stdout, console, shot)
