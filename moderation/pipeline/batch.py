@@ -198,7 +198,11 @@ def _persist(
     """Write terminal states and results in one transaction (the caller acks after it)."""
     scorer = ctx.scorer
     thresholds = resolve_thresholds(
-        session, scorer.scales, scorer.severities, scorer.base_thresholds
+        session,
+        scorer.scales,
+        scorer.severities,
+        scorer.base_thresholds,
+        thresholds_file=ctx.thresholds_file,
     )
     scored = jobs_repo.finish_scored(
         session,

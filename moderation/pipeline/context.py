@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +31,7 @@ class PipelineContext:
     max_attempts: int = 3
     reuse_scores: bool = True
     policy: str = "content_safety"
+    thresholds_file: Path | None = None  # YAML overrides, below DB versions (resolve_thresholds)
     callback_min_tier: RiskTier = RiskTier.HIGH
     hooks: PipelineHooks = field(default_factory=PipelineHooks)
     # called after each commit with the ids whose callbacks are due (the worker publishes them)
@@ -76,6 +78,7 @@ def build_context(
         max_attempts=settings.max_attempts,
         reuse_scores=settings.reuse_scores,
         policy=settings.policy,
+        thresholds_file=settings.thresholds_file,
         callback_min_tier=min_tier,
         hooks=build_hooks(settings, sessions),
         on_callbacks_due=on_callbacks_due,

@@ -175,3 +175,20 @@ def test_pre_score_hook_can_skip_the_model_and_set_a_tier_floor(ctx, scorer):
         assert (decision.category, decision.match_distance) == ("violence", 3)
         assert s.scalars(select(Image.pdq_hash).where(Image.width == 20)).one() == "ab" * 32
     assert count(ctx, ReviewItem) == 1  # extreme → review now
+
+
+def test_thresholds_file_overrides_the_preset_in_the_pipeline(ctx, tmp_path):
+    # dark red: sexual ≈ 0.5 → "medium" on the probability preset (0.30 medium, 0.60 high)
+    dark_red = png_bytes((128, 0, 0))
+    ids = submit(ctx, dark_red)
+    assert run_batch(ctx, ids).tiers == {ids[0]: RiskTier.MEDIUM}
+    overrides = tmp_path / "thresholds.yaml"
+    overrides.write_text(
+        "categories:\n"
+        "  sexual:\n"
+        "    scale: probability\n"
+        "    cutoffs: {warning: 0.1, medium: 0.2, high: 0.3, extreme: 0.45}\n"
+    )
+    ctx.thresholds_file = overrides
+    again = submit(ctx, png_bytes((129, 0, 0)))
+    assert run_batch(ctx, again).tiers == {again[0]: RiskTier.EXTREME}
