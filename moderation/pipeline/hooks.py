@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from moderation.db.repositories.results import ReviewRow, insert_review_items
 from moderation.domain import ReviewItemKind, RiskTier
-from moderation.images import DecodedImage
 from moderation.policy import Decision
 from moderation.scoring import ScoreSet
+
+from .decode import Prepared
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
@@ -37,7 +38,9 @@ __all__ = [
 class PreScore:
     """What a matcher found about one image before the model runs (e.g. a hash-bank hit).
 
-    ``scores`` are recorded next to (and win over) model scores of the same category;
+    ``scores`` are recorded next to (and win over) model scores of the same category; scores
+    whose source is ``hash_match`` are stored but not tiered by the category's thresholds (a
+    hash similarity is not on the model's scale) — ``tier_floor`` speaks for them.
     ``skip_model`` spares the forward; ``tier_floor`` raises the decision to at least that tier
     (attributed to ``category``); the bank entry and distance land on the decision.
     """
@@ -48,13 +51,12 @@ class PreScore:
     category: str | None = None
     bank_entry_id: int | None = None
     distance: int | None = None
-    pdq_hash: str | None = None  # stored on the image row when given
-    pdq_quality: int | None = None
 
 
 class PreScoreHook(Protocol):
-    def __call__(self, images: Sequence[DecodedImage]) -> Sequence[PreScore | None]:
-        """One result (or None: nothing known) per image, in input order."""
+    def __call__(self, prepared: Sequence[Prepared]) -> Sequence[PreScore | None]:
+        """One result (or None: nothing known) per decoded image (with its PDQ hash, if any),
+        in input order."""
         ...
 
 
@@ -99,6 +101,13 @@ class PipelineHooks:
 
 
 def build_hooks(settings: Settings, sessions: sessionmaker[Session]) -> PipelineHooks:
-    """The hooks a worker (or ``moderation scan``) runs with; the place features plug in."""
-    del settings, sessions  # used once the hash bank / audit sampling plug in here
-    return PipelineHooks()
+    """The hooks a worker (or ``moderation scan``) runs with; the place features plug in.
+
+    Called once per process, so the bank matcher built here lives as long as the process and
+    is refreshed incrementally, never rebuilt per job."""
+    from .bank_hook import BankPreScore  # the bank hook imports this module's PreScore
+
+    pre_score = None
+    if settings.bank_violation_mode != "off" or settings.bank_benign_mode != "off":
+        pre_score = BankPreScore.from_settings(settings, sessions)
+    return PipelineHooks(pre_score=pre_score)

@@ -134,11 +134,17 @@ def reusable_scores(
 ) -> dict[int, ScoreSet]:
     """Scores an earlier job already got for the same image from the same model and catalog.
 
-    Per image the newest such job is used; its hash-match scores are not reused (bank
-    matches are decided afresh for every job).
+    Per image the newest such job the model actually scored is used; hash-match scores are
+    not reused (bank matches are decided afresh for every job), and a job a bank hit decided
+    without the model has nothing to reuse.
     """
     if not image_ids:
         return {}
+    model_scored = (
+        select(Score.id)
+        .where(Score.job_id == Job.id, Score.source != ScoreSource.HASH_MATCH)
+        .exists()
+    )
     newest = (
         select(func.max(Job.id))
         .where(
@@ -146,6 +152,7 @@ def reusable_scores(
             Job.status == JobStatus.SCORED,
             Job.scorer == scorer,
             Job.catalog_version == catalog_version,
+            model_scored,
         )
         .group_by(Job.image_id)
     )
