@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     bank_refresh_s: float = Field(
         30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
+    bank_crop_grid: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Also bank the PDQ hashes of an n×n grid of 95 % windows of each banked "
+        "image, and match them, so cropped copies match (0 = off; 4 → 16 extra hashes each).",
+    )
 
     # --- images --------------------------------------------------------------------------
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest accepted file.")
