@@ -22,6 +22,7 @@ from moderation.db.repositories import banks as repo
 from moderation.domain import BankKind, RiskTier
 from moderation.hashindex import HashIndex
 from moderation.hashing import (
+    CROP_KEEP,
     HASH_BITS,
     PDQ_MIN_QUALITY,
     PdqHash,
@@ -358,15 +359,17 @@ def add_confirmed_violation(
     reason: str | None = None,
     min_quality: int = PDQ_MIN_QUALITY,
     crop_grid: int = 0,
+    crop_keep: float = CROP_KEEP,
 ) -> BankAddResult:
     """Bank the image of ``job_id`` as a confirmed ``category`` violation (the review loop
     calls this when a reviewer confirms one). Uses the hash stored at intake; an image without
     one is hashed from its stored bytes, if kept (and the hash saved on the image). With
-    ``crop_grid`` (``settings.bank_crop_grid``) the crop-window hashes are computed from the
-    stored bytes too — an image whose bytes were not kept is banked without them.
+    ``crop_grid`` and ``crop_keep`` (``settings.bank_crop_grid`` / ``bank_crop_keep``) the
+    crop-window hashes are computed from the stored bytes too — an image whose bytes were not
+    kept is banked without them.
     Raises ``repo.UnknownJob``."""
     image = repo.job_image(session, job_id)
-    pdq, crops = _image_pdq(session, image, crop_grid, min_quality)
+    pdq, crops = _image_pdq(session, image, (crop_grid, crop_keep), min_quality)
     if pdq is None:
         return BankAddResult("no_hash")
     return bank_hash(
@@ -384,8 +387,9 @@ def add_confirmed_violation(
 
 
 def _image_pdq(
-    session: Session, image: repo.JobImage, crop_grid: int, min_quality: int
+    session: Session, image: repo.JobImage, crop: tuple[int, float], min_quality: int
 ) -> tuple[PdqHash | None, tuple[str, ...]]:
+    crop_grid, crop_keep = crop
     stored = None
     if image.pdq_hash is not None:
         stored = PdqHash.from_hex(image.pdq_hash, image.pdq_quality or 0)
@@ -398,7 +402,7 @@ def _image_pdq(
         decoded = decode_image(data).image
     except ImageRejected:
         return stored, ()
-    crops = compute_crop_hashes(decoded, crop_grid, min_quality=min_quality)
+    crops = compute_crop_hashes(decoded, crop_grid, keep=crop_keep, min_quality=min_quality)
     if stored is not None:
         return stored, crops
     pdq = compute_pdq(decoded)

@@ -164,8 +164,15 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=5,
-        description="Also bank the PDQ hashes of an n×n grid of 95 % windows of each banked "
-        "image, and match them, so cropped copies match (0 = off; 4 → 16 extra hashes each).",
+        description="Also bank the PDQ hashes of an n×n grid of trimmed windows of each banked "
+        "image, and match them, so cropped copies match (0 = off; 3 → 9 extra hashes each).",
+    )
+    bank_crop_keep: float = Field(
+        0.96,
+        gt=0.5,
+        lt=1.0,
+        description="Side fraction of those windows: a window catches crops of about "
+        "1 − keep (0.96: 2–5 % crops).",
     )
 
     # --- images --------------------------------------------------------------------------

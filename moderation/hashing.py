@@ -69,8 +69,10 @@ DIHEDRAL_VARIANTS: tuple[str, ...] = (
 # Crop variants of a banked image: windows of this fraction of each side, on an n×n grid of
 # offsets from one corner to the other (``crop_windows``). PDQ moves ~60 bits under a 5 % crop
 # (every DCT coefficient's phase shifts) but only ~20 under a ≤ 2 % one, so a query cropped by
-# about (1 − CROP_KEEP) lands near the window whose offset is nearest its own.
-CROP_KEEP = 0.95
+# a few per cent lands near the window whose size and offset are nearest its own. Measured on
+# seeded synthetic photos (3×3 grid, random-offset crops): 96 % windows catch 2–5 % crops best
+# and miss 8 % ones; 93–94 % windows catch 8 % crops but lose the 3 % ones.
+CROP_KEEP = 0.96
 
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 

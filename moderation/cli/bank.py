@@ -104,7 +104,10 @@ def add(
                 continue
             pdq = compute_pdq(image)
             crops = compute_crop_hashes(
-                image, settings.bank_crop_grid, min_quality=settings.bank_min_quality
+                image,
+                settings.bank_crop_grid,
+                keep=settings.bank_crop_keep,
+                min_quality=settings.bank_min_quality,
             )
             result = bank_hash(
                 session, bank=bank, pdq=pdq, added_by=_actor(by), category=category,
