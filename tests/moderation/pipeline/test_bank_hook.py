@@ -19,7 +19,7 @@ from moderation.db.repositories.job_views import get_job_view
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.domain import BankKind, RiskTier, ScoreSource
-from moderation.hashing import PDQ_MATCH_THRESHOLD, compute_pdq, hamming
+from moderation.hashing import PDQ_MATCH_THRESHOLD, compute_crop_hashes, compute_pdq, hamming
 from moderation.pipeline.bank_hook import BankPreScore
 from moderation.pipeline.batch import run_batch
 from moderation.pipeline.context import PipelineContext, build_context
@@ -265,3 +265,33 @@ def test_the_api_shows_why_a_job_matched(api):
     )
     assert 0 < match["distance"] <= PDQ_MATCH_THRESHOLD and match["enabled"] is True
     assert [s["source"] for s in body["scores"]] == ["hash_match"]
+
+
+def test_a_cropped_copy_is_decided_by_the_banks_crop_windows_when_enabled(make_ctx, scorer):
+    ctx = make_ctx(bank_crop_grid=3)
+    with session_scope(ctx.sessions) as s:
+        crops = compute_crop_hashes(PHOTO, 3, keep=ctx_keep(ctx))
+        result = bank_hash(s, bank=BankKind.CONFIRMED_VIOLATION, pdq=compute_pdq(PHOTO),
+                           added_by="rita", category="violence", crop_hashes=crops)  # fmt: skip
+        entry = result.entry.id
+    # 4 % off the left and 1 % off the bottom, then resized and re-encoded
+    w, h = PHOTO.size
+    cropped = PHOTO.crop((round(0.04 * w), 0, w, h - round(0.01 * h)))
+    assert hamming(compute_pdq(cropped).hex, compute_pdq(PHOTO).hex) > PDQ_MATCH_THRESHOLD
+    [job] = submit(ctx, near_copy(cropped))
+    run_batch(ctx, [job])
+    assert scorer.calls == [] and decision(ctx, job).matched_bank_entry_id == entry
+    with session_scope(ctx.sessions) as s:
+        hit = s.scalars(select(Score).where(Score.job_id == job)).one()
+        assert hit.details["variant"].startswith("crop")
+
+    plain = make_ctx()  # crop matching off: the same entry's windows are not loaded
+    [again] = submit(plain, near_copy(cropped, quality=70))
+    run_batch(plain, [again])
+    assert decision(plain, again).matched_bank_entry_id is None and scorer.calls == [1]
+
+
+def ctx_keep(ctx: PipelineContext) -> float:
+    hook = ctx.hooks.pre_score
+    assert isinstance(hook, BankPreScore)
+    return hook.settings.bank_crop_keep
