@@ -189,11 +189,11 @@ def throughput_per_minute(conn: Executor, window: TimeWindow) -> list[Throughput
     """Finished jobs per minute by outcome, oldest first (minutes with none are absent)."""
     rows = _windowed(conn, THROUGHPUT, window, "minute")
     query = select(rows).order_by(rows.c.minute)
+    # a 7-day window is ~10 k rows: fetch them at once and unpack tuples (Row attribute
+    # access and row-at-a-time fetching cost more than the query itself)
     return [
-        ThroughputPoint(
-            r.minute, r.finished, r.scored, r.failed, r.quarantined, _float(r.mean_turnaround_s)
-        )
-        for r in conn.execute(query)
+        ThroughputPoint(minute, finished, scored, failed, quarantined, _float(mean))
+        for minute, finished, scored, failed, quarantined, mean in conn.execute(query).all()
     ]
 
 
@@ -210,7 +210,10 @@ def tier_mix_hourly(conn: Executor, window: TimeWindow) -> list[TierMixPoint]:
     rows = _windowed(conn, TIER_MIX, window, "hour")
     v = rows.c
     query = select(rows).order_by(v.hour, v.category, v.tier)
-    return [TierMixPoint(r.hour, r.category, RiskTier(r.tier), r.jobs) for r in conn.execute(query)]
+    return [
+        TierMixPoint(hour, category, RiskTier(tier), jobs)
+        for hour, category, tier, jobs in conn.execute(query).all()
+    ]
 
 
 @dataclass(frozen=True)
