@@ -4,6 +4,7 @@ without a forward, benign entries skip the model, refresh follows adds and disab
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -295,3 +296,22 @@ def ctx_keep(ctx: PipelineContext) -> float:
     hook = ctx.hooks.pre_score
     assert isinstance(hook, BankPreScore)
     return hook.settings.bank_crop_keep
+
+
+def test_jobs_show_explains_the_match(make_ctx, engine):
+    from typer.testing import CliRunner
+
+    from moderation.cli import app
+
+    ctx = make_ctx()
+    entry = bank(ctx, PHOTO, BankKind.BENIGN, None)
+    [job] = submit(ctx, near_copy(PHOTO))
+    run_batch(ctx, [job])
+    url = engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(
+        app, ["jobs", "show", str(job)], env={"MODERATION_DATABASE_URL": url, "COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["tier"] == "clear" and shown["bank_match"]["entry_id"] == entry
+    assert shown["bank_match"]["bank"] == "benign" and shown["bank_match"]["distance"] >= 0
