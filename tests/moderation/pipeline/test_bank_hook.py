@@ -315,3 +315,24 @@ def test_jobs_show_explains_the_match(make_ctx, engine):
     shown = json.loads(result.output)
     assert shown["tier"] == "clear" and shown["bank_match"]["entry_id"] == entry
     assert shown["bank_match"]["bank"] == "benign" and shown["bank_match"]["distance"] >= 0
+
+
+def test_hashing_runs_on_the_decode_threads(make_ctx, monkeypatch):
+    import threading
+
+    import moderation.pipeline.decode as decode
+
+    threads: list[str] = []
+    real = decode.compute_pdq
+
+    def recording(image, **kw):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real(image, **kw)
+
+    monkeypatch.setattr(decode, "compute_pdq", recording)
+    ctx = make_ctx()
+    first, second = submit(ctx, encode(PHOTO)), submit(ctx, encode(OTHER))
+    run_batch(ctx, first, upcoming=second)  # the second batch is hashed during the first
+    [ahead] = ctx.decoder.take(second).values()  # waits for the look-ahead to finish
+    assert ahead.pdq is not None and ahead.pdq.hex == compute_pdq(OTHER, dihedral=True).hex
+    assert len(threads) == 2 and all(name.startswith("decode") for name in threads)
