@@ -19,6 +19,7 @@ __all__ = ["ModerationCelery", "make_celery", "ops_routes"]
 SCORE_TASK = "moderation.score_jobs"
 CALLBACK_TASK = "moderation.send_callback"
 REAP_TASK = "moderation.reap"
+ADJUST_TASK = "moderation.adjust_thresholds"
 
 
 class ModerationCelery(Celery):  # type: ignore[misc]
@@ -32,7 +33,21 @@ def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
         SCORE_TASK: {"queue": settings.queue_name},
         CALLBACK_TASK: {"queue": settings.ops_queue_name},
         REAP_TASK: {"queue": settings.ops_queue_name},
+        ADJUST_TASK: {"queue": settings.ops_queue_name},
     }
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The reaper always; the threshold adjuster when ``adjust_interval_s`` > 0."""
+    schedule: dict[str, dict[str, Any]] = {
+        "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
+    }
+    if settings.adjust_interval_s > 0:
+        schedule["adjust-thresholds"] = {
+            "task": ADJUST_TASK,
+            "schedule": float(settings.adjust_interval_s),
+        }
+    return schedule
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -66,9 +81,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "beat_schedule": {
-            "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
-        },
+        "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }
 
