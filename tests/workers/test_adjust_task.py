@@ -8,7 +8,7 @@ from moderation.db.repositories import thresholds as versions
 from moderation.db.types import utcnow
 from tests.fakes import ColourScorer
 from tests.moderation.test_adjusting import misses_below, seed_evidence
-from workers.celery_app import ADJUST_TASK, REAP_TASK, beat_schedule, make_celery
+from workers.celery_app import ADJUST_TASK, REAP_TASK, beat_schedule, make_celery, ops_routes
 from workers.ops import adjust_from_reviews
 
 
@@ -17,8 +17,8 @@ def test_beat_runs_the_adjuster_only_with_an_interval(settings_factory):
     assert on["adjust-thresholds"] == {"task": ADJUST_TASK, "schedule": 120.0}
     assert on["reap-stale-claims"]["task"] == REAP_TASK
     assert "adjust-thresholds" not in beat_schedule(settings_factory(adjust_interval_s=0))
-    app = make_celery(settings_factory())
-    assert ADJUST_TASK in app.tasks
+    settings = settings_factory()
+    assert ops_routes(settings)[ADJUST_TASK] == {"queue": settings.ops_queue_name}
 
 
 def test_configured_run_writes_a_version_with_the_scorers_scales(pg_url, settings_factory):
