@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     reaper_interval_s: int = Field(
         30, ge=1, description="How often beat runs the reaper of stale claims and lost messages."
     )
+    rollup_interval_s: int = Field(
+        300, ge=0, description="How often beat refreshes the dashboard rollups (0 = never)."
+    )
+    rollup_settle_hours: float = Field(
+        48.0,
+        ge=0,
+        description="Rolled hours recomputed by each rollup refresh (late second reviews).",
+    )
 
     # --- model ---------------------------------------------------------------------------
     backend: Literal["open_nsfw", "gme", "fake"] = Field(
