@@ -16,7 +16,7 @@ from moderation.db.session import make_engine, make_sessionmaker
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import health, jobs
+from .routes import health, jobs, reviews
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
     app.state.api = ApiState(settings, sessions, publisher, TokenAuthenticator(settings, sessions))
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(reviews.router)
 
     @app.exception_handler(DBAPIError)
     async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:

@@ -220,7 +220,7 @@ def _persist(
         model = {c: v for c, v in values.items() if scores[job_id][c].source != _HASH}
         decision = decide(model, thresholds, ctx.policy)
         decision = _with_floor(decision, pre.get(job_id), thresholds)
-        decided.append(DecidedJob(job_id, decision, values))
+        decided.append(DecidedJob(job_id, decision, model, thresholds))
         decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
         score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
     insert_scores(session, score_rows)
