@@ -1,0 +1,502 @@
+"""The human review queue: claim items under a lease, record reviews, load evidence.
+
+Claims are leases, not locks: ``claim_items`` hands out open items (and items whose lease ran
+out) with ``claimed_by``/``claim_expires_at`` set, so a reviewer who walks away loses nothing
+for longer than the lease. On PostgreSQL the candidate rows are taken with ``FOR UPDATE SKIP
+LOCKED``: concurrent reviewers each get different items without waiting on each other. The
+update itself re-checks that the row is still claimable, which is what keeps SQLite (no row
+locks) correct too.
+
+One review item per job (``review_items.job_id`` is unique). The item asks for labels on its
+*review categories*: the category it was queued for plus every category of the job drawn for
+audit (``audit_samples``). It is done once each of them has a review.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from moderation.db.models import AuditSample, Job, Review, ReviewItem, Score
+from moderation.domain import ReviewItemKind, ReviewItemStatus, ReviewLabel, RiskTier
+from moderation.feedback import Evidence, ItemRecord, ReviewRecord, collate, label_is_violation
+
+from .audit_log import record_action
+
+__all__ = [
+    "ClaimConflict",
+    "ClaimedItem",
+    "InvalidReview",
+    "ReviewResult",
+    "ReviewView",
+    "UnknownReviewItem",
+    "category_evidence",
+    "claim_items",
+    "evidence_records",
+    "list_reviews",
+    "record_review",
+    "reviewed_categories",
+    "routed_categories",
+]
+
+MAX_CLAIM = 100  # items one call may claim; more is a misuse (a reviewer reads them one by one)
+
+
+class UnknownReviewItem(LookupError):
+    """No review item with that id."""
+
+
+class ClaimConflict(RuntimeError):
+    """The item is claimed by another reviewer whose lease has not expired."""
+
+
+class InvalidReview(ValueError):
+    """The review contradicts itself or the item (label/other_category, category)."""
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """One item handed to a reviewer, with what the review page shows."""
+
+    item_id: int
+    job_id: int
+    kind: ReviewItemKind
+    category: str | None
+    score: float | None
+    tier: RiskTier
+    priority: float
+    claim_expires_at: dt.datetime
+    image_id: int
+    external_id: str | None
+    inclusion_probability: float
+    # every scored category of the job: category → (score, winning phrasing, tier)
+    scores: Mapping[str, tuple[float, str | None, RiskTier]] = field(default_factory=dict)
+    # the categories a label is asked for (queued category first, then audited ones)
+    review_categories: tuple[str, ...] = ()
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """What ``record_review`` did."""
+
+    review_id: int
+    item_id: int
+    job_id: int
+    category: str
+    label: ReviewLabel
+    replaced: bool  # the same reviewer had labelled this (job, category): their vote replaced
+    item_done: bool
+    remaining_categories: tuple[str, ...]  # review categories still without any review
+    banked: str | None  # banks.BankAddResult.outcome when a violation was confirmed, else None
+    bank_entry_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    id: int
+    job_id: int
+    item_id: int | None
+    reviewer: str
+    category: str
+    label: ReviewLabel
+    other_category: str | None
+    note: str | None
+    created_at: dt.datetime
+
+
+# --- claiming -----------------------------------------------------------------------------
+
+
+def _claimable(reviewer: str, now: dt.datetime) -> Any:
+    """Open items, items whose lease expired, and the caller's own live claims (a reload of
+    the review page gets them back, with a fresh lease, instead of waiting for expiry)."""
+    return or_(
+        ReviewItem.status == ReviewItemStatus.OPEN,
+        and_(
+            ReviewItem.status == ReviewItemStatus.CLAIMED,
+            or_(
+                ReviewItem.claim_expires_at.is_(None),
+                ReviewItem.claim_expires_at <= now,
+                ReviewItem.claimed_by == reviewer,
+            ),
+        ),
+    )
+
+
+def claim_items(
+    session: Session, *, reviewer: str, n: int, lease_s: float, now: dt.datetime
+) -> list[ClaimedItem]:
+    """Claim up to ``n`` items for ``reviewer`` until ``now + lease_s``, highest priority first
+    (``priority`` is the pipeline's severity-weighted risk, ``policy.review_priority``), then
+    oldest. Runs in the caller's transaction; the claim is visible to others once committed."""
+    if not reviewer:
+        raise ValueError("reviewer must be named")
+    if not 1 <= n <= MAX_CLAIM:
+        raise ValueError(f"n must be in 1..{MAX_CLAIM}, got {n}")
+    if not lease_s > 0:
+        raise ValueError(f"lease_s must be positive, got {lease_s}")
+    candidates = (
+        select(ReviewItem.id)
+        .where(_claimable(reviewer, now))
+        .order_by(ReviewItem.priority.desc(), ReviewItem.created_at, ReviewItem.id)
+        .limit(n)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = list(session.scalars(candidates))
+    if not ids:
+        return []
+    expires = now + dt.timedelta(seconds=lease_s)
+    # Re-checked in the UPDATE: on SQLite another connection may have claimed since the SELECT.
+    claimed = set(
+        session.scalars(
+            update(ReviewItem)
+            .where(ReviewItem.id.in_(ids), _claimable(reviewer, now))
+            .values(status=ReviewItemStatus.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
+            .returning(ReviewItem.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not claimed:
+        return []
+    record_action(
+        session,
+        actor=reviewer,
+        action="review.claim",
+        target_type="review_items",
+        target_id=None,
+        details={"item_ids": sorted(claimed), "lease_s": lease_s, "expires": expires.isoformat()},
+    )
+    items = _load_items(session, [i for i in ids if i in claimed])
+    return [items[i] for i in ids if i in claimed]
+
+
+def _load_items(session: Session, ids: Sequence[int]) -> dict[int, ClaimedItem]:
+    rows = session.execute(
+        select(ReviewItem, Job.image_id, Job.external_id)
+        .join(Job, Job.id == ReviewItem.job_id)
+        .where(ReviewItem.id.in_(list(ids)))
+    ).all()
+    job_ids = [item.job_id for item, _, _ in rows]
+    scores: dict[int, dict[str, tuple[float, str | None, RiskTier]]] = {}
+    for s in session.scalars(select(Score).where(Score.job_id.in_(job_ids))):
+        scores.setdefault(s.job_id, {})[s.category] = (s.score, s.phrasing, RiskTier(s.tier))
+    audited = _audited_categories(session, job_ids)
+    out = {}
+    for item, image_id, external_id in rows:
+        assert item.claim_expires_at is not None
+        out[item.id] = ClaimedItem(
+            item_id=item.id,
+            job_id=item.job_id,
+            kind=ReviewItemKind(item.kind),
+            category=item.category,
+            score=item.score,
+            tier=RiskTier(item.tier),
+            priority=item.priority,
+            claim_expires_at=item.claim_expires_at,
+            image_id=image_id,
+            external_id=external_id,
+            inclusion_probability=item.inclusion_probability,
+            scores=dict(sorted(scores.get(item.job_id, {}).items())),
+            review_categories=_review_categories(item, audited.get(item.job_id, ())),
+            created_at=item.created_at,
+        )
+    return out
+
+
+def _audited_categories(session: Session, job_ids: Iterable[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    rows = session.execute(
+        select(AuditSample.job_id, AuditSample.category)
+        .where(AuditSample.job_id.in_(list(job_ids)))
+        .order_by(AuditSample.job_id, AuditSample.id)
+    )
+    for job_id, category in rows:
+        out.setdefault(job_id, []).append(category)
+    return out
+
+
+def _review_categories(item: ReviewItem, audited: Iterable[str]) -> tuple[str, ...]:
+    first = [item.category] if item.category else []
+    return tuple(dict.fromkeys([*first, *audited]))
+
+
+def routed_categories(session: Session, item_id: int) -> tuple[str, ...]:
+    """The categories review item ``item_id`` asks labels for. Raises ``UnknownReviewItem``."""
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise UnknownReviewItem(f"no review item {item_id}")
+    return _review_categories(
+        item, _audited_categories(session, [item.job_id]).get(item.job_id, ())
+    )
+
+
+# --- recording reviews --------------------------------------------------------------------
+
+
+def _check_label(
+    label: ReviewLabel | str, category: str, other_category: str | None
+) -> tuple[ReviewLabel, str | None]:
+    try:
+        label = ReviewLabel(label)
+    except ValueError:
+        raise InvalidReview(
+            f"label must be one of {[v.value for v in ReviewLabel]}, got {label!r}"
+        ) from None
+    other = other_category.strip() if other_category is not None else None
+    if label is ReviewLabel.OTHER_CATEGORY:
+        if not other:
+            raise InvalidReview("label other_category needs other_category (the right category)")
+        if other == category:
+            raise InvalidReview(f"other_category must differ from the reviewed {category!r}")
+    elif other is not None:
+        raise InvalidReview(f"other_category is only allowed with label other_category ({label})")
+    return label, other or None
+
+
+def record_review(
+    session: Session,
+    *,
+    item_id: int,
+    reviewer: str,
+    label: ReviewLabel,
+    category: str | None = None,
+    other_category: str | None = None,
+    note: str | None = None,
+    now: dt.datetime,
+) -> ReviewResult:
+    """Record ``reviewer``'s verdict on one category of review item ``item_id``.
+
+    - ``category`` defaults to the item's own; it must be one of the item's review categories
+      (``InvalidReview`` otherwise, or when label and ``other_category`` contradict).
+    - An item claimed by someone else whose lease is live → ``ClaimConflict``. Open, expired
+      and done items may be reviewed: a second reviewer's review of a done item is *kept*
+      (agreement between reviewers is measured from it).
+    - The same reviewer reviewing the same (job, category) again *replaces* their vote: the
+      row keeps its id and gets the new label, note and time (one vote per reviewer, as
+      ``feedback.collate`` counts them); the old vote stays in the audit log.
+    - The item is done once each review category has a review; the reviewer's claim ends.
+    - ``violation`` banks the image as a confirmed violation of ``category``, and
+      ``other_category`` as one of ``other_category`` (``banks.add_confirmed_violation``, same
+      transaction); an image with no hash is recorded as ``banked="no_hash"``, not an error.
+    Every review appends an ``audit_log`` entry. Raises ``UnknownReviewItem``.
+    """
+    if not reviewer:
+        raise InvalidReview("reviewer must be named")
+    query = select(ReviewItem).where(ReviewItem.id == item_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()  # serialises reviews of one item (done is exact)
+    item = session.scalars(query).one_or_none()
+    if item is None:
+        raise UnknownReviewItem(f"no review item {item_id}")
+    wanted = _review_categories(
+        item, _audited_categories(session, [item.job_id]).get(item.job_id, ())
+    )
+    category = (category or "").strip() or (wanted[0] if wanted else "")
+    if not category:
+        raise InvalidReview(f"review item {item_id} has no category: pass one")
+    if wanted and category not in wanted:
+        raise InvalidReview(f"review item {item_id} asks for {list(wanted)}, not {category!r}")
+    label, other = _check_label(label, category, other_category)
+    if (
+        item.status == ReviewItemStatus.CLAIMED
+        and item.claimed_by not in (None, reviewer)
+        and item.claim_expires_at is not None
+        and item.claim_expires_at > now
+    ):
+        raise ClaimConflict(
+            f"review item {item_id} is claimed by {item.claimed_by} until "
+            f"{item.claim_expires_at.isoformat()}"
+        )
+    existing = session.scalars(
+        select(Review).where(
+            Review.job_id == item.job_id,
+            Review.category == category,
+            Review.reviewer == reviewer,
+        )
+    ).one_or_none()
+    previous = None
+    if existing is None:
+        review = Review(
+            job_id=item.job_id,
+            review_item_id=item.id,
+            reviewer=reviewer,
+            category=category,
+            label=label,
+            other_category=other,
+            note=note,
+            created_at=now,
+        )
+        session.add(review)
+    else:
+        review = existing
+        previous = {"label": str(existing.label), "other_category": existing.other_category}
+        review.label, review.other_category, review.note = label, other, note
+        review.review_item_id, review.created_at = item.id, now
+    session.flush()
+
+    reviewed = set(
+        session.scalars(
+            select(Review.category).where(
+                Review.job_id == item.job_id, Review.category.in_(list(wanted) or [category])
+            )
+        )
+    )
+    remaining = tuple(c for c in wanted if c not in reviewed)
+    done = not remaining
+    if done:
+        item.status = ReviewItemStatus.DONE
+        item.done_at = item.done_at or now
+        item.claim_expires_at = None
+        item.claimed_by = item.claimed_by or reviewer
+
+    banked, entry_id = _bank(session, item.job_id, label, category, other, reviewer)
+    record_action(
+        session,
+        actor=reviewer,
+        action="review.record",
+        target_type="review_item",
+        target_id=item.id,
+        details={
+            "review_id": review.id,
+            "job_id": item.job_id,
+            "category": category,
+            "label": label.value,
+            "other_category": other,
+            "replaced": previous,
+            "item_done": done,
+            "banked": banked,
+            "bank_entry_id": entry_id,
+        },
+    )
+    return ReviewResult(
+        review_id=review.id,
+        item_id=item.id,
+        job_id=item.job_id,
+        category=category,
+        label=label,
+        replaced=previous is not None,
+        item_done=done,
+        remaining_categories=remaining,
+        banked=banked,
+        bank_entry_id=entry_id,
+    )
+
+
+def _bank(
+    session: Session,
+    job_id: int,
+    label: ReviewLabel,
+    category: str,
+    other: str | None,
+    reviewer: str,
+) -> tuple[str | None, int | None]:
+    """Bank a confirmed violation's image; (outcome, entry id) or (None, None)."""
+    confirmed = category if label is ReviewLabel.VIOLATION else other
+    if label is ReviewLabel.NOT_VIOLATION or confirmed is None:
+        return None, None
+    from moderation.banks import add_confirmed_violation  # heavy (PDQ, images): import late
+
+    result = add_confirmed_violation(session, job_id=job_id, category=confirmed, reviewer=reviewer)
+    return result.outcome, result.entry.id if result.entry is not None else None
+
+
+def list_reviews(session: Session, *, job_id: int) -> list[ReviewView]:
+    """Every review of one job, oldest first."""
+    rows = session.scalars(
+        select(Review).where(Review.job_id == job_id).order_by(Review.created_at, Review.id)
+    )
+    return [
+        ReviewView(
+            id=r.id,
+            job_id=r.job_id,
+            item_id=r.review_item_id,
+            reviewer=r.reviewer,
+            category=r.category,
+            label=ReviewLabel(r.label),
+            other_category=r.other_category,
+            note=r.note,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+# --- evidence for the adjusters -----------------------------------------------------------
+
+
+def _epoch(value: dt.datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def evidence_records(
+    session: Session, category: str, *, since: dt.datetime | None = None
+) -> tuple[list[ItemRecord], list[ReviewRecord]]:
+    """Items routed to review for ``category`` (queue items, π = 1, and audit samples with
+    their π and stratum) since ``since``, and the reviews of those (job, category) pairs.
+
+    Item ids are ``(job_id, category)``: a job is one item per category whichever way it was
+    routed. Queue items come first, so a job both queued and (wrongly) audited for the same
+    category counts once, as a census item.
+    """
+    queue = select(ReviewItem.job_id, ReviewItem.score, ReviewItem.created_at).where(
+        ReviewItem.kind == ReviewItemKind.QUEUE,
+        ReviewItem.category == category,
+        ReviewItem.score.is_not(None),
+    )
+    audits = select(
+        AuditSample.job_id,
+        AuditSample.score,
+        AuditSample.inclusion_probability,
+        AuditSample.stratum,
+        AuditSample.sampled_at,
+    ).where(AuditSample.category == category)
+    if since is not None:
+        queue = queue.where(ReviewItem.created_at >= since)
+        audits = audits.where(AuditSample.sampled_at >= since)
+    items = [
+        ItemRecord((job_id, category), score, 1.0, at=_epoch(at))
+        for job_id, score, at in session.execute(queue.order_by(ReviewItem.id))
+    ]
+    items += [
+        ItemRecord((job_id, category), score, pi, stratum, _epoch(at))
+        for job_id, score, pi, stratum, at in session.execute(audits.order_by(AuditSample.id))
+    ]
+    routed = {i.item_id[0] for i in items}  # type: ignore[index]
+    reviews = select(Review.job_id, Review.label, Review.reviewer, Review.created_at).where(
+        Review.category == category
+    )
+    if since is not None:
+        reviews = reviews.where(Review.created_at >= since)
+    records = [
+        ReviewRecord((job_id, category), label_is_violation(label), reviewer, _epoch(at))
+        for job_id, label, reviewer, at in session.execute(reviews.order_by(Review.id))
+        if job_id in routed
+    ]
+    return items, records
+
+
+def category_evidence(
+    session: Session, category: str, *, since: dt.datetime | None = None
+) -> Evidence:
+    """``feedback.collate`` of :func:`evidence_records`: one resolved label per item."""
+    items, records = evidence_records(session, category, since=since)
+    return collate(items, records, since=_epoch(since) if since is not None else None)
+
+
+def reviewed_categories(session: Session, *, since: dt.datetime | None = None) -> list[str]:
+    """Categories with any routed item (queue or audit) since ``since``."""
+    queue = select(ReviewItem.category).where(ReviewItem.category.is_not(None)).distinct()
+    audits = select(AuditSample.category).distinct()
+    if since is not None:
+        queue = queue.where(ReviewItem.created_at >= since)
+        audits = audits.where(AuditSample.sampled_at >= since)
+    return sorted({c for c in session.scalars(queue) if c} | set(session.scalars(audits)))
