@@ -1,5 +1,6 @@
 """Dashboard queries at scale: load N synthetic jobs into a throwaway PostgreSQL database, then
-time every dashboard query (median of several runs), with and without the bucket indexes of
+time every dashboard query (median of several runs) as the dashboard runs it (closed hours from
+the rollups of migration 0004), all live from the views, and live without the bucket indexes of
 migration 0002, and show the plans (EXPLAIN ANALYZE) with the indexes they use.
 
     .venv/bin/python benchmarks/bench_dashboard.py                 # 1 M jobs (a few minutes)
@@ -32,12 +33,15 @@ import psycopg
 from alembic.script import ScriptDirectory
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from moderation.db import make_engine
 from moderation.db import views as v
 from moderation.db.migrate import alembic_config, downgrade, upgrade
+from moderation.db.models import RollupState
+from moderation.db.rollups import refresh_rollups
 
 console = Console(width=180)
 ADMIN_URL = os.environ.get(
@@ -341,9 +345,10 @@ def _index_names(node: Any) -> Iterator[str]:
 
 
 def measure(url: str, now: dt.datetime, runs: int, show_plans: bool) -> None:
-    """Time each query as the dashboard runs it, then right after with the bucket indexes
-    dropped (in a transaction rolled back at once: PostgreSQL DDL is transactional), so both
-    columns see the same machine load."""
+    """Time each query as the dashboard runs it (closed hours from the rollups, refreshed
+    first), then right after, side by side: all live from the views (rollups ignored), and
+    live with the bucket indexes dropped. The variants run in transactions rolled back at
+    once (PostgreSQL DDL is transactional), so all columns see the same machine load."""
     console.print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     engine = make_engine(url)
     table = Table(title=f"dashboard queries (median of {runs} runs)")
@@ -352,6 +357,17 @@ def measure(url: str, now: dt.datetime, runs: int, show_plans: bool) -> None:
         table.add_column(name, justify=justify)
     over = []
     try:
+        started = time.perf_counter()
+        with Session(engine) as session, session.begin():
+            refreshed = refresh_rollups(session, now, rebuild=True)
+        console.print(
+            f"rollup rebuild: {time.perf_counter() - started:.1f} s for "
+            f"{sum(r.rows for r in refreshed):,} rows, up to {refreshed[0].end:%Y-%m-%d %H:%M}"
+        )
+        started = time.perf_counter()
+        with Session(engine) as session, session.begin():
+            refresh_rollups(session, now)
+        console.print(f"rollup refresh (48 h settle): {time.perf_counter() - started:.1f} s")
         with engine.connect() as conn:
             for name, window, call in dashboard_queries(now):
                 with conn.begin():
@@ -359,12 +375,13 @@ def measure(url: str, now: dt.datetime, runs: int, show_plans: bool) -> None:
                     fast = timed(conn, call, runs)
                     indexes, plan = explain(conn, call)
                     rows = len(call(conn))
-                slow = timed_without_bucket_indexes(conn, call, runs)
+                live = timed_variant(conn, call, runs, live=True)
+                slow = timed_variant(conn, call, runs, live=True, drop_indexes=True)
                 cpu = "n/a" if fast.cpu_ms is None else f"{fast.cpu_ms:.1f}"
                 table.add_row(
                     name, window, str(rows), f"{fast.wall_ms:.1f}", cpu, f"{fast.waited:.0%}",
-                    f"{slow.wall_ms:.1f}", f"{slow.wall_ms / fast.wall_ms:.1f}×",
-                    ", ".join(indexes) or "—",
+                    f"{live.wall_ms:.1f}", f"{live.wall_ms / fast.wall_ms:.1f}×",
+                    f"{slow.wall_ms:.1f}", ", ".join(indexes) or "—",
                 )  # fmt: skip
                 over += [f"{name} ({window})"] if fast.wall_ms >= 100 else []
                 if show_plans and window in ("now", "all", "24 h"):
@@ -378,19 +395,27 @@ def measure(url: str, now: dt.datetime, runs: int, show_plans: bool) -> None:
 
 
 COLUMNS = (
-    "query", "window", "rows", "wall ms", "backend cpu ms", "cpu wait", "wall ms w/o bucket idx",
-    "ratio", "indexes used",
+    "query", "window", "rows", "wall ms", "backend cpu ms", "cpu wait", "wall ms live",
+    "live / rolled", "live w/o bucket idx", "indexes used",
 )  # fmt: skip
 
 
-def timed_without_bucket_indexes(
-    conn: Connection, call: Callable[[Connection], Any], runs: int
+def timed_variant(
+    conn: Connection,
+    call: Callable[[Connection], Any],
+    runs: int,
+    *,
+    live: bool = False,
+    drop_indexes: bool = False,
 ) -> Timing:
+    """``timed`` with the rollups ignored (``live``) and/or the bucket indexes dropped."""
     transaction = conn.begin()
     try:
         conn.exec_driver_sql("SET LOCAL jit = off")
         conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-        for index in BUCKET_INDEXES:
+        if live:
+            conn.execute(update(RollupState).values(rolled_until=v.ROLLUP_EPOCH))
+        for index in BUCKET_INDEXES if drop_indexes else ():
             conn.exec_driver_sql(f"DROP INDEX {index}")
         return timed(conn, call, runs)
     finally:

@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field(
         "127.0.0.1", description="Bind address of the scoring workers' metrics ports."
     )
+    rollup_interval_s: int = Field(
+        300, ge=0, description="How often beat refreshes the dashboard rollups (0 = never)."
+    )
+    rollup_settle_hours: float = Field(
+        48.0,
+        ge=0,
+        description="Rolled hours recomputed by each rollup refresh (late second reviews).",
+    )
 
     # --- model ---------------------------------------------------------------------------
     backend: Literal["open_nsfw", "gme", "fake"] = Field(

@@ -19,6 +19,7 @@ __all__ = ["ModerationCelery", "make_celery", "ops_routes"]
 SCORE_TASK = "moderation.score_jobs"
 CALLBACK_TASK = "moderation.send_callback"
 REAP_TASK = "moderation.reap"
+ROLLUP_TASK = "moderation.refresh_rollups"
 
 
 class ModerationCelery(Celery):  # type: ignore[misc]
@@ -32,7 +33,20 @@ def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
         SCORE_TASK: {"queue": settings.queue_name},
         CALLBACK_TASK: {"queue": settings.ops_queue_name},
         REAP_TASK: {"queue": settings.ops_queue_name},
+        ROLLUP_TASK: {"queue": settings.ops_queue_name},
     }
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    schedule: dict[str, dict[str, Any]] = {
+        "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
+    }
+    if settings.rollup_interval_s:
+        schedule["refresh-dashboard-rollups"] = {
+            "task": ROLLUP_TASK,
+            "schedule": float(settings.rollup_interval_s),
+        }
+    return schedule
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -66,9 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "beat_schedule": {
-            "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
-        },
+        "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }
 

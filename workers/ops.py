@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from moderation.callbacks import deliver_callback
 from moderation.db.repositories.job_views import JobView, get_job_view
 from moderation.db.repositories.jobs import set_callback_state
 from moderation.db.retry import in_transaction
+from moderation.db.rollups import refresh_rollups
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.db.types import utcnow
 from moderation.pipeline.reaper import LostWork, find_lost_work
@@ -23,7 +25,12 @@ if TYPE_CHECKING:
 
     from .celery_app import ModerationCelery
 
-__all__ = ["callback_payload", "reap_and_publish", "send_callback_for_job"]
+__all__ = [
+    "callback_payload",
+    "reap_and_publish",
+    "refresh_dashboard_rollups",
+    "send_callback_for_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,18 @@ def _sessions(database_url: str, echo: bool) -> sessionmaker[Session]:
 
 def sessions_for(settings: Settings) -> sessionmaker[Session]:
     return _sessions(settings.database_url, settings.db_echo)
+
+
+def refresh_dashboard_rollups(app: ModerationCelery) -> dict[str, int]:
+    """Copy newly closed dashboard buckets into the rollup tables (rows written per view)."""
+    settings = app.settings
+    done = in_transaction(
+        sessions_for(settings),
+        lambda s: refresh_rollups(
+            s, utcnow(), settle=dt.timedelta(hours=settings.rollup_settle_hours)
+        ),
+    )
+    return {r.view: r.rows for r in done}
 
 
 def reap_and_publish(app: ModerationCelery) -> dict[str, int]:

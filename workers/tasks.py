@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .batching import BatchingTask
-from .celery_app import CALLBACK_TASK, REAP_TASK, SCORE_TASK
+from .celery_app import CALLBACK_TASK, REAP_TASK, ROLLUP_TASK, SCORE_TASK
 
 if TYPE_CHECKING:
     from .celery_app import ModerationCelery
@@ -35,3 +35,9 @@ def register(app: ModerationCelery) -> None:
         from .ops import reap_and_publish
 
         return reap_and_publish(app)
+
+    @app.task(name=ROLLUP_TASK)
+    def refresh_rollups() -> dict[str, int]:
+        from .ops import refresh_dashboard_rollups
+
+        return refresh_dashboard_rollups(app)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import typer
+from rich.table import Table
 
 from moderation.config import masked_url
 from moderation.db import migrate
@@ -12,7 +15,9 @@ from ._common import console, settings_with
 
 __all__ = ["register"]
 
-db_app = typer.Typer(help="Database schema: upgrade, downgrade, current.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema: upgrade, downgrade, current; dashboard rollups.", no_args_is_help=True
+)
 
 URL_OPTION = typer.Option(
     None, "--url", help="Database URL (default: MODERATION_DATABASE_URL or the SQLite file)."
@@ -46,6 +51,30 @@ def current(url: str | None = URL_OPTION) -> None:
     head = migrate.head_revision()
     state = "up to date" if rev == head else "needs `moderation db upgrade`"
     console.print(f"current: {rev or 'empty'}  head: {head}  ({state})")
+
+
+@db_app.command("rollup")
+def rollup(
+    rebuild: bool = typer.Option(False, "--rebuild", help="Recompute every rolled bucket."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Refresh the dashboard rollups now (beat does it every MODERATION_ROLLUP_INTERVAL_S)."""
+    from moderation.db.rollups import refresh_rollups
+    from moderation.db.session import make_sessionmaker
+    from moderation.db.types import utcnow
+
+    settings = settings_with(database_url=url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            settle = dt.timedelta(hours=settings.rollup_settle_hours)
+            done = refresh_rollups(session, utcnow(), settle=settle, rebuild=rebuild)
+    finally:
+        engine.dispose()
+    table = Table("view", "recomputed from", "rolled until", "rows", box=None)
+    for r in done:
+        table.add_row(r.view, f"{r.start:%Y-%m-%d %H:%M}", f"{r.end:%Y-%m-%d %H:%M}", str(r.rows))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

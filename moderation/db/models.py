@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -45,8 +47,10 @@ __all__ = [
     "Job",
     "PatternEmbedding",
     "PatternSet",
+    "ROLLUP_TABLES",
     "ReviewItem",
     "Review",
+    "RollupState",
     "Score",
     "ThresholdVersion",
     "pg_time_bucket",
@@ -443,3 +447,78 @@ class BankEntry(Base):
     )
     created_at: Mapped[dt.datetime] = created_at_column()
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class RollupState(Base):
+    """How far each dashboard rollup table is filled: buckets before ``rolled_until`` are read
+    from the rollup, later ones live from the view (moderation/db/rollups.py)."""
+
+    __tablename__ = "dashboard_rollup_state"
+
+    view: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rolled_until: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    refreshed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+def _rollup_table(view: str, bucket: str, *columns: Column[Any]) -> Table:
+    """A table with the columns of ``view``: its closed buckets, copied by the rollup refresh."""
+    name = "rollup_" + view.removeprefix("v_")
+    return Table(
+        name,
+        Base.metadata,
+        Column("id", BigIntPK, primary_key=True),
+        Column(bucket, UTCDateTime(), nullable=False, index=True),
+        *columns,
+        info={"view": view, "bucket": bucket},
+    )
+
+
+def _counts(*names: str) -> list[Column[Any]]:
+    return [Column(name, Integer, nullable=False) for name in names]
+
+
+def _floats(*names: str) -> list[Column[Any]]:
+    return [Column(name, Float) for name in names]
+
+
+# view name → its rollup table (docs/views.md "Rollups"). Failures and the backlog stay live:
+# they read a few indexed rows for any window.
+ROLLUP_TABLES: dict[str, Table] = {
+    t.info["view"]: t
+    for t in (
+        _rollup_table(
+            "v_throughput_per_minute",
+            "minute",
+            *_counts("finished", "scored", "failed", "quarantined"),
+            *_floats("mean_turnaround_s"),
+        ),
+        _rollup_table(
+            "v_tier_mix_hourly",
+            "hour",
+            Column("category", CATEGORY),
+            Column("tier", String(16), nullable=False),
+            *_counts("jobs"),
+        ),
+        _rollup_table(
+            "v_review_latency_hourly",
+            "hour",
+            Column("kind", String(16), nullable=False),
+            *_counts("reviews"),
+            *_floats("mean_wait_s", "max_wait_s"),
+        ),
+        _rollup_table(
+            "v_reviewer_agreement_hourly",
+            "hour",
+            Column("reviewer", String(100), nullable=False),
+            Column("category", CATEGORY, nullable=False),
+            *_counts("reviews", "compared", "agreed"),
+        ),
+        _rollup_table(
+            "v_review_estimates_hourly",
+            "hour",
+            Column("category", CATEGORY, nullable=False),
+            *_counts("reviews", "flagged_reviews", "audit_reviews"),
+            *_floats("tp", "fp", "fn", "tn"),
+        ),
+    )
+}

@@ -72,3 +72,24 @@ def test_every_command_has_help():
         sub = run_cli(group, "--help")
         assert sub.returncode == 0, sub.stderr
         assert "Usage" in sub.stdout
+
+
+def test_rollup_fills_the_dashboard_rollups(engine, db_url):
+    from sqlalchemy import func, select
+
+    from moderation.db import make_sessionmaker
+    from moderation.db.models import ROLLUP_TABLES
+    from tests.dashboard_seed import seed_dashboard
+
+    with make_sessionmaker(engine).begin() as session:
+        seed_dashboard(session)  # November 2026: every bucket is closed by now
+    result = run_cli("db", "rollup", "--url", db_url)
+    assert result.returncode == 0, result.stderr
+    assert "v_throughput_per_minute" in result.stdout
+    table = ROLLUP_TABLES["v_throughput_per_minute"]
+    with engine.connect() as conn:  # minutes with finished jobs (j1 and j2 share 12:00)
+        assert conn.scalar(select(func.count()).select_from(table)) == 8
+    again = run_cli("db", "rollup", "--rebuild", "--url", db_url)
+    assert again.returncode == 0, again.stderr
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(table)) == 8
