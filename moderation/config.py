@@ -148,6 +148,22 @@ class Settings(BaseSettings):
     audit_fraction: float = Field(
         0.02, ge=0, le=1, description="Share of below-threshold items sampled for audit review."
     )
+    review_lease_s: float = Field(
+        900, gt=0, description="How long a reviewer's claim on a review item lasts (seconds)."
+    )
+    adjuster: Literal["recall_target", "seed"] = Field(
+        "recall_target",
+        description="Threshold adjuster fed by reviews: recall_target (default) or seed.",
+    )
+    adjust_interval_s: float = Field(
+        3600, ge=0, description="How often beat runs the threshold adjuster; 0 = never."
+    )
+    adjust_horizon_s: float = Field(
+        30 * 86400, gt=0, description="Evidence window of the adjuster: items routed this recently."
+    )
+    recall_target: float = Field(
+        0.95, gt=0, lt=1, description="Recall the recall_target adjuster holds (lower bound)."
+    )
 
     # --- hash banks (PDQ) -----------------------------------------------------------------
     bank_match_threshold: int = Field(

@@ -20,6 +20,7 @@ SCORE_TASK = "moderation.score_jobs"
 CALLBACK_TASK = "moderation.send_callback"
 REAP_TASK = "moderation.reap"
 ROLLUP_TASK = "moderation.refresh_rollups"
+ADJUST_TASK = "moderation.adjust_thresholds"
 
 
 class ModerationCelery(Celery):  # type: ignore[misc]
@@ -34,10 +35,13 @@ def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
         CALLBACK_TASK: {"queue": settings.ops_queue_name},
         REAP_TASK: {"queue": settings.ops_queue_name},
         ROLLUP_TASK: {"queue": settings.ops_queue_name},
+        ADJUST_TASK: {"queue": settings.ops_queue_name},
     }
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The reaper always; dashboard rollups and the threshold adjuster when their interval
+    is set (> 0)."""
     schedule: dict[str, dict[str, Any]] = {
         "reap-stale-claims": {"task": REAP_TASK, "schedule": float(settings.reaper_interval_s)}
     }
@@ -45,6 +49,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         schedule["refresh-dashboard-rollups"] = {
             "task": ROLLUP_TASK,
             "schedule": float(settings.rollup_interval_s),
+        }
+    if settings.adjust_interval_s > 0:
+        schedule["adjust-thresholds"] = {
+            "task": ADJUST_TASK,
+            "schedule": float(settings.adjust_interval_s),
         }
     return schedule
 

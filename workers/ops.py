@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .celery_app import ModerationCelery
 
 __all__ = [
+    "adjust_from_reviews",
     "callback_payload",
     "reap_and_publish",
     "refresh_dashboard_rollups",
@@ -85,6 +86,31 @@ def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
         "quarantined": len(lost.quarantined),
         "callbacks": len(lost.callbacks),
     }
+
+
+def adjust_from_reviews(app: ModerationCelery) -> list[dict[str, Any]]:
+    """The beat task's body: ``settings.adjuster`` over every reviewed category; a changed
+    proposal becomes a new threshold version (``moderation.adjusting``)."""
+    from moderation.adjusting import run_configured
+
+    from .lifecycle import current_context
+
+    try:  # a pool child already holds the scorer: its scales, without loading it twice
+        scorer = current_context().scorer
+    except RuntimeError:
+        scorer = None
+    outcomes = run_configured(app.settings, sessions_for(app.settings), now=utcnow(), scorer=scorer)
+    for o in outcomes:
+        if o.version_id is not None:
+            log.warning(
+                "adjuster: %s %.4f → %.4f (version %s): %s",
+                o.category,
+                o.proposal.previous,
+                o.proposal.value,
+                o.version_id,
+                o.proposal.reason,
+            )
+    return [o.as_dict() for o in outcomes]
 
 
 def callback_payload(view: JobView) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .batching import BatchingTask
-from .celery_app import CALLBACK_TASK, REAP_TASK, ROLLUP_TASK, SCORE_TASK
+from .celery_app import ADJUST_TASK, CALLBACK_TASK, REAP_TASK, ROLLUP_TASK, SCORE_TASK
 
 if TYPE_CHECKING:
     from .celery_app import ModerationCelery
@@ -41,3 +41,9 @@ def register(app: ModerationCelery) -> None:
         from .ops import refresh_dashboard_rollups
 
         return refresh_dashboard_rollups(app)
+
+    @app.task(name=ADJUST_TASK)
+    def adjust_thresholds() -> list[dict[str, Any]]:
+        from .ops import adjust_from_reviews
+
+        return adjust_from_reviews(app)

@@ -19,7 +19,7 @@ from moderation.metrics import JobStatusCollector, QueueDepthCollector, api_regi
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import health, jobs, metrics
+from .routes import health, jobs, metrics, reviews
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(jobs.router)
+    app.include_router(reviews.router)
 
     @app.exception_handler(DBAPIError)
     async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:

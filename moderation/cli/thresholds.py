@@ -1,4 +1,5 @@
-"""``moderation thresholds``: list, show, set and roll back threshold versions (append-only)."""
+"""``moderation thresholds``: list, show, set, roll back and adjust threshold versions
+(append-only)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,9 @@ __all__ = [
     "thresholds_app",
 ]
 
-# Other issues add commands here (e.g. `adjust`, the feedback-driven adjuster).
 thresholds_app = typer.Typer(
-    help="Threshold versions per category: list, show, set, rollback. Versions are append-only; "
-    "the newest of a category is active.",
+    help="Threshold versions per category: list, show, set, rollback, adjust (from reviews). "
+    "Versions are append-only; the newest of a category is active.",
     no_args_is_help=True,
 )
 
@@ -279,6 +279,72 @@ def rollback(
         f"{category}: version {record.id} active, restoring version {target.id} "
         f"(base {record.value:.4f})"
     )
+
+
+@thresholds_app.command("adjust")
+def adjust(
+    category: list[str] | None = typer.Option(
+        None, "--category", help="Adjust only this category (repeatable; default: all reviewed)."
+    ),
+    adjuster: str | None = typer.Option(
+        None, "--adjuster", help="recall_target or seed (default: MODERATION_ADJUSTER)."
+    ),
+    scale: str | None = typer.Option(
+        None,
+        "--scale",
+        help="Score scale of every category (default: the configured scorer's, which loads it).",
+    ),
+    horizon_s: float | None = typer.Option(
+        None, "--horizon-s", min=1, help="Evidence window (default: MODERATION_ADJUST_HORIZON_S)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show proposals, write nothing."),
+    as_json: bool = JSON_OPTION,
+    actor: str | None = ACTOR_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Run the reviewer-feedback adjuster; a changed proposal becomes a new version."""
+    from moderation.adjusting import ADJUSTERS, adjust_thresholds, thresholds_in_force
+    from moderation.db.types import utcnow
+
+    settings = settings_with(database_url=url)
+    name = adjuster or settings.adjuster
+    if name not in ADJUSTERS:
+        raise CliError(f"--adjuster must be one of {list(ADJUSTERS)}, got {name!r}")
+    who = default_actor(actor)
+    try:
+        with open_session(url) as session:
+            outcomes = adjust_thresholds(
+                session,
+                thresholds_in_force(session, settings, scale=scale),
+                adjuster=name,  # type: ignore[arg-type]
+                now=utcnow(),
+                horizon_s=horizon_s or settings.adjust_horizon_s,
+                categories=category or None,
+                recall_target=settings.recall_target,
+                policy=settings.policy,
+                created_by=who,
+                dry_run=dry_run,
+            )
+    except (KeyError, ValueError) as exc:
+        raise CliError(str(exc).strip("'\"")) from None
+    if as_json:
+        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2, default=str))
+        return
+    if not outcomes:
+        console.print("no category has reviewed items in the evidence window")
+    for o in outcomes:
+        p = o.proposal
+        ev = o.evidence
+        what = (
+            f"{p.previous:.4f} → {p.value:.4f}"
+            + (f" (version {o.version_id})" if o.version_id else " (dry run)" if dry_run else "")
+            if o.changed
+            else f"unchanged at {p.previous:.4f}"
+        )
+        console.print(
+            f"{o.category} ({p.strategy}): {what} — {p.reason} "
+            f"(n={ev.get('n')}, positives={ev.get('positives')}, audited={ev.get('audited')})"
+        )
 
 
 def register(app: typer.Typer) -> None:

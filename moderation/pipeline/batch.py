@@ -242,7 +242,7 @@ def _persist(
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
         decision = _with_floor(decide(values, thresholds, ctx.policy), pre.get(job_id))
-        decided.append(DecidedJob(job_id, decision, values))
+        decided.append(DecidedJob(job_id, decision, values, thresholds))
         decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
         score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
     insert_scores(session, score_rows)

@@ -5,16 +5,29 @@ Other features plug in here, in ``build_hooks`` only; the pipeline body never ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 from sqlalchemy.orm import Session
 
-from moderation.db.repositories.results import ReviewRow, insert_review_items
+from moderation.audit import AuditDesign, audit_decision
+from moderation.db.repositories.results import (
+    AuditSampleRow,
+    ReviewRow,
+    insert_audit_samples,
+    insert_review_items,
+    recent_scores,
+)
 from moderation.domain import ReviewItemKind, RiskTier
 from moderation.images import DecodedImage
-from moderation.policy import Decision
+from moderation.policy import CategoryThresholds, Decision
 from moderation.scoring import ScoreSet
 
 if TYPE_CHECKING:
@@ -23,14 +36,19 @@ if TYPE_CHECKING:
     from moderation.config import Settings
 
 __all__ = [
+    "AuditSamplingRouter",
     "DecidedJob",
     "PipelineHooks",
     "PreScore",
     "PreScoreHook",
     "ReviewRouter",
+    "audit_design_for",
+    "audit_rng",
     "build_hooks",
     "queue_review_now",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,8 @@ class DecidedJob:
     job_id: int
     decision: Decision
     scores: Mapping[str, float]
+    # the thresholds the decision was made with (audit sampling draws against their base)
+    thresholds: Mapping[str, CategoryThresholds] = field(default_factory=dict)
 
 
 class ReviewRouter(Protocol):
@@ -92,6 +112,108 @@ def queue_review_now(session: Session, decided: Sequence[DecidedJob]) -> None:
     )
 
 
+def audit_rng(job_id: int, category: str) -> np.random.Generator:
+    """A generator seeded by (job, category) alone: a redelivered job, another worker, a
+    replay all draw the same audit decision for it (Python's ``hash`` is salted per process,
+    hence blake2b)."""
+    digest = hashlib.blake2b(f"audit:{job_id}:{category}".encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "big"))
+
+
+def audit_design_for(scale: str) -> AuditDesign:
+    """The preset design of ``scale``; scales without one (e.g. the fake embedder's
+    ``fake_cosine``) use the cosine bands if they are cosines, the probability bands else."""
+    try:
+        return AuditDesign.for_scale(scale)
+    except KeyError:
+        return AuditDesign.gme_cosine() if scale.endswith("_cosine") else AuditDesign.probability()
+
+
+@dataclass
+class AuditSamplingRouter:
+    """Queue routing (``queue``) plus stratified audit sampling below the threshold.
+
+    Every (job, category) whose score is below the category's violation cut-off is drawn for
+    audit with the probability of its score band (``AuditDesign``, by distance to the
+    threshold), the design rescaled so that ``fraction`` of below-threshold items are audited
+    in expectation over the category's ``sample_size`` most recent scores (recomputed every
+    ``refresh_s``). Drawn pairs get an ``audit_samples`` row (stratum, π); a drawn job without
+    a queue item gets one review item of kind ``audit`` (for its highest-scoring drawn
+    category, with that π). The queued category of a queued job is not drawn (it is reviewed
+    anyway, π = 1); its other categories are — leaving them out would give them π = 0 and
+    bias every recall estimate. All rows are insert-or-ignore on their unique keys and the
+    draw depends only on (job, category): redelivery writes nothing new.
+    """
+
+    fraction: float
+    queue: ReviewRouter = queue_review_now
+    refresh_s: float = 600.0
+    sample_size: int = 5000
+    clock: Callable[[], float] = time.monotonic
+    _designs: dict[tuple[str, str, float], tuple[float, AuditDesign]] = field(
+        default_factory=dict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"audit fraction must be in [0, 1], got {self.fraction}")
+
+    def __call__(self, session: Session, decided: Sequence[DecidedJob]) -> None:
+        self.queue(session, decided)
+        if self.fraction <= 0.0:
+            return
+        samples: list[AuditSampleRow] = []
+        items: dict[int, ReviewRow] = {}
+        for d in decided:
+            queued = d.decision.category if d.decision.action == "review_now" else None
+            drawn: list[AuditSampleRow] = []
+            for category, score in sorted(d.scores.items()):
+                th = d.thresholds.get(category)
+                if th is None or category == queued:
+                    continue
+                if not math.isfinite(score):
+                    log.warning("job %s %s: non-finite score, not audited", d.job_id, category)
+                    continue
+                design = self.design(session, category, th)
+                draw = audit_decision(score, th.base, design, audit_rng(d.job_id, category))
+                if draw.sampled:
+                    drawn.append(
+                        AuditSampleRow(
+                            d.job_id, category, draw.stratum, score, draw.inclusion_probability
+                        )
+                    )
+            samples += drawn
+            if drawn and queued is None:
+                top = max(drawn, key=lambda r: r.score)
+                items[d.job_id] = ReviewRow(
+                    job_id=d.job_id,
+                    kind=ReviewItemKind.AUDIT,
+                    tier=d.decision.category_tiers.get(top.category, RiskTier.CLEAR),
+                    priority=d.decision.priority,
+                    category=top.category,
+                    score=top.score,
+                    inclusion_probability=top.inclusion_probability,
+                )
+        insert_audit_samples(session, samples)
+        insert_review_items(session, list(items.values()))
+
+    def design(self, session: Session, category: str, th: CategoryThresholds) -> AuditDesign:
+        """The scale's design rescaled to the budget on recent scores (cached ``refresh_s``)."""
+        key = (category, th.scale, th.base)
+        now = self.clock()
+        with self._lock:
+            cached = self._designs.get(key)
+        if cached is not None and now - cached[0] < self.refresh_s:
+            return cached[1]
+        base = audit_design_for(th.scale)
+        recent = recent_scores(session, category, self.sample_size)
+        design = base.for_budget(self.fraction, recent, th.base) if recent else base
+        with self._lock:
+            self._designs[key] = (now, design)
+        return design
+
+
 @dataclass(frozen=True)
 class PipelineHooks:
     pre_score: PreScoreHook | None = None
@@ -99,6 +221,11 @@ class PipelineHooks:
 
 
 def build_hooks(settings: Settings, sessions: sessionmaker[Session]) -> PipelineHooks:
-    """The hooks a worker (or ``moderation scan``) runs with; the place features plug in."""
-    del settings, sessions  # used once the hash bank / audit sampling plug in here
+    """The hooks a worker (or ``moderation scan``) runs with; the place features plug in.
+
+    ``settings.audit_fraction`` > 0 adds audit sampling below the threshold to queue routing.
+    """
+    del sessions  # used once the hash bank plugs in here
+    if settings.audit_fraction > 0:
+        return PipelineHooks(route_review=AuditSamplingRouter(settings.audit_fraction))
     return PipelineHooks()

@@ -9,19 +9,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import Decision, Job, ReviewItem, Score
+from moderation.db.models import AuditSample, Decision, Job, ReviewItem, Score
 from moderation.domain import JobStatus, ReviewItemKind, ReviewItemStatus, RiskTier, ScoreSource
 from moderation.scoring import CategoryScore, ScoreSet
 
 from ._upsert import insert_ignore
 
 __all__ = [
+    "AuditSampleRow",
     "DecisionRow",
     "ReviewRow",
     "ScoreRow",
+    "insert_audit_samples",
     "insert_decisions",
     "insert_review_items",
     "insert_scores",
+    "recent_scores",
     "reusable_scores",
 ]
 
@@ -127,6 +130,42 @@ def insert_review_items(session: Session, rows: Sequence[ReviewRow]) -> None:
         ],
         ["job_id"],
     )
+
+
+@dataclass(frozen=True)
+class AuditSampleRow:
+    job_id: int
+    category: str
+    stratum: str
+    score: float
+    inclusion_probability: float
+
+
+def insert_audit_samples(session: Session, rows: Sequence[AuditSampleRow]) -> None:
+    """One audit sample per (job, category); a second write of the same pair is ignored."""
+    insert_ignore(
+        session,
+        AuditSample.__table__,
+        [
+            {
+                "job_id": r.job_id,
+                "category": r.category,
+                "stratum": r.stratum,
+                "score": float(r.score),
+                "inclusion_probability": float(r.inclusion_probability),
+            }
+            for r in rows
+        ],
+        ["job_id", "category"],
+    )
+
+
+def recent_scores(session: Session, category: str, limit: int) -> list[float]:
+    """The ``limit`` newest scores of ``category`` (what the audit budget is sized on)."""
+    query = (
+        select(Score.score).where(Score.category == category).order_by(Score.id.desc()).limit(limit)
+    )
+    return [float(v) for v in session.scalars(query)]
 
 
 def reusable_scores(

@@ -116,6 +116,14 @@ class ReviewView:
 def _claimable(reviewer: str, now: dt.datetime) -> Any:
     """Open items, items whose lease expired, and the caller's own live claims (a reload of
     the review page gets them back, with a fresh lease, instead of waiting for expiry)."""
+    # the leading IN keeps done items (nearly all rows, eventually) out of the index range
+    return and_(
+        ReviewItem.status.in_([ReviewItemStatus.OPEN, ReviewItemStatus.CLAIMED]),
+        _claimable_or(reviewer, now),
+    )
+
+
+def _claimable_or(reviewer: str, now: dt.datetime) -> Any:
     return or_(
         ReviewItem.status == ReviewItemStatus.OPEN,
         and_(

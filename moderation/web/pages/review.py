@@ -1,13 +1,13 @@
 """Page 2, Review: a reviewer works the queue, one item at a time.
 
-``GET /review`` claims the next item for the viewer (``reviews.claim_items``: highest priority
-first, a lease of ``REVIEW_LEASE_S``; a reload gets the reviewer's own live claim back) and
-shows its image — blurred for the top severities until clicked — its per-category scores with
-the winning phrasings, and one decision per review category. ``POST /review/items/{id}``
-records the decisions (``reviews.record_review``, one transaction) and redirects to
-``/review``: submit & next. ``/static/review.js`` adds the keys (v / n / o decide the current
-category and submit when every category has a label; r reveals the image); without script the
-buttons do the same.
+``GET /review`` claims the next item for the viewer (``reviews.claim_items``: highest
+priority first, a lease of ``MODERATION_REVIEW_LEASE_S``; a reload gets the reviewer's own
+live claim back) and shows its image — blurred for the top severities until clicked — its
+per-category scores with the winning phrasings, and one decision per review category.
+``POST /review/items/{id}`` records the decisions (``reviews.record_review``, one
+transaction) and redirects to ``/review``: submit & next. ``/static/review.js`` adds the keys
+(v / n / o decide the current category and submit when every category has a label; r reveals
+the image); without script the buttons do the same.
 
 ``GET /review/items/{id}/image`` serves the job's bytes (``image_blobs`` or a ``file://``
 ``storage_uri``, through the pipeline's own reader and its size cap) only when they decode as
@@ -50,7 +50,6 @@ from moderation.web.deps import DashboardState, Page, render
 __all__ = [
     "BLURRED_TIERS",
     "PAGE",
-    "REVIEW_LEASE_S",
     "ScoreRow",
     "image_media_type",
     "parse_decisions",
@@ -62,7 +61,6 @@ log = logging.getLogger(__name__)
 PAGE = Page(path="/review", title="Review", order=2)
 router = APIRouter()
 
-REVIEW_LEASE_S = 600  # a claim outlives a slow review; an abandoned one returns after this
 BLURRED_TIERS = frozenset({RiskTier.HIGH, RiskTier.EXTREME})  # shown blurred until clicked
 ANONYMOUS_REVIEWER = "local"  # the reviewer's name when the dashboard asks nobody to log in
 MAX_NOTE_CHARS = 2000
@@ -170,7 +168,11 @@ def review(request: Request) -> HTMLResponse:
     reviewer = _reviewer(request)
     with state.sessions.begin() as session:
         claimed = claim_items(
-            session, reviewer=reviewer, n=1, lease_s=REVIEW_LEASE_S, now=state.clock()
+            session,
+            reviewer=reviewer,
+            n=1,
+            lease_s=_settings(request).review_lease_s,
+            now=state.clock(),
         )
     return _page(request, claimed[0] if claimed else None, reviewer)
 
@@ -189,7 +191,6 @@ def _page(
         "error": error,
         "keys": KEYS,
         "labels": ReviewLabel,
-        "lease_s": REVIEW_LEASE_S,
     }
     if item is not None:
         asked = list(item.review_categories) or [c for c in [item.category] if c]

@@ -1,0 +1,87 @@
+"""``/v1/review-queue`` and ``/v1/reviews``: reviewers claim items and post verdicts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from moderation.db.repositories import reviews as repo
+from moderation.db.retry import in_transaction
+from moderation.db.types import utcnow
+
+from ..auth import Principal
+from ..deps import StateDep, require_role
+from ..schemas.reviews import (
+    ClaimedItemOut,
+    ClaimedList,
+    ReviewIn,
+    ReviewList,
+    ReviewOut,
+    ReviewRecorded,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["reviews"])
+Reviewer = Annotated[Principal, Depends(require_role("reviewer"))]
+API_DB_RETRY_S = 10
+
+
+@router.get("/v1/review-queue/next", response_model=ClaimedList)
+def claim_next(
+    state: StateDep,
+    principal: Reviewer,
+    n: Annotated[int, Query(ge=1, le=repo.MAX_CLAIM)] = 1,
+) -> ClaimedList:
+    """Claim up to ``n`` items (highest priority, then oldest) for ``review_lease_s`` seconds.
+
+    Calling again returns your own live claims first (with a fresh lease)."""
+    lease = state.settings.review_lease_s
+    items = in_transaction(
+        state.sessions,
+        lambda s: repo.claim_items(s, reviewer=principal.name, n=n, lease_s=lease, now=utcnow()),
+        give_up_after_s=API_DB_RETRY_S,
+    )
+    return ClaimedList(items=[ClaimedItemOut.of(i) for i in items])
+
+
+@router.post("/v1/reviews", status_code=201, response_model=ReviewRecorded)
+def post_review(body: ReviewIn, state: StateDep, principal: Reviewer) -> ReviewRecorded:
+    """Record a verdict: 404 unknown item, 409 claimed by another reviewer, 422 bad body."""
+
+    def write(session):  # type: ignore[no-untyped-def]
+        return repo.record_review(
+            session,
+            item_id=body.item_id,
+            reviewer=principal.name,
+            label=body.label,
+            category=body.category,
+            other_category=body.other_category,
+            note=body.note,
+            now=utcnow(),
+        )
+
+    try:
+        result = in_transaction(state.sessions, write, give_up_after_s=API_DB_RETRY_S)
+    except repo.UnknownReviewItem as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except repo.ClaimConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except repo.InvalidReview as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return ReviewRecorded.of(result)
+
+
+@router.get("/v1/reviews", response_model=ReviewList)
+def get_reviews(
+    state: StateDep, principal: Reviewer, job_id: Annotated[int, Query(ge=1)]
+) -> ReviewList:
+    """Every review of one job, oldest first."""
+    del principal
+    views = in_transaction(
+        state.sessions,
+        lambda s: repo.list_reviews(s, job_id=job_id),
+        give_up_after_s=API_DB_RETRY_S,
+    )
+    return ReviewList(reviews=[ReviewOut.of(v) for v in views])
