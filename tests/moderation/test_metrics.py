@@ -202,3 +202,34 @@ def test_launcher_gives_each_scoring_worker_its_own_metrics_port(tmp_path):
     assert ports == {"gpu0": "9200", "gpu3": "9201", "cpu0": "9202", "cpu1": "9203", "ops": "0"}
     off = worker_specs(Settings(_env_file=None), gpus=["0"], ops=False)  # type: ignore[call-arg]
     assert "MODERATION_WORKER_METRICS_PORT" not in off[0].env
+
+
+def _in_process(code: str, env: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+        text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+
+
+def test_api_processes_share_counters_in_multiprocess_mode(tmp_path):
+    """Several uvicorn processes behind one port: /metrics adds up every process's counts,
+    and `moderation api` starts from an empty directory."""
+    shared = tmp_path / "prom"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    shared.mkdir()
+    (shared / "counter_999.db").write_bytes(b"stale")  # left by a previous run
+    _in_process("from moderation.cli.worker import _fresh_multiprocess_dir as f; f()", env)
+    assert list(shared.iterdir()) == []
+    bump = "from moderation.metrics import JOBS_SUBMITTED; JOBS_SUBMITTED.inc({n})"
+    _in_process(bump.format(n=2), env)
+    _in_process(bump.format(n=3), env)
+    render = (
+        "from prometheus_client import generate_latest; from moderation.metrics import "
+        "api_registry; print(generate_latest(api_registry()).decode())"
+    )
+    got = samples(_in_process(render, env))
+    assert got[("moderation_api_jobs_submitted_total", ())] == 5
