@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from moderation.config import Settings
 from moderation.db.models import ReviewItem
@@ -64,6 +65,7 @@ router = APIRouter()
 BLURRED_TIERS = frozenset({RiskTier.HIGH, RiskTier.EXTREME})  # shown blurred until clicked
 ANONYMOUS_REVIEWER = "local"  # the reviewer's name when the dashboard asks nobody to log in
 MAX_NOTE_CHARS = 2000
+MAX_FORM_BYTES = 64 * 1024  # labels, other categories and a note; nothing legitimate is larger
 KEYS = {"v": ReviewLabel.VIOLATION, "n": ReviewLabel.NOT_VIOLATION, "o": ReviewLabel.OTHER_CATEGORY}
 
 
@@ -210,24 +212,13 @@ def _page(
 @router.post("/review/items/{item_id}", response_class=HTMLResponse)
 async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
     """Record the form's decisions, then go to the next item (303 to ``/review``)."""
-    state = _state(request)
-    reviewer = _reviewer(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise HTTPException(413, f"a review form is at most {MAX_FORM_BYTES} bytes")
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    note = (form.get("note") or "").strip()[:MAX_NOTE_CHARS] or None
+    reviewer = _reviewer(request)
     try:
-        with state.sessions.begin() as session:
-            categories = routed_categories(session, item_id)
-            for d in parse_decisions(form, categories):
-                record_review(
-                    session,
-                    item_id=item_id,
-                    reviewer=reviewer,
-                    label=d.label,
-                    category=d.category,
-                    other_category=d.other_category,
-                    note=note,
-                    now=state.clock(),
-                )
+        await run_in_threadpool(_record, _state(request), item_id, reviewer, form)
     except UnknownReviewItem:
         raise HTTPException(404, f"no review item {item_id}") from None
     except ClaimConflict as exc:
@@ -235,6 +226,24 @@ async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
     except InvalidReview as exc:
         return _page(request, None, reviewer, error=str(exc), status_code=422)
     return RedirectResponse(PAGE.path, status_code=303)
+
+
+def _record(state: DashboardState, item_id: int, reviewer: str, form: Mapping[str, str]) -> None:
+    """Every decision of one form in one transaction (all or none are recorded)."""
+    note = (form.get("note") or "").strip()[:MAX_NOTE_CHARS] or None
+    with state.sessions.begin() as session:
+        categories = routed_categories(session, item_id)
+        for d in parse_decisions(form, categories):
+            record_review(
+                session,
+                item_id=item_id,
+                reviewer=reviewer,
+                label=d.label,
+                category=d.category,
+                other_category=d.other_category,
+                note=note,
+                now=state.clock(),
+            )
 
 
 @router.get("/review/items/{item_id}/image")

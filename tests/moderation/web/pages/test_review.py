@@ -163,6 +163,8 @@ def test_bad_submissions_answer_with_reasons(queue, client):
     cross_site = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
     r = web.post(f"/review/items/{item}", data={"label:weapons": "violation"}, headers=cross_site)
     assert r.status_code == 403
+    r = web.post(f"/review/items/{item}", data={"label:weapons": "violation", "note": "x" * 70000})
+    assert r.status_code == 413
     assert reviews(db_url) == []
 
 
