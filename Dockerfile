@@ -1,4 +1,4 @@
-# One image, many roles (api, worker, beat, migrate, dashboard) chosen by the command.
+# One image, many roles (api, worker, beat, migrate, dashboard; flower and prometheus use theirs) chosen by the command.
 # Build the GPU flavour with: docker build --build-arg EXTRAS=gme --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .
 FROM python:3.11-slim AS base
 
@@ -21,6 +21,11 @@ RUN if [ -n "$EXTRAS" ]; then \
     else \
         pip install .; \
     fi
+
+# Mount points of the named volumes (pattern cache, beat schedule): a fresh volume copies this
+# ownership, so the unprivileged user can write there.
+RUN mkdir -p /var/cache/moderation/patterns /var/lib/moderation/beat /tmp/prometheus-api && \
+    chown -R moderation /var/cache/moderation /var/lib/moderation /tmp/prometheus-api
 
 USER moderation
 ENTRYPOINT ["moderation"]

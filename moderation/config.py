@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     reaper_interval_s: int = Field(
         30, ge=1, description="How often beat runs the reaper of stale claims and lost messages."
     )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics port of the first scoring worker; each further worker "
+        "process of `moderation worker` takes the next port (0 = no worker metrics).",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of the scoring workers' metrics ports."
+    )
     rollup_interval_s: int = Field(
         300, ge=0, description="How often beat refreshes the dashboard rollups (0 = never)."
     )

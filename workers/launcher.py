@@ -79,19 +79,19 @@ def worker_specs(
     """The processes to supervise: scoring workers, the ops worker, optionally beat."""
     specs = []
     scoring = ["-P", "prefork", "-c", "1", "-Q", settings.queue_name, "-l", loglevel]
-    for gpu in gpus:
+    for i, gpu in enumerate(gpus):
         specs.append(
             ProcessSpec(
                 f"gpu{gpu}",
                 _celery("worker", *scoring, "-n", f"gpu{gpu}@%h", *CELERY_FLAGS),
-                {"CUDA_VISIBLE_DEVICES": gpu},
+                {"CUDA_VISIBLE_DEVICES": gpu, **_metrics_env(settings, i)},
             )
         )
     # CPU workers share the cores with the API, Postgres and each other: one math-library
     # thread each unless the environment says otherwise — idle OpenBLAS/OpenMP threads
     # spin-wait and burn the CPU the rest of the pipeline needs.
     for i in range(cpu):
-        env = {"CUDA_VISIBLE_DEVICES": ""}
+        env = {"CUDA_VISIBLE_DEVICES": "", **_metrics_env(settings, len(gpus) + i)}
         env.update({v: os.environ.get(v, "1") for v in THREAD_VARS})
         specs.append(
             ProcessSpec(
@@ -101,12 +101,28 @@ def worker_specs(
     if ops:
         # threads pool: no worker_process_init, so the ops worker never loads a model
         argv = ["-P", "threads", "-c", "8", "-Q", settings.ops_queue_name, "-l", loglevel]
-        specs.append(ProcessSpec("ops", _celery("worker", *argv, "-n", "ops@%h", *CELERY_FLAGS)))
+        specs.append(
+            ProcessSpec(
+                "ops",
+                _celery("worker", *argv, "-n", "ops@%h", *CELERY_FLAGS),
+                {"MODERATION_WORKER_METRICS_PORT": "0"},
+            )
+        )
     if beat:
         state = (state_dir or Path(settings.pattern_cache_dir).parent) / "celerybeat-schedule"
         state.parent.mkdir(parents=True, exist_ok=True)
         specs.append(ProcessSpec("beat", _celery("beat", "-l", loglevel, "-s", str(state))))
     return specs
+
+
+def _metrics_env(settings: Settings, index: int) -> dict[str, str]:
+    """The ``index``-th scoring worker serves its metrics on the base port + ``index``."""
+    if not settings.worker_metrics_port:
+        return {}
+    port = settings.worker_metrics_port + index
+    if port > 65535:
+        raise ValueError(f"worker metrics port {port} is out of range; lower the base port")
+    return {"MODERATION_WORKER_METRICS_PORT": str(port)}
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child

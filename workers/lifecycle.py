@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from moderation.db.session import make_engine, make_sessionmaker
+from moderation.metrics import start_worker_server
 from moderation.pipeline.batch import BatchError, run_batch
 from moderation.pipeline.context import PipelineContext, build_context
 
@@ -55,6 +56,8 @@ def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
     def init(sender: str | None = None, **_: Any) -> None:
         global _context
         _context = build_worker_context(app, sender or "")
+        # the pool child serves /metrics: the batches, the model and CUDA all live here
+        start_worker_server(app.settings.worker_metrics_port, app.settings.worker_metrics_host)
         log.info("scorer %s ready in pid %s", _context.scorer.model_id, os.getpid())
 
     return init

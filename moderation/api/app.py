@@ -11,12 +11,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from moderation.config import Settings, get_settings
+from moderation.db.repositories.jobs import count_by_status
+from moderation.db.retry import in_transaction
 from moderation.db.session import make_engine, make_sessionmaker
+from moderation.metrics import JobStatusCollector, QueueDepthCollector, api_registry
 
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import health, jobs, reviews
+from .routes import health, jobs, metrics, reviews
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -45,7 +48,20 @@ def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api = ApiState(settings, sessions, publisher, TokenAuthenticator(settings, sessions))
+    app.state.metrics = api_registry(
+        QueueDepthCollector(
+            settings.broker_url,
+            [settings.queue_name, settings.ops_queue_name],
+            settings.broker_key_prefix,
+        ),
+        JobStatusCollector(
+            lambda statuses: in_transaction(
+                sessions, lambda s: count_by_status(s, statuses), give_up_after_s=0
+            )
+        ),
+    )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(jobs.router)
     app.include_router(reviews.router)
 

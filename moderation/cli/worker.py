@@ -56,6 +56,7 @@ def api(
     import uvicorn
 
     settings = settings_with(api_host=host, api_port=port)
+    _fresh_multiprocess_dir()
     uvicorn.run(
         "moderation.api.app:create_app_from_env",
         factory=True,
@@ -64,6 +65,21 @@ def api(
         workers=workers,
         access_log=False,
     )
+
+
+def _fresh_multiprocess_dir() -> None:
+    """With ``PROMETHEUS_MULTIPROC_DIR`` (several API processes share /metrics), start from an
+    empty directory: files left by a previous run would be added to this run's counters."""
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def register(app: typer.Typer) -> None:

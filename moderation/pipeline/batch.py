@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from moderation import metrics
 from moderation.db.repositories import jobs as jobs_repo
 from moderation.db.repositories.images import ImageFacts, record_facts
 from moderation.db.repositories.jobs import ClaimResult, JobFailure
@@ -63,7 +65,30 @@ def run_batch(
     ``upcoming`` are the ids of the next batch: their images are decoded in the background
     while the model runs. Raises ``BatchError`` when scoring itself failed; the caller then
     has the jobs delivered again (their attempts are already counted).
+
+    Every call is counted in ``moderation.metrics`` (outcomes, batch size and latency) in the
+    process that runs it — the scoring worker serves those on its metrics port.
     """
+    started = time.perf_counter()
+    try:
+        outcome = _run_batch(ctx, job_ids, upcoming)
+    except BatchError:
+        metrics.record_batch(time.perf_counter() - started, len(job_ids), ok=False)
+        raise
+    metrics.record_batch(
+        time.perf_counter() - started,
+        len(job_ids),
+        scored=len(outcome.scored),
+        failed=len(outcome.failed),
+        quarantined=len(outcome.quarantined),
+        skipped=len(outcome.skipped),
+    )
+    return outcome
+
+
+def _run_batch(
+    ctx: PipelineContext, job_ids: Sequence[int], upcoming: Sequence[int]
+) -> BatchOutcome:
     # Fresh jobs (never delivered) are claimed and scored together, in one forward.
     outcome = _run_group(ctx, list(job_ids), upcoming, fresh_only=True)
     rest = outcome.skipped

@@ -67,6 +67,7 @@ def create_dashboard_app(
         viewers={t.name: t.secret for t in settings.parsed_tokens() if t.role in VIEWER_ROLES},
         playground=Playground(settings),  # loads no model until the matcher page needs one
     )
+    app.state.settings = settings
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in pages:
         app.include_router(module.router, dependencies=[Depends(current_viewer)])

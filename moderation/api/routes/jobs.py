@@ -18,6 +18,7 @@ from moderation.db.repositories.jobs import retry_jobs
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
+from moderation.metrics import JOBS_SUBMITTED
 from moderation.pipeline.intake import Submission, register_submissions
 
 from ..auth import Principal
@@ -140,6 +141,7 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
         lambda s: register_submissions(s, subs, utcnow(), publishing=True),
         give_up_after_s=API_DB_RETRY_S,
     )
+    JOBS_SUBMITTED.inc(len(ids))
     by_priority: dict[int, list[int]] = {}
     for job_id, item in zip(ids, items, strict=True):
         by_priority.setdefault(item.priority, []).append(job_id)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.db.models import Job
@@ -251,3 +251,14 @@ def retry_jobs(session: Session, job_ids: Sequence[int]) -> list[int]:
         .returning(JOBS.c.id)
     )
     return sorted(session.execute(stmt).scalars())
+
+
+def count_by_status(session: Session, statuses: Sequence[str]) -> dict[str, int]:
+    """Jobs per status among ``statuses`` (the metrics gauge asks for the non-terminal ones,
+    which the ``jobs(status, submitted_at)`` index answers without a table scan)."""
+    stmt = (
+        select(JOBS.c.status, func.count())
+        .where(JOBS.c.status.in_([JobStatus(s) for s in statuses]))
+        .group_by(JOBS.c.status)
+    )
+    return {JobStatus(status).value: int(n) for status, n in session.execute(stmt)}
