@@ -1,7 +1,9 @@
 """Hash-bank benchmark: match speed against a large bank (multi-index vs brute-force numpy scan,
-side by side), incremental refresh cost, and recall / false matches of transformed copies.
+side by side), incremental refresh cost, recall / false matches of transformed copies, and
+crop-window banking (MODERATION_BANK_CROP_GRID) off vs on, side by side in the same run.
 
     .venv/bin/python benchmarks/bench_bank.py [--bank-size 100000] [--images 200] [--seed 0]
+    .venv/bin/python benchmarks/bench_bank.py --crops-only [--crop-grids 0,3,4] [--crop-keep 0.96]
 
 The bank is ``--images`` seeded synthetic photos (tests/synthetic_images.py) plus random
 256-bit filler up to ``--bank-size`` entries, stored in a throwaway SQLite file and loaded through
@@ -25,14 +27,25 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moderation.banks import BankMatcher, match_before_scoring  # noqa: E402
+from moderation.banks import (  # noqa: E402
+    BankMatcher,
+    match_batch_before_scoring,
+    match_before_scoring,
+)
 from moderation.config import Settings  # noqa: E402
 from moderation.db import make_engine, make_sessionmaker  # noqa: E402
 from moderation.db.migrate import upgrade  # noqa: E402
 from moderation.db.models import BankEntry  # noqa: E402
 from moderation.domain import BankKind  # noqa: E402
 from moderation.hashindex import HashIndex, brute_force_search  # noqa: E402
-from moderation.hashing import compute_pdq, hamming, hashes_to_words  # noqa: E402
+from moderation.hashing import (  # noqa: E402
+    compute_crop_hashes,
+    compute_pdq,
+    hamming,
+    hamming_many,
+    hashes_to_words,
+    join_hashes,
+)
 from tests.synthetic_images import TRANSFORMS, synthetic_photo  # noqa: E402
 
 
@@ -205,7 +218,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--speed-only", action="store_true", help="skip the recall section")
+    parser.add_argument("--speed-only", action="store_true", help="skip the recall sections")
+    parser.add_argument("--crops-only", action="store_true", help="only the crop-window section")
+    parser.add_argument("--crop-grids", default="0,3,4", help="grids compared side by side")
+    parser.add_argument("--crop-keep", type=float, default=0.96, help="window side fraction")
+    parser.add_argument("--crop-bank-size", type=int, default=10_000, help="entries, crop section")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
 
@@ -218,6 +235,9 @@ def main() -> None:
                  for i, s in enumerate(sizes[args.images :])]  # fmt: skip
     base_hashes = [compute_pdq(im).hex for im in images]
     print(f"generated and hashed {2 * args.images} photos in {time.perf_counter() - started:.0f} s")
+    if args.crops_only:
+        _report_crops(images, unrelated, args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.sqlite3"
@@ -232,6 +252,7 @@ def main() -> None:
     if args.speed_only:
         return
     _report_recall(matcher, images, [ids[h] for h in base_hashes], unrelated, args.seed)
+    _report_crops(images, unrelated, args)
 
 
 def _report_speed(matcher, images, unrelated, base_hashes, args) -> None:  # type: ignore[no-untyped-def]
@@ -269,6 +290,111 @@ def _report_recall(matcher, images, entry_ids, unrelated, seed) -> None:  # type
     print()
     for line in false_lines:
         print(line)
+
+
+def _random_crop(fraction: float):  # type: ignore[no-untyped-def]
+    """Cut ``fraction`` of each side in total, split at a random offset (like crop_5pct)."""
+
+    def crop(image, rng):  # type: ignore[no-untyped-def]
+        cut_x, cut_y = round(image.width * fraction), round(image.height * fraction)
+        left, top = int(rng.integers(0, cut_x + 1)), int(rng.integers(0, cut_y + 1))
+        return image.crop((left, top, left + image.width - cut_x, top + image.height - cut_y))
+
+    return crop
+
+
+def _crop_bank(url: str, own: list[str], crops: list[tuple[str, ...]], filler: int, rng) -> list:  # type: ignore[no-untyped-def]
+    """The photos (with their crop hashes) among ``filler`` random entries that carry as many
+    random crop hashes each, so the bank's hash count is what that grid really costs."""
+    per_entry = max((len(c) for c in crops), default=0)
+    rows = _bank_rows(own, filler + len(own), rng)
+    by_hash = dict(zip(own, crops, strict=True))
+    for row in rows:
+        extra = by_hash.get(row["pdq_hash"])
+        if extra is None:
+            words = rng.integers(0, 256, (per_entry, 32), dtype=np.uint8)
+            extra = tuple(w.tobytes().hex() for w in words)
+        row["crop_hashes"] = join_hashes(extra)
+    engine = make_engine(url)
+    with make_sessionmaker(engine).begin() as session:
+        session.execute(insert(BankEntry), rows)
+        ids = dict(session.query(BankEntry.pdq_hash, BankEntry.id))
+    engine.dispose()
+    return [ids[h] for h in own]
+
+
+def _report_crops(images: list, unrelated: list, args: argparse.Namespace) -> None:
+    """Recall and false matches with crop windows banked (grid n) vs not (grid 0), same photos,
+    same queries, same filler."""
+    grids = [int(g) for g in args.crop_grids.split(",")]
+    transforms = {f"crop {p} %": _random_crop(p / 100) for p in (2, 3, 5, 8)}
+    transforms.update({k: TRANSFORMS[k] for k in ("crop+resize+jpeg", "resize_50", "jpeg_q40")})
+    transforms["flip_h"] = TRANSFORMS["flip_h"]
+    queries = {}
+    for name, transform in transforms.items():
+        rng = np.random.default_rng(args.seed + 7)
+        queries[name] = [compute_pdq(transform(im, rng), dihedral=True) for im in images]
+    strangers = [compute_pdq(im, dihedral=True) for im in unrelated]
+    stranger_words = hashes_to_words([h for s in strangers for _, h in s.queries()])
+    own = [compute_pdq(im).hex for im in images]
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    results = []
+    for grid in grids:
+        started = time.perf_counter()
+        crops = [compute_crop_hashes(im, grid, keep=args.crop_keep) for im in images]
+        bank_ms = 1e3 * (time.perf_counter() - started) / len(images)
+        settings = base.model_copy(
+            update={"bank_crop_grid": grid, "bank_crop_keep": args.crop_keep}
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/crops.sqlite3"
+            upgrade(url)
+            ids = _crop_bank(url, own, crops, args.crop_bank_size, np.random.default_rng(args.seed))
+            matcher = BankMatcher.from_settings(settings)
+            engine = make_engine(url)
+            with make_sessionmaker(engine)() as session:
+                matcher.refresh(session)
+            engine.dispose()
+        recall = {}
+        for name, batch in queries.items():
+            verdicts = match_batch_before_scoring(batch, matcher, settings)
+            hits = sum(
+                v is not None and v.entry_id == e for v, e in zip(verdicts, ids, strict=True)
+            )
+            recall[name] = hits / len(images)
+        started = time.perf_counter()
+        for i in range(0, len(strangers), 16):
+            found = match_batch_before_scoring(strangers[i : i + 16], matcher, settings)
+        speed = len(strangers) / (time.perf_counter() - started)
+        false = sum(v is not None for v in match_batch_before_scoring(strangers, matcher, settings))
+        banked = hashes_to_words(own + [h for c in crops for h in c])
+        nearest = np.array([hamming_many(banked, q).min() for q in stranger_words])
+        # per stranger: best of its 8 dihedral variants against every banked photo hash
+        closest = nearest.reshape(len(strangers), -1).min(axis=1)
+        results.append((grid, matcher.hash_count, bank_ms, recall, false, closest, speed))
+        del found
+    print(f"\ncrop windows: {len(images)} banked photos + {args.crop_bank_size} filler entries, "
+          f"windows of {args.crop_keep:.0%} of each side, threshold 31, flips on; "
+          f"grid 0 = off (same run, same queries):")  # fmt: skip
+    head = "".join(f"{'grid ' + str(g):>12}" for g, *_ in results)
+    print(f"  {'':<28}{head}")
+    print(f"  {'hashes in the bank':<28}" + "".join(f"{r[1]:>12,}" for r in results))
+    print(f"  {'banking cost (ms/image)':<28}" + "".join(f"{r[2]:>12.0f}" for r in results))
+    for name in transforms:
+        cells = "".join(f"{r[3][name]:>12.1%}" for r in results)
+        print(f"  {'recall ' + name:<28}{cells}")
+    n = len(unrelated)
+    print(f"  {'unrelated photos matched':<28}" + "".join(f"{f'{r[4]}/{n}':>12}" for r in results))
+    for limit in (31, 40, 50):
+        cells = "".join(f"{int((r[5] <= limit).sum()):>12}" for r in results)
+        print(f"  {'  … nearest banked ≤ ' + str(limit):<28}{cells}")
+    print(
+        f"  {'  closest unrelated (bits)':<28}" + "".join(f"{int(r[5].min()):>12}" for r in results)
+    )
+    print(
+        f"  {'  median nearest (bits)':<28}" + "".join(f"{np.median(r[5]):>12.0f}" for r in results)
+    )
+    print(f"  {'match speed (images/s)':<28}" + "".join(f"{r[6]:>12,.0f}" for r in results))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,16 @@ from moderation.config import Settings
 from moderation.db.repositories import banks as repo
 from moderation.domain import BankKind, RiskTier
 from moderation.hashindex import HashIndex
-from moderation.hashing import HASH_BITS, PDQ_MIN_QUALITY, PdqHash, compute_pdq, hashes_to_words
+from moderation.hashing import (
+    CROP_KEEP,
+    HASH_BITS,
+    PDQ_MIN_QUALITY,
+    PdqHash,
+    compute_crop_hashes,
+    compute_pdq,
+    hashes_to_words,
+    split_hashes,
+)
 from moderation.images import ImageRejected, decode_image
 
 __all__ = [
@@ -84,25 +93,41 @@ class RefreshResult:
 
 class BankMatcher:
     """Every bank entry's hash in one exact multi-index (``HashIndex``), with each entry's bank
-    and category; enabled state follows the database on refresh."""
+    and category; enabled state follows the database on refresh.
 
-    def __init__(self, threshold: int = 31) -> None:
+    With ``crops`` the hashes of an entry's trimmed windows (``bank_entries.crop_hashes``) are
+    indexed too, as extra rows of the same entry: index key = entry id × ``SLOTS`` + slot (slot
+    0 the entry's own hash, 1… its crops), so one sorted key space still serves incremental
+    loads and disabling, and a hit on any slot is a hit on the entry."""
+
+    SLOTS = 32  # hashes per entry the key space has room for: 1 + up to 31 crop windows
+
+    def __init__(self, threshold: int = 31, *, crops: bool = False) -> None:
         self.threshold = threshold
+        self.crops = crops
         self._index = HashIndex(threshold)
         self._meta: dict[int, _Kind] = {}
         self._kinds: dict[_Kind, _Kind] = {}
         self._lock = threading.Lock()  # one refresh at a time; searches never block
         self._refreshed_at: float | None = None
+        self._disabled: set[int] = set()  # entry ids, as of the last refresh
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BankMatcher:
-        return cls(settings.bank_match_threshold)
+        return cls(settings.bank_match_threshold, crops=settings.bank_crop_grid > 0)
 
     def __len__(self) -> int:
+        """Entries loaded (enabled or not)."""
+        return len(self._meta)
+
+    @property
+    def hash_count(self) -> int:
+        """Hashes indexed: one per entry, plus its crop windows when ``crops``."""
         return len(self._index)
 
     @property
     def enabled_count(self) -> int:
+        """Enabled hashes (equal to enabled entries unless crop windows are indexed)."""
         return self._index.enabled_count
 
     def refresh(self, session: Session) -> RefreshResult:
@@ -110,40 +135,60 @@ class BankMatcher:
         appeared below the last id seen (a concurrent insert that committed late) or vanished
         (deleted by hand), reload everything instead — rare, and still exact."""
         with self._lock:
-            last = self._index.last_key
-            full = last is not None and repo.count_up_to(session, last) != len(self._index)
+            last_key = self._index.last_key
+            last = None if last_key is None else last_key // self.SLOTS
+            full = last is not None and repo.count_up_to(session, last) != len(self._meta)
             if full:
                 # build aside and swap, so searches meanwhile use the old, complete index
-                index, meta = HashIndex(self.threshold), {}
-                added = self._load_after(session, 0, index, meta)
-                self._index, self._meta = index, meta
+                index, meta, loaded_disabled = HashIndex(self.threshold), {}, set()
+                added = self._load_after(session, 0, index, meta, loaded_disabled)
+                self._index, self._meta, self._disabled = index, meta, loaded_disabled
             else:
-                added = self._load_after(session, last or 0, self._index, self._meta)
-            changes = self._index.set_disabled(np.asarray(repo.disabled_ids(session), np.int64))
-            return RefreshResult(added, changes, full, len(self._index))
+                added = self._load_after(
+                    session, last or 0, self._index, self._meta, self._disabled
+                )
+            disabled = np.asarray(repo.disabled_ids(session), np.int64)
+            slots = np.arange(self.SLOTS if self.crops else 1)
+            # a disabled entry masks every hash it owns (keys past the loaded ones are inert)
+            self._index.set_disabled((disabled[:, None] * self.SLOTS + slots).ravel())
+            now_disabled = {d for d in disabled.tolist() if d in self._meta}
+            changes = len(now_disabled ^ self._disabled)  # entries, however many hashes each
+            self._disabled = now_disabled
+            return RefreshResult(added, changes, full, len(self._meta))
 
     def _load_after(
-        self, session: Session, after_id: int, index: HashIndex, meta: dict[int, _Kind]
+        self,
+        session: Session,
+        after_id: int,
+        index: HashIndex,
+        meta: dict[int, _Kind],
+        disabled: set[int],
     ) -> int:
         """Read every entry past ``after_id`` page by page, then add them to ``index`` in one
-        call (one table build, not one per page)."""
-        ids: list[int] = []
+        call (one table build, not one per page); ids loaded disabled go into ``disabled``."""
+        keys: list[int] = []
         hexes: list[str] = []
         enabled: list[bool] = []
+        count = 0
         while True:
-            rows = repo.load_since(session, after_id, limit=_PAGE)
+            rows = repo.load_since(session, after_id, limit=_PAGE, crops=self.crops)
             for r in rows:
                 # the few distinct (bank, category) tuples are shared, not one per entry
                 meta[r.id] = self._kinds.setdefault((r.bank, r.category), (r.bank, r.category))
-                ids.append(r.id)
-                hexes.append(r.pdq_hash)
-                enabled.append(r.enabled)
+                if not r.enabled:
+                    disabled.add(r.id)
+                entry_hashes = [r.pdq_hash, *split_hashes(r.crop_hashes)][: self.SLOTS]
+                for slot, hex_hash in enumerate(entry_hashes):
+                    keys.append(r.id * self.SLOTS + slot)
+                    hexes.append(hex_hash)
+                    enabled.append(r.enabled)
+            count += len(rows)
             if len(rows) < _PAGE:
                 break
             after_id = rows[-1].id
         # metadata went in first: a concurrent search may find the new keys as soon as they exist
-        index.add(np.asarray(ids, np.int64), hashes_to_words(hexes), np.asarray(enabled, np.bool_))
-        return len(ids)
+        index.add(np.asarray(keys, np.int64), hashes_to_words(hexes), np.asarray(enabled, np.bool_))
+        return count
 
     def refresh_if_due(
         self, session_factory: Callable[[], Session], interval_s: float, now: float | None = None
@@ -184,7 +229,9 @@ class BankMatcher:
         and near misses; not for the hot path)."""
         queries = pdq.queries(with_variants=flips)
         words = hashes_to_words([hex_ for _, hex_ in queries])
-        return self._hits(queries, [self._index.nearest(w, k) for w in words])[:k]
+        # an entry may own several of the nearest hashes (its crop windows): ask for enough
+        per_entry = self.SLOTS if self.crops else 1
+        return self._hits(queries, [self._index.nearest(w, k * per_entry) for w in words])[:k]
 
     def _hits(
         self, queries: list[tuple[str, str]], results: list[tuple[np.ndarray, np.ndarray]]
@@ -192,10 +239,19 @@ class BankMatcher:
         best: dict[int, BankHit] = {}
         for (variant, _), (keys, distances) in zip(queries, results, strict=True):
             for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
-                if key not in best or distance < best[key].distance:
-                    bank, category = self._meta[key]
-                    best[key] = BankHit(key, bank, category, distance, variant)
+                entry, slot = divmod(key, self.SLOTS)
+                if entry not in best or distance < best[entry].distance:
+                    bank, category = self._meta[entry]
+                    best[entry] = BankHit(entry, bank, category, distance, _name(variant, slot))
         return sorted(best.values(), key=lambda h: (h.distance, h.entry_id))
+
+
+def _name(variant: str, slot: int) -> str:
+    """Which query variant matched which hash of the entry: ``flip_h``, ``crop3`` (the entry's
+    third crop window), ``flip_h+crop3``."""
+    if slot == 0:
+        return variant
+    return f"crop{slot}" if variant == "original" else f"{variant}+crop{slot}"
 
 
 def match_before_scoring(
@@ -269,9 +325,11 @@ def bank_hash(
     image_id: int | None = None,
     source_job_id: int | None = None,
     min_quality: int = PDQ_MIN_QUALITY,
+    crop_hashes: Sequence[str] = (),
 ) -> BankAddResult:
     """Add ``pdq`` to a bank unless it is too featureless to match on or an enabled entry with
-    the same hash is already in that bank and category (then that entry is returned)."""
+    the same hash is already in that bank and category (then that entry is returned).
+    ``crop_hashes`` (``compute_crop_hashes``) are stored with the entry and matched as it."""
     if pdq.quality < min_quality:
         return BankAddResult("low_quality", quality=pdq.quality)
     existing = repo.find_duplicate(session, bank, category, pdq.hex)
@@ -287,6 +345,7 @@ def bank_hash(
         reason=reason,
         image_id=image_id,
         source_job_id=source_job_id,
+        crop_hashes=crop_hashes,
     )
     return BankAddResult("added", entry, pdq.quality)
 
@@ -299,13 +358,18 @@ def add_confirmed_violation(
     reviewer: str,
     reason: str | None = None,
     min_quality: int = PDQ_MIN_QUALITY,
+    crop_grid: int = 0,
+    crop_keep: float = CROP_KEEP,
 ) -> BankAddResult:
     """Bank the image of ``job_id`` as a confirmed ``category`` violation (the review loop
     calls this when a reviewer confirms one). Uses the hash stored at intake; an image without
-    one is hashed from its stored bytes, if kept (and the hash saved on the image).
+    one is hashed from its stored bytes, if kept (and the hash saved on the image). With
+    ``crop_grid`` and ``crop_keep`` (``settings.bank_crop_grid`` / ``bank_crop_keep``) the
+    crop-window hashes are computed from the stored bytes too — an image whose bytes were not
+    kept is banked without them.
     Raises ``repo.UnknownJob``."""
     image = repo.job_image(session, job_id)
-    pdq = _image_pdq(session, image)
+    pdq, crops = _image_pdq(session, image, (crop_grid, crop_keep), min_quality)
     if pdq is None:
         return BankAddResult("no_hash")
     return bank_hash(
@@ -318,18 +382,29 @@ def add_confirmed_violation(
         image_id=image.image_id,
         source_job_id=job_id,
         min_quality=min_quality,
+        crop_hashes=crops,
     )
 
 
-def _image_pdq(session: Session, image: repo.JobImage) -> PdqHash | None:
+def _image_pdq(
+    session: Session, image: repo.JobImage, crop: tuple[int, float], min_quality: int
+) -> tuple[PdqHash | None, tuple[str, ...]]:
+    crop_grid, crop_keep = crop
+    stored = None
     if image.pdq_hash is not None:
-        return PdqHash.from_hex(image.pdq_hash, image.pdq_quality or 0)
+        stored = PdqHash.from_hex(image.pdq_hash, image.pdq_quality or 0)
+        if crop_grid <= 0:
+            return stored, ()
     data = repo.image_bytes(session, image.image_id)
     if data is None:
-        return None
+        return stored, ()
     try:
-        pdq = compute_pdq(decode_image(data).image)
+        decoded = decode_image(data).image
     except ImageRejected:
-        return None
+        return stored, ()
+    crops = compute_crop_hashes(decoded, crop_grid, keep=crop_keep, min_quality=min_quality)
+    if stored is not None:
+        return stored, crops
+    pdq = compute_pdq(decoded)
     repo.set_image_hash(session, image.image_id, pdq.hex, pdq.quality)
-    return pdq
+    return pdq, crops

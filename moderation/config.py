@@ -194,6 +194,20 @@ class Settings(BaseSettings):
     bank_refresh_s: float = Field(
         30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
+    bank_crop_grid: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Also bank the PDQ hashes of an n×n grid of trimmed windows of each banked "
+        "image, and match them, so cropped copies match (0 = off; 3 → 9 extra hashes each).",
+    )
+    bank_crop_keep: float = Field(
+        0.96,
+        gt=0.5,
+        lt=1.0,
+        description="Side fraction of those windows: a window catches crops of about "
+        "1 − keep (0.96: 2–5 % crops).",
+    )
 
     # --- images --------------------------------------------------------------------------
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest accepted file.")

@@ -22,18 +22,23 @@ import pdqhash
 from PIL import Image
 
 __all__ = [
+    "CROP_KEEP",
     "DIHEDRAL_VARIANTS",
     "HASH_BITS",
     "HASH_SIDE",
     "PDQ_MATCH_THRESHOLD",
     "PDQ_MIN_QUALITY",
     "PdqHash",
+    "compute_crop_hashes",
     "compute_pdq",
+    "crop_windows",
     "hamming",
     "hamming_many",
     "hashes_to_words",
     "hex_to_words",
     "is_pdq_hex",
+    "join_hashes",
+    "split_hashes",
     "words_to_hex",
 ]
 
@@ -60,6 +65,14 @@ DIHEDRAL_VARIANTS: tuple[str, ...] = (
     "rot90_flip_v",
     "rot90_flip_h",
 )
+
+# Crop variants of a banked image: windows of this fraction of each side, on an n×n grid of
+# offsets from one corner to the other (``crop_windows``). PDQ moves ~60 bits under a 5 % crop
+# (every DCT coefficient's phase shifts) but only ~20 under a ≤ 2 % one, so a query cropped by
+# a few per cent lands near the window whose size and offset are nearest its own. Measured on
+# seeded synthetic photos (3×3 grid, random-offset crops): 96 % windows catch 2–5 % crops best
+# and miss 8 % ones; 93–94 % windows catch 8 % crops but lose the 3 % ones.
+CROP_KEEP = 0.96
 
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -116,6 +129,58 @@ def compute_pdq(image: Image.Image, *, dihedral: bool = False, side: int = HASH_
         return PdqHash(hex=hexes[0], quality=int(quality), variants=tuple(hexes[1:]))
     vector, quality = pdqhash.compute(pixels)
     return PdqHash(hex=_bits_to_hex(vector), quality=int(quality))
+
+
+def crop_windows(
+    width: int, height: int, grid: int, keep: float = CROP_KEEP
+) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) boxes of ``keep``·width × ``keep``·height windows at the
+    ``grid`` × ``grid`` offsets 0, 1/(grid−1), …, 1 of the trimmed margin (grid 1: centred).
+    Pure geometry; ``grid`` 0 gives no windows."""
+    if grid <= 0:
+        return []
+    if not 0 < keep < 1:
+        raise ValueError(f"keep must be in (0, 1), got {keep}")
+    cut_x, cut_y = round(width * (1 - keep)), round(height * (1 - keep))
+    steps = [0.5] if grid == 1 else [i / (grid - 1) for i in range(grid)]
+    boxes = []
+    for fy in steps:
+        for fx in steps:
+            left, top = round(cut_x * fx), round(cut_y * fy)
+            boxes.append((left, top, left + width - cut_x, top + height - cut_y))
+    return boxes
+
+
+def compute_crop_hashes(
+    image: Image.Image, grid: int, *, keep: float = CROP_KEEP, min_quality: int = PDQ_MIN_QUALITY
+) -> tuple[str, ...]:
+    """PDQ hashes of the image's ``crop_windows`` (banked next to its own hash so cropped
+    copies match). Windows too featureless to match on (quality < ``min_quality``) are left
+    out."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    hashes = []
+    for box in crop_windows(rgb.width, rgb.height, grid, keep):
+        pdq = compute_pdq(rgb.crop(box))
+        if pdq.quality >= min_quality:
+            hashes.append(pdq.hex)
+    return tuple(hashes)
+
+
+def join_hashes(hex_hashes: Sequence[str]) -> str | None:
+    """Hashes as one string (the ``bank_entries.crop_hashes`` column); None for none."""
+    for value in hex_hashes:
+        if not is_pdq_hex(value):
+            raise ValueError(f"not a PDQ hash (64 lower-case hex digits): {value!r}")
+    return "".join(hex_hashes) or None
+
+
+def split_hashes(joined: str | None) -> list[str]:
+    """Inverse of ``join_hashes``."""
+    if not joined:
+        return []
+    if len(joined) % 64:
+        raise ValueError(f"joined PDQ hashes must be a multiple of 64 hex digits: {len(joined)}")
+    return [joined[i : i + 64] for i in range(0, len(joined), 64)]
 
 
 def _bits_to_hex(bits: npt.NDArray[np.integer]) -> str:

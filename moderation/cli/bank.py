@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from PIL import Image
 from rich.progress import track
 from rich.table import Table
 from sqlalchemy.orm import Session
@@ -18,7 +19,7 @@ from moderation.config import Settings
 from moderation.db.repositories import banks as repo
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import BankKind
-from moderation.hashing import PdqHash, compute_pdq
+from moderation.hashing import PdqHash, compute_crop_hashes, compute_pdq
 from moderation.images import ImageRejected, decode_image
 
 from ._common import CliError, console, settings_with
@@ -56,6 +57,11 @@ def _session(settings: Settings) -> Iterator[Session]:
 
 def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> PdqHash:
     """Raises CliError with the reason the file cannot be hashed."""
+    return compute_pdq(_decode_file(path, settings), dihedral=dihedral)
+
+
+def _decode_file(path: Path, settings: Settings) -> Image.Image:
+    """Raises CliError with the reason the file cannot be decoded."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -66,7 +72,7 @@ def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> Pdq
         )
     except ImageRejected as exc:
         raise CliError(f"{exc.code}: {exc.message}") from None
-    return compute_pdq(decoded.image, dihedral=dihedral)
+    return decoded.image
 
 
 @bank_app.command("add")
@@ -91,15 +97,22 @@ def add(
     with _session(settings) as session:
         for path in track(files, description="hashing", transient=True, disable=len(files) < 3):
             try:
-                pdq = _hash_file(path, settings)
+                image = _decode_file(path, settings)
             except CliError as exc:
                 failed += 1
                 table.add_row(str(path), f"[red]{exc}[/]", "", "", "")
                 continue
+            pdq = compute_pdq(image)
+            crops = compute_crop_hashes(
+                image,
+                settings.bank_crop_grid,
+                keep=settings.bank_crop_keep,
+                min_quality=settings.bank_min_quality,
+            )
             result = bank_hash(
                 session, bank=bank, pdq=pdq, added_by=_actor(by), category=category,
                 reason=reason or f"added from file {path.name}",
-                min_quality=settings.bank_min_quality,
+                min_quality=settings.bank_min_quality, crop_hashes=crops,
             )  # fmt: skip
             if result.outcome == "low_quality":
                 failed += 1

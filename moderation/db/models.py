@@ -438,6 +438,9 @@ class BankEntry(Base):
     category: Mapped[str | None] = mapped_column(CATEGORY)
     pdq_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     pdq_quality: Mapped[int | None] = mapped_column(SmallInteger)
+    # hashes of trimmed windows of the image (concatenated 64-hex-digit PDQ hashes), matched
+    # as this entry so cropped copies are caught; NULL when banked without them
+    crop_hashes: Mapped[str | None] = mapped_column(Text)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     source_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     added_by: Mapped[str] = mapped_column(String(100), nullable=False)

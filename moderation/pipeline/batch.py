@@ -24,7 +24,7 @@ from moderation.db.repositories.results import (
 )
 from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.retry import in_transaction
-from moderation.domain import RiskTier
+from moderation.domain import RiskTier, ScoreSource
 from moderation.policy import ACTIONS, CategoryThresholds, Decision, decide
 from moderation.scoring import ScoreSet
 
@@ -173,7 +173,7 @@ def _score(
     """Scores per job: hook matches, reused scores, and one forward for the rest."""
     pre: dict[int, PreScore] = {}
     if ctx.hooks.pre_score is not None and ok:
-        results = ctx.hooks.pre_score([p.image for p in ok if p.image is not None])
+        results = ctx.hooks.pre_score(ok)
         pre = {p.job_id: r for p, r in zip(ok, results, strict=True) if r is not None}
     need = [p for p in ok if not (p.job_id in pre and pre[p.job_id].skip_model)]
     reused: dict[int, ScoreSet] = {}
@@ -241,15 +241,18 @@ def _persist(
     decided: list[DecidedJob] = []
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
-        decision = _with_floor(decide(values, thresholds, ctx.policy), pre.get(job_id))
-        decided.append(DecidedJob(job_id, decision, values, thresholds))
+        # a hash similarity is not on the category's scale: the match's tier floor speaks for it
+        model = {c: v for c, v in values.items() if scores[job_id][c].source != _HASH}
+        decision = decide(model, thresholds, ctx.policy)
+        decision = _with_floor(decision, pre.get(job_id), thresholds)
+        decided.append(DecidedJob(job_id, decision, model, thresholds))
         decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
         score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
     insert_scores(session, score_rows)
     insert_decisions(session, decision_rows)
     ctx.hooks.route_review(session, decided)
     failed = jobs_repo.finish_failed(session, failures, now)
-    record_facts(session, _facts(ok, pre))
+    record_facts(session, _facts(ok))
     due = _callbacks(ctx, session, claim, decided)
     tiers = {d.job_id: d.decision.tier for d in decided}
     outcome = BatchOutcome(
@@ -258,13 +261,34 @@ def _persist(
     return _Written(outcome, due)
 
 
-def _with_floor(decision: Decision, match: PreScore | None) -> Decision:
-    """A matcher's tier floor (e.g. a confirmed-violation bank hit) wins over a lower tier."""
+_HASH = ScoreSource.HASH_MATCH
+_TOP_SEVERITY = 4  # for a floored category the scorer has no thresholds (so no severity) for
+
+
+def _with_floor(
+    decision: Decision, match: PreScore | None, thresholds: Mapping[str, CategoryThresholds]
+) -> Decision:
+    """A matcher's tier floor (e.g. a confirmed-violation bank hit) wins over a lower tier.
+
+    The floored category's tier is raised too (its score row says the same), and the review
+    priority is at least what that tier earns at the category's severity — a bank hit whose
+    model was skipped has no score-based priority at all."""
     floor = match.tier_floor if match else None
-    if floor is None or floor.rank <= decision.tier.rank:
+    if match is None or floor is None or floor.rank <= decision.tier.rank:
         return decision
+    category = match.category or decision.category
+    category_tiers = dict(decision.category_tiers)
+    if category is not None and floor.rank > category_tiers.get(category, RiskTier.CLEAR).rank:
+        category_tiers[category] = floor
+    known = thresholds.get(category) if category is not None else None
+    severity = known.severity if known is not None else _TOP_SEVERITY
     return dataclasses.replace(
-        decision, tier=floor, action=ACTIONS[floor], category=match.category or decision.category
+        decision,
+        tier=floor,
+        action=ACTIONS[floor],
+        category=category,
+        category_tiers=category_tiers,
+        priority=max(decision.priority, severity * floor.rank),
     )
 
 
@@ -294,27 +318,27 @@ def _score_rows(
             category=c,
             score=s.score,
             source=s.source,
-            tier=decision.category_tiers[c],
+            # a hash_match row of a category the decision never tiered stays clear
+            tier=decision.category_tiers.get(c, RiskTier.CLEAR),
             phrasing=s.phrasing,
-            threshold_version_id=thresholds[c].version_id,
+            threshold_version_id=thresholds[c].version_id if c in thresholds else None,
             details=dict(s.details) or None,
         )
         for c, s in scores.items()
     ]
 
 
-def _facts(ok: Sequence[Prepared], pre: Mapping[int, PreScore]) -> dict[int, ImageFacts]:
+def _facts(ok: Sequence[Prepared]) -> dict[int, ImageFacts]:
     facts = {}
     for p in ok:
         assert p.image is not None
-        match = pre.get(p.job_id)
         facts[p.image_id] = ImageFacts(
             image_id=p.image_id,
             width=p.image.width,
             height=p.image.height,
             format=p.image.format,
-            pdq_hash=match.pdq_hash if match else None,
-            pdq_quality=match.pdq_quality if match else None,
+            pdq_hash=p.pdq.hex if p.pdq else None,  # hashed on decode, matched or not
+            pdq_quality=p.pdq.quality if p.pdq else None,
         )
     return facts
 

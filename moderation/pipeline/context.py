@@ -69,6 +69,7 @@ def build_context(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_image_pixels,
         threads=decode_threads,
+        dihedral=settings.bank_match_flips,
     )
     return PipelineContext(
         scorer=scorer,

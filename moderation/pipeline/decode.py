@@ -1,31 +1,48 @@
 """Image preparation on CPU threads, with look-ahead so the next batch decodes while the
-model runs on the current one."""
+model runs on the current one. Each decoded image is PDQ-hashed here too, so hashing (a resize
+and a DCT, ~10–70 ms) overlaps the model's forward instead of sitting in front of it."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from moderation.db.repositories.images import Payload
+from moderation.hashing import PdqHash, compute_pdq
 from moderation.images import DecodedImage, ImageRejected, decode_image
 
-__all__ = ["Decoder", "Prepared", "read_payload_bytes"]
+__all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]
+
+log = logging.getLogger(__name__)
 
 PayloadLoader = Callable[[Sequence[int]], dict[int, Payload]]
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """One job's image, decoded — or the reason it cannot be."""
+    """One job's image, decoded — or the reason it cannot be — and its PDQ hash (None when
+    hashing failed: the job goes on without it)."""
 
     job_id: int
     image_id: int
     sha256: str
     image: DecodedImage | None
     rejected: ImageRejected | None
+    pdq: PdqHash | None = None
+
+
+def hash_image(image: DecodedImage, *, dihedral: bool) -> PdqHash | None:
+    """The PDQ hash of a decoded image, or None if hashing fails: a hash is a by-product of
+    intake, and a job must not fail for want of one (the image row keeps a null hash)."""
+    try:
+        return compute_pdq(image.image, dihedral=dihedral)
+    except Exception:
+        log.exception("PDQ hashing failed for image %s; recording no hash", image.sha256)
+        return None
 
 
 def read_payload_bytes(payload: Payload, max_bytes: int) -> bytes:
@@ -55,11 +72,19 @@ class Decoder:
     """
 
     def __init__(
-        self, load: PayloadLoader, *, max_bytes: int, max_pixels: int, threads: int = 2
+        self,
+        load: PayloadLoader,
+        *,
+        max_bytes: int,
+        max_pixels: int,
+        threads: int = 2,
+        dihedral: bool = True,
     ) -> None:
         self._load = load
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
+        # also hash the 7 rotations/mirrors (flip-robust bank matching); the DCT is shared
+        self._dihedral = dihedral
         self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
         self._ahead: dict[int, cf.Future[Prepared | None]] = {}
 
@@ -107,4 +132,5 @@ class Decoder:
         except Exception as exc:  # a decoder bug tripped by hostile bytes is still bad input
             rejected = ImageRejected("corrupt", f"decoder error: {type(exc).__name__}: {exc}")
             return Prepared(job_id, payload.image_id, payload.sha256, None, rejected)
-        return Prepared(job_id, payload.image_id, payload.sha256, image, None)
+        pdq = hash_image(image, dihedral=self._dihedral)
+        return Prepared(job_id, payload.image_id, payload.sha256, image, None, pdq)

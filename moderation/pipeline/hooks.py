@@ -26,9 +26,10 @@ from moderation.db.repositories.results import (
     recent_scores,
 )
 from moderation.domain import ReviewItemKind, RiskTier
-from moderation.images import DecodedImage
 from moderation.policy import CategoryThresholds, Decision
 from moderation.scoring import ScoreSet
+
+from .decode import Prepared
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
@@ -55,7 +56,9 @@ log = logging.getLogger(__name__)
 class PreScore:
     """What a matcher found about one image before the model runs (e.g. a hash-bank hit).
 
-    ``scores`` are recorded next to (and win over) model scores of the same category;
+    ``scores`` are recorded next to (and win over) model scores of the same category; scores
+    whose source is ``hash_match`` are stored but not tiered by the category's thresholds (a
+    hash similarity is not on the model's scale) — ``tier_floor`` speaks for them.
     ``skip_model`` spares the forward; ``tier_floor`` raises the decision to at least that tier
     (attributed to ``category``); the bank entry and distance land on the decision.
     """
@@ -66,13 +69,12 @@ class PreScore:
     category: str | None = None
     bank_entry_id: int | None = None
     distance: int | None = None
-    pdq_hash: str | None = None  # stored on the image row when given
-    pdq_quality: int | None = None
 
 
 class PreScoreHook(Protocol):
-    def __call__(self, images: Sequence[DecodedImage]) -> Sequence[PreScore | None]:
-        """One result (or None: nothing known) per image, in input order."""
+    def __call__(self, prepared: Sequence[Prepared]) -> Sequence[PreScore | None]:
+        """One result (or None: nothing known) per decoded image (with its PDQ hash, if any),
+        in input order."""
         ...
 
 
@@ -82,6 +84,8 @@ class DecidedJob:
 
     job_id: int
     decision: Decision
+    # the model's scores only: a hash-match similarity is on no category's scale, so neither
+    # queue scores nor audit draws may read it (a bank-decided job has none)
     scores: Mapping[str, float]
     # the thresholds the decision was made with (audit sampling draws against their base)
     thresholds: Mapping[str, CategoryThresholds] = field(default_factory=dict)
@@ -224,8 +228,15 @@ def build_hooks(settings: Settings, sessions: sessionmaker[Session]) -> Pipeline
     """The hooks a worker (or ``moderation scan``) runs with; the place features plug in.
 
     ``settings.audit_fraction`` > 0 adds audit sampling below the threshold to queue routing.
+    Called once per process, so the bank matcher built here lives as long as the process and
+    is refreshed incrementally, never rebuilt per job.
     """
-    del sessions  # used once the hash bank plugs in here
+    from .bank_hook import BankPreScore  # the bank hook imports this module's PreScore
+
+    pre_score = None
+    if settings.bank_violation_mode != "off" or settings.bank_benign_mode != "off":
+        pre_score = BankPreScore.from_settings(settings, sessions)
     if settings.audit_fraction > 0:
-        return PipelineHooks(route_review=AuditSamplingRouter(settings.audit_fraction))
-    return PipelineHooks()
+        router = AuditSamplingRouter(settings.audit_fraction)
+        return PipelineHooks(pre_score=pre_score, route_review=router)
+    return PipelineHooks(pre_score=pre_score)

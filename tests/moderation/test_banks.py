@@ -21,7 +21,7 @@ from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import Image, ImageBlob, Job
 from moderation.db.repositories import banks as repo
 from moderation.domain import BankKind, RiskTier
-from moderation.hashing import PdqHash, compute_pdq
+from moderation.hashing import PdqHash, compute_crop_hashes, compute_pdq
 from tests.synthetic_images import TRANSFORMS, flat_image, synthetic_photo
 
 
@@ -353,3 +353,91 @@ def test_real_sample_photos_match_their_copies_and_not_each_other(sqlite_url, se
     for i, photo in enumerate(photos):
         others = [h.entry_id for h in matcher.search(compute_pdq(photo, dihedral=True))]
         assert others == [ids[i]]
+
+
+@pytest.fixture(scope="module")
+def cropped_set(seeded_set):
+    """The seeded photos' own and crop-window hashes (3×3 grid of 96 % windows)."""
+    banked, _ = seeded_set
+    return [(compute_pdq(im), compute_crop_hashes(im, 3, keep=0.96)) for im in banked]
+
+
+def _bank_with_crops(sqlite_url, cropped_set):
+    engine = make_engine(sqlite_url)
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        ids = [
+            bank_hash(s, bank=BankKind.CONFIRMED_VIOLATION, pdq=pdq, added_by="t",
+                      category="sexual", crop_hashes=crops).entry.id
+            for pdq, crops in cropped_set
+        ]  # fmt: skip
+    return engine, Session, ids
+
+
+def test_crop_window_hashes_catch_cropped_copies_only_when_matched(
+    seeded_set, cropped_set, sqlite_url, settings_factory
+):
+    banked, unrelated = seeded_set
+    engine, Session, ids = _bank_with_crops(sqlite_url, cropped_set)
+    with_crops, without = BankMatcher(31, crops=True), BankMatcher(31)
+    with Session() as s:
+        with_crops.refresh(s)
+        without.refresh(s)
+    engine.dispose()
+    assert (len(with_crops), with_crops.hash_count) == (RECALL_IMAGES, 10 * RECALL_IMAGES)
+    assert (len(without), without.hash_count) == (RECALL_IMAGES, RECALL_IMAGES)
+    settings = settings_factory(bank_crop_grid=3)
+    rng = np.random.default_rng(3)
+    queries = [compute_pdq(TRANSFORMS["crop_5pct"](im, rng), dihedral=True) for im in banked]
+    found = match_batch_before_scoring(queries, with_crops, settings)
+    hits = [m is not None and m.entry_id == e for m, e in zip(found, ids, strict=True)]
+    assert sum(hits) / len(hits) >= 0.75  # 98 % on 50 photos in the benchmark's sweep
+    assert all(m.variant.startswith("crop") for m in found if m is not None)
+    assert match_batch_before_scoring(queries, without, settings) == [None] * len(queries)
+    strangers = [compute_pdq(im, dihedral=True) for im in unrelated]
+    assert match_batch_before_scoring(strangers, with_crops, settings) == [None] * len(strangers)
+    # an uncropped copy still matches the entry's own hash first
+    plain = match_before_scoring(compute_pdq(banked[0]), with_crops, settings)
+    assert plain is not None and (plain.entry_id, plain.variant, plain.distance) == (
+        ids[0],
+        "original",
+        0,
+    )
+
+
+def test_disabling_an_entry_masks_its_crop_windows_too(seeded_set, cropped_set, sqlite_url):
+    banked, _ = seeded_set
+    engine, Session, ids = _bank_with_crops(sqlite_url, cropped_set)
+    matcher = BankMatcher(31, crops=True)
+    with Session() as s:
+        matcher.refresh(s)
+    window = cropped_set[0][1][4]  # the centre window of the first photo
+    query = PdqHash(window, 100)
+    assert [h.entry_id for h in matcher.search(query)] == [ids[0]]
+    with Session.begin() as s:
+        repo.set_enabled(s, ids[0], enabled=False, actor="t")
+    with Session() as s:
+        result = matcher.refresh(s)
+    assert result.enable_changes == 1  # one entry, however many hashes it owns
+    assert matcher.search(query) == [] and matcher.enabled_count == 10 * (RECALL_IMAGES - 1)
+    nearest = [h.entry_id for h in matcher.nearest(query, 3)]
+    assert ids[0] not in nearest and len(set(nearest)) == len(nearest) == 3  # one per entry
+    with Session.begin() as s:
+        repo.set_enabled(s, ids[0], enabled=True, actor="t")
+    with Session() as s:
+        assert matcher.refresh(s).enable_changes == 1
+    assert matcher.search(query)[0].variant == "crop5"
+    engine.dispose()
+
+
+def test_confirmed_violation_gets_crop_windows_from_the_stored_bytes(engine):
+    Session = make_sessionmaker(engine)
+    with Session.begin() as s:
+        blob_job = _job_with_image(s, _png(synthetic_photo(21, (320, 240))), None)
+        hashed_only = _job_with_image(s, None, compute_pdq(synthetic_photo(22, (320, 240))))
+    with Session.begin() as s:
+        kw = {"category": "gore", "reviewer": "rev1", "crop_grid": 2, "crop_keep": 0.95}
+        from_blob = add_confirmed_violation(s, job_id=blob_job, **kw)
+        no_bytes = add_confirmed_violation(s, job_id=hashed_only, **kw)
+    assert from_blob.entry.crop_count == 4 and no_bytes.entry.crop_count == 0
+    assert no_bytes.outcome == "added"

@@ -9,12 +9,16 @@ from PIL import Image
 from moderation.hashing import (
     DIHEDRAL_VARIANTS,
     PdqHash,
+    compute_crop_hashes,
     compute_pdq,
+    crop_windows,
     hamming,
     hamming_many,
     hashes_to_words,
     hex_to_words,
     is_pdq_hex,
+    join_hashes,
+    split_hashes,
     words_to_hex,
 )
 from tests.synthetic_images import flat_image, synthetic_photo
@@ -121,3 +125,41 @@ def test_hashes_to_words_rejects_bad_lengths():
     with pytest.raises(ValueError):
         hashes_to_words(["zz" * 32])
     assert hashes_to_words([]).shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("size", "grid", "keep", "boxes"),
+    [
+        ((100, 50), 0, 0.9, []),
+        ((100, 50), 1, 0.9, [(5, 2, 95, 47)]),  # centred (2.5 rounds to 2)
+        ((100, 50), 2, 0.9, [(0, 0, 90, 45), (10, 0, 100, 45), (0, 5, 90, 50), (10, 5, 100, 50)]),
+        ((200, 100), 3, 0.96, [(0, 0, 192, 96), (4, 0, 196, 96), (8, 0, 200, 96),
+                               (0, 2, 192, 98), (4, 2, 196, 98), (8, 2, 200, 98),
+                               (0, 4, 192, 100), (4, 4, 196, 100), (8, 4, 200, 100)]),
+    ],
+)  # fmt: skip
+def test_crop_windows_tile_the_trimmed_margin(size, grid, keep, boxes):
+    assert crop_windows(*size, grid, keep) == boxes
+
+
+def test_crop_windows_refuse_a_meaningless_fraction():
+    with pytest.raises(ValueError, match="keep"):
+        crop_windows(100, 100, 2, 1.0)
+
+
+def test_crop_hashes_are_window_hashes_and_skip_featureless_ones(photo):
+    crops = compute_crop_hashes(photo, 2, keep=0.9)
+    assert len(crops) == 4 and all(is_pdq_hex(h) for h in crops)
+    assert crops[0] == compute_pdq(photo.crop((0, 0, 432, 324))).hex
+    assert compute_crop_hashes(flat_image(), 3) == ()
+    assert compute_crop_hashes(photo, 0) == ()
+
+
+def test_joined_hashes_round_trip(photo):
+    hexes = [compute_pdq(photo).hex, "0" * 64]
+    assert split_hashes(join_hashes(hexes)) == hexes
+    assert join_hashes([]) is None and split_hashes(None) == []
+    with pytest.raises(ValueError, match="multiple of 64"):
+        split_hashes("ab" * 33)
+    with pytest.raises(ValueError, match="not a PDQ hash"):
+        join_hashes(["xyz"])

@@ -60,6 +60,7 @@ def post_review(body: ReviewIn, state: StateDep, principal: Reviewer) -> ReviewR
             other_category=body.other_category,
             note=body.note,
             now=utcnow(),
+            banking=repo.BankingOptions.from_settings(state.settings),
         )
 
     try:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from moderation.db.repositories.job_views import JobView
 
 __all__ = [
+    "BankMatchOut",
     "BatchSubmission",
     "JobAccepted",
     "JobList",
@@ -50,6 +51,17 @@ class ScoreOut(BaseModel):
     phrasing: str | None = None
 
 
+class BankMatchOut(BaseModel):
+    """The hash-bank entry that decided (or floored, or was recorded for) a job."""
+
+    entry_id: int
+    bank: str = Field(description="confirmed_violation or benign.")
+    category: str | None
+    distance: int | None = Field(description="PDQ Hamming distance, 0–256 (≤ threshold).")
+    enabled: bool = Field(description="Whether the entry is enabled now.")
+    reason: str | None = None
+
+
 class JobOut(BaseModel):
     id: int
     status: str
@@ -70,6 +82,9 @@ class JobOut(BaseModel):
     policy: str | None
     threshold_versions: dict[str, Any]
     callback_state: str | None
+    bank_match: BankMatchOut | None = Field(
+        None, description="Set when a hash-bank entry matched the image (why it matched)."
+    )
     scores: list[ScoreOut]
 
     @classmethod
@@ -94,6 +109,7 @@ class JobOut(BaseModel):
             policy=view.policy,
             threshold_versions=view.threshold_versions,
             callback_state=view.callback_state,
+            bank_match=BankMatchOut(**vars(view.bank_match)) if view.bank_match else None,
             scores=[ScoreOut(**vars(s)) for s in view.scores],
         )
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from moderation.db.models import AuditLogEntry, BankEntry, Image, ImageBlob, Job
 from moderation.db.types import utcnow
 from moderation.domain import BankKind
-from moderation.hashing import is_pdq_hex
+from moderation.hashing import is_pdq_hex, join_hashes, split_hashes
 
 __all__ = [
     "BankEntryRecord",
@@ -59,6 +59,7 @@ class BankEntryRecord:
     enabled: bool
     created_at: dt.datetime
     disabled_at: dt.datetime | None
+    crop_count: int = 0  # hashes of trimmed windows stored with the entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class BankHashRow:
     category: str | None
     pdq_hash: str
     enabled: bool
+    crop_hashes: str | None = None  # joined (``split_hashes``); None unless asked for
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def _record(row: BankEntry) -> BankEntryRecord:
         enabled=row.enabled,
         created_at=row.created_at,
         disabled_at=row.disabled_at,
+        crop_count=len(split_hashes(row.crop_hashes)),
     )
 
 
@@ -125,8 +128,10 @@ def add_entry(
     reason: str | None = None,
     image_id: int | None = None,
     source_job_id: int | None = None,
+    crop_hashes: Sequence[str] = (),
 ) -> BankEntryRecord:
-    """Insert an entry (enabled) and its audit-log row. Quality policy is the caller's."""
+    """Insert an entry (enabled) and its audit-log row. Quality policy is the caller's.
+    ``crop_hashes`` are the hashes of trimmed windows of the image, matched as this entry."""
     bank = BankKind(bank)
     _check_bank_category(bank, category)
     if not is_pdq_hex(pdq_hash):
@@ -136,6 +141,7 @@ def add_entry(
         category=category,
         pdq_hash=pdq_hash,
         pdq_quality=pdq_quality,
+        crop_hashes=join_hashes(crop_hashes),
         image_id=image_id,
         source_job_id=source_job_id,
         added_by=added_by,
@@ -220,16 +226,17 @@ def set_enabled(
     return _record(row)
 
 
-def load_since(session: Session, after_id: int, *, limit: int = 10_000) -> list[BankHashRow]:
+def load_since(
+    session: Session, after_id: int, *, limit: int = 10_000, crops: bool = False
+) -> list[BankHashRow]:
     """Entries (enabled or not) with ``id > after_id``, ascending — one page of an incremental
-    load; call again from the last id until a page comes back short."""
-    query = (
-        select(BankEntry.id, BankEntry.bank, BankEntry.category, BankEntry.pdq_hash,
-               BankEntry.enabled)
-        .where(BankEntry.id > after_id)
-        .order_by(BankEntry.id)
-        .limit(limit)
-    )  # fmt: skip
+    load; call again from the last id until a page comes back short. ``crops`` also reads the
+    entries' crop-window hashes."""
+    columns = [BankEntry.id, BankEntry.bank, BankEntry.category, BankEntry.pdq_hash,
+               BankEntry.enabled]  # fmt: skip
+    if crops:
+        columns.append(BankEntry.crop_hashes)
+    query = select(*columns).where(BankEntry.id > after_id).order_by(BankEntry.id).limit(limit)
     return [BankHashRow(*row) for row in session.execute(query)]
 
 

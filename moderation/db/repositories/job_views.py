@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import Decision, Image, Job, Score
+from moderation.db.models import BankEntry, Decision, Image, Job, Score
 from moderation.domain import JobStatus
 
-__all__ = ["JobView", "ScoreView", "get_job_view", "list_job_views"]
+__all__ = ["BankMatchView", "JobView", "ScoreView", "get_job_view", "list_job_views"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,19 @@ class ScoreView:
     tier: str
     source: str
     phrasing: str | None
+
+
+@dataclass(frozen=True)
+class BankMatchView:
+    """Why a job matched a hash bank: the entry, its bank and category, and how near it was
+    (Hamming distance of 256 bits). ``enabled`` is the entry's state now, not at match time."""
+
+    entry_id: int
+    bank: str
+    category: str | None
+    distance: int | None
+    enabled: bool
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class JobView:
     policy: str | None = None
     threshold_versions: dict[str, Any] = field(default_factory=dict)
     matched_bank_entry_id: int | None = None
+    bank_match: BankMatchView | None = None
     scores: list[ScoreView] = field(default_factory=list)
 
 
@@ -70,10 +84,43 @@ def _views(session: Session, rows: Sequence[Any]) -> list[JobView]:
             scores.setdefault(s.job_id, []).append(
                 ScoreView(s.category, s.score, str(s.tier), str(s.source), s.phrasing)
             )
-    return [_view(job, sha, decision, scores.get(job.id, [])) for job, sha, decision in rows]
+    matches = _bank_matches(session, [d for _, _, d in rows if d is not None])
+    return [
+        _view(job, sha, decision, scores.get(job.id, []), matches.get(job.id))
+        for job, sha, decision in rows
+    ]
 
 
-def _view(job: Job, sha256: str, decision: Decision | None, scores: list[ScoreView]) -> JobView:
+def _bank_matches(session: Session, decisions: Sequence[Decision]) -> dict[int, BankMatchView]:
+    """The bank entry behind each decision that matched one (one query for the page)."""
+    entry_ids = {d.matched_bank_entry_id for d in decisions if d.matched_bank_entry_id}
+    if not entry_ids:
+        return {}
+    entries = {
+        e.id: e for e in session.scalars(select(BankEntry).where(BankEntry.id.in_(entry_ids)))
+    }
+    out = {}
+    for d in decisions:
+        entry = entries.get(d.matched_bank_entry_id) if d.matched_bank_entry_id else None
+        if entry is not None:
+            out[d.job_id] = BankMatchView(
+                entry_id=entry.id,
+                bank=str(entry.bank),
+                category=entry.category,
+                distance=d.match_distance,
+                enabled=entry.enabled,
+                reason=entry.reason,
+            )
+    return out
+
+
+def _view(
+    job: Job,
+    sha256: str,
+    decision: Decision | None,
+    scores: list[ScoreView],
+    bank_match: BankMatchView | None = None,
+) -> JobView:
     return JobView(
         id=job.id,
         status=JobStatus(job.status),
@@ -98,6 +145,7 @@ def _view(job: Job, sha256: str, decision: Decision | None, scores: list[ScoreVi
         policy=decision.policy if decision else None,
         threshold_versions=dict(decision.threshold_versions) if decision else {},
         matched_bank_entry_id=decision.matched_bank_entry_id if decision else None,
+        bank_match=bank_match,
         scores=scores,
     )
 

@@ -161,9 +161,13 @@ def insert_audit_samples(session: Session, rows: Sequence[AuditSampleRow]) -> No
 
 
 def recent_scores(session: Session, category: str, limit: int) -> list[float]:
-    """The ``limit`` newest scores of ``category`` (what the audit budget is sized on)."""
+    """The ``limit`` newest model scores of ``category`` (what the audit budget is sized on;
+    hash-match similarities are on another scale)."""
     query = (
-        select(Score.score).where(Score.category == category).order_by(Score.id.desc()).limit(limit)
+        select(Score.score)
+        .where(Score.category == category, Score.source != ScoreSource.HASH_MATCH)
+        .order_by(Score.id.desc())
+        .limit(limit)
     )
     return [float(v) for v in session.scalars(query)]
 
@@ -173,11 +177,17 @@ def reusable_scores(
 ) -> dict[int, ScoreSet]:
     """Scores an earlier job already got for the same image from the same model and catalog.
 
-    Per image the newest such job is used; its hash-match scores are not reused (bank
-    matches are decided afresh for every job).
+    Per image the newest such job the model actually scored is used; hash-match scores are
+    not reused (bank matches are decided afresh for every job), and a job a bank hit decided
+    without the model has nothing to reuse.
     """
     if not image_ids:
         return {}
+    model_scored = (
+        select(Score.id)
+        .where(Score.job_id == Job.id, Score.source != ScoreSource.HASH_MATCH)
+        .exists()
+    )
     newest = (
         select(func.max(Job.id))
         .where(
@@ -185,6 +195,7 @@ def reusable_scores(
             Job.status == JobStatus.SCORED,
             Job.scorer == scorer,
             Job.catalog_version == catalog_version,
+            model_scored,
         )
         .group_by(Job.image_id)
     )

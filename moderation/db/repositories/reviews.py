@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -28,7 +28,11 @@ from moderation.feedback import Evidence, ItemRecord, ReviewRecord, collate, lab
 
 from .audit_log import record_action
 
+if TYPE_CHECKING:
+    from moderation.config import Settings
+
 __all__ = [
+    "BankingOptions",
     "ClaimConflict",
     "ClaimedItem",
     "InvalidReview",
@@ -268,6 +272,20 @@ def _check_label(
     return label, other or None
 
 
+@dataclass(frozen=True)
+class BankingOptions:
+    """How a confirmed violation is banked (``settings.bank_min_quality``, ``bank_crop_grid``,
+    ``bank_crop_keep``); the defaults are the settings' defaults."""
+
+    min_quality: int = 50
+    crop_grid: int = 0
+    crop_keep: float = 0.96
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BankingOptions:
+        return cls(settings.bank_min_quality, settings.bank_crop_grid, settings.bank_crop_keep)
+
+
 def record_review(
     session: Session,
     *,
@@ -278,6 +296,7 @@ def record_review(
     other_category: str | None = None,
     note: str | None = None,
     now: dt.datetime,
+    banking: BankingOptions | None = None,
 ) -> ReviewResult:
     """Record ``reviewer``'s verdict on one category of review item ``item_id``.
 
@@ -292,7 +311,8 @@ def record_review(
     - The item is done once each review category has a review; the reviewer's claim ends.
     - ``violation`` banks the image as a confirmed violation of ``category``, and
       ``other_category`` as one of ``other_category`` (``banks.add_confirmed_violation``, same
-      transaction); an image with no hash is recorded as ``banked="no_hash"``, not an error.
+      transaction, with ``banking``'s quality floor and crop windows); an image with no hash is
+      recorded as ``banked="no_hash"``, not an error.
     Every review appends an ``audit_log`` entry. Raises ``UnknownReviewItem``.
     """
     if not reviewer:
@@ -364,7 +384,8 @@ def record_review(
         item.claim_expires_at = None
         item.claimed_by = item.claimed_by or reviewer
 
-    banked, entry_id = _bank(session, item.job_id, label, category, other, reviewer)
+    options = banking or BankingOptions()
+    banked, entry_id = _bank(session, item.job_id, label, category, other, reviewer, options)
     record_action(
         session,
         actor=reviewer,
@@ -404,6 +425,7 @@ def _bank(
     category: str,
     other: str | None,
     reviewer: str,
+    options: BankingOptions,
 ) -> tuple[str | None, int | None]:
     """Bank a confirmed violation's image; (outcome, entry id) or (None, None)."""
     confirmed = category if label is ReviewLabel.VIOLATION else other
@@ -411,7 +433,15 @@ def _bank(
         return None, None
     from moderation.banks import add_confirmed_violation  # heavy (PDQ, images): import late
 
-    result = add_confirmed_violation(session, job_id=job_id, category=confirmed, reviewer=reviewer)
+    result = add_confirmed_violation(
+        session,
+        job_id=job_id,
+        category=confirmed,
+        reviewer=reviewer,
+        min_quality=options.min_quality,
+        crop_grid=options.crop_grid,
+        crop_keep=options.crop_keep,
+    )
     return result.outcome, result.entry.id if result.entry is not None else None
 
 

@@ -35,6 +35,7 @@ from moderation.config import Settings
 from moderation.db.models import ReviewItem
 from moderation.db.repositories.images import load_payloads
 from moderation.db.repositories.reviews import (
+    BankingOptions,
     ClaimConflict,
     ClaimedItem,
     InvalidReview,
@@ -218,7 +219,8 @@ async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     reviewer = _reviewer(request)
     try:
-        await run_in_threadpool(_record, _state(request), item_id, reviewer, form)
+        banking = BankingOptions.from_settings(_settings(request))
+        await run_in_threadpool(_record, _state(request), item_id, reviewer, form, banking)
     except UnknownReviewItem:
         raise HTTPException(404, f"no review item {item_id}") from None
     except ClaimConflict as exc:
@@ -228,8 +230,15 @@ async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
     return RedirectResponse(PAGE.path, status_code=303)
 
 
-def _record(state: DashboardState, item_id: int, reviewer: str, form: Mapping[str, str]) -> None:
-    """Every decision of one form in one transaction (all or none are recorded)."""
+def _record(
+    state: DashboardState,
+    item_id: int,
+    reviewer: str,
+    form: Mapping[str, str],
+    banking: BankingOptions,
+) -> None:
+    """Every decision of one form in one transaction (all or none are recorded); confirmed
+    violations are banked like the API banks them (``banking`` from the settings)."""
     note = (form.get("note") or "").strip()[:MAX_NOTE_CHARS] or None
     with state.sessions.begin() as session:
         categories = routed_categories(session, item_id)
@@ -243,6 +252,7 @@ def _record(state: DashboardState, item_id: int, reviewer: str, form: Mapping[st
                 other_category=d.other_category,
                 note=note,
                 now=state.clock(),
+                banking=banking,
             )
 
 

@@ -276,3 +276,23 @@ def test_skip_locked_lets_a_second_reviewer_past_a_claim_in_progress(pg_url):
             assert [c.item_id for c in second] == [ids[1]]
     finally:
         engine.dispose()
+
+
+def test_confirmed_violation_is_banked_with_crop_windows_from_the_kept_bytes(sessions):
+    import io
+
+    from moderation.db.models import ImageBlob
+    from tests.synthetic_images import synthetic_photo
+
+    buffer = io.BytesIO()
+    synthetic_photo(31, (320, 240)).save(buffer, format="PNG")
+    [item] = make_items(sessions, [(1.0, ReviewItemKind.QUEUE, "sexual", 0.5)])
+    with sessions.begin() as s:
+        job = s.get(Job, s.get(ReviewItem, item).job_id)
+        s.add(ImageBlob(image_id=job.image_id, data=buffer.getvalue()))
+    banking = repo.BankingOptions(min_quality=50, crop_grid=2, crop_keep=0.95)
+    result = review(sessions, item, "rita", banking=banking)
+    assert result.banked == "added"
+    with sessions() as s:
+        entry = s.get(BankEntry, result.bank_entry_id)
+        assert entry.pdq_hash is not None and len(entry.crop_hashes) == 4 * 64

@@ -1,0 +1,112 @@
+"""The hash-bank check before scoring: one ``BankMatcher`` per process, refreshed incrementally,
+turning bank verdicts into ``PreScore``s the pipeline applies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation.banks import BankMatch, BankMatcher, RefreshResult, match_batch_before_scoring
+from moderation.config import Settings
+from moderation.domain import ScoreSource
+from moderation.scoring import CategoryScore
+
+from .decode import Prepared
+from .hooks import PreScore
+
+__all__ = ["BankPreScore", "pre_score_for"]
+
+log = logging.getLogger(__name__)
+
+
+def pre_score_for(match: BankMatch) -> PreScore:
+    """What a bank verdict does to a job.
+
+    A hit that skips the model and names a category (a confirmed violation in ``set_tier``
+    mode) leaves one ``hash_match`` score — the similarity 1 − d/256 — so the job still has a
+    score row saying where its tier came from; a hit the model still runs for adds no score
+    (the model's row of that category is the score) but keeps its tier floor. Every hit records
+    its entry and distance on the decision.
+    """
+    scores = {}
+    if match.skip_model and match.category is not None:
+        scores[match.category] = CategoryScore(
+            match.category,
+            match.similarity,
+            ScoreSource.HASH_MATCH,
+            details={
+                "bank": match.bank.value,
+                "entry_id": match.entry_id,
+                "distance": match.distance,
+                "variant": match.variant,
+            },
+        )
+    return PreScore(
+        scores=scores,
+        skip_model=match.skip_model,
+        tier_floor=match.tier,
+        category=match.category,
+        bank_entry_id=match.entry_id,
+        distance=match.distance,
+    )
+
+
+class BankPreScore:
+    """The ``PreScoreHook`` of the hash banks. Before each micro-batch it refreshes the matcher
+    when ``bank_refresh_s`` has passed (new rows by id, the current disabled set), then looks
+    every image's PDQ hash — computed on the decode threads — up in one index pass."""
+
+    def __init__(
+        self,
+        matcher: BankMatcher,
+        settings: Settings,
+        sessions: Callable[[], Session],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.matcher = matcher
+        self.settings = settings
+        self._sessions = sessions
+        self.clock = clock  # monotonic seconds; tests step it
+        self.last_refresh: RefreshResult | None = None
+        self._loaded = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> BankPreScore:
+        return cls(BankMatcher.from_settings(settings), settings, sessions)
+
+    def __call__(self, prepared: Sequence[Prepared]) -> list[PreScore | None]:
+        self._refresh()
+        verdicts = match_batch_before_scoring(
+            [p.pdq for p in prepared], self.matcher, self.settings
+        )
+        return [None if v is None else pre_score_for(v) for v in verdicts]
+
+    def _refresh(self) -> None:
+        try:
+            result = self.matcher.refresh_if_due(
+                self._sessions, self.settings.bank_refresh_s, now=self.clock()
+            )
+        except Exception:
+            # Never loaded: the batch fails and is delivered again — scoring without the bank
+            # would let a known violation through on the model's word alone. Loaded once: a
+            # database blip leaves the index one refresh behind, which the next refresh fixes.
+            if not self._loaded:
+                raise
+            log.exception("hash-bank refresh failed; matching against the last loaded index")
+            return
+        if result is not None:
+            self._loaded = True
+            self.last_refresh = result
+            if result.added or result.enable_changes or result.full_reload:
+                log.info(
+                    "hash banks refreshed: +%d entries, %d enable changes, full reload %s, "
+                    "%d entries",
+                    result.added,
+                    result.enable_changes,
+                    result.full_reload,
+                    result.size,
+                )
