@@ -41,10 +41,22 @@ def test_hex_matches_reference_bit_order(photo):
     """ThreatExchange's encoding: the bit vector read as one big-endian binary number."""
     import pdqhash
 
-    resized = photo.resize((512, 384), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    resized = photo.resize((512, 384), Image.Resampling.BOX, reducing_gap=2.0)
     bits, _ = pdqhash.compute(np.asarray(resized))
     expected = f"{int(''.join(str(int(b)) for b in bits), 2):064x}"
     assert compute_pdq(photo).hex == expected
+
+
+def test_cheap_resize_keeps_hashes_of_banks_hashed_with_lanczos(photo):
+    """Entries banked before the resize became BOX (LANCZOS) still match their images."""
+    import pdqhash
+
+    for image in (photo, photo.resize((1536, 1152)), photo.resize((300, 225))):
+        scale = 512 / max(image.size)
+        size = (round(image.width * scale), round(image.height * scale))
+        bits, _ = pdqhash.compute(np.asarray(image.resize(size, Image.Resampling.LANCZOS)))
+        lanczos = np.packbits(bits.astype(np.uint8)).tobytes().hex()
+        assert hamming(compute_pdq(image).hex, lanczos) <= 8
 
 
 def test_hex_round_trips_through_words(photo):
