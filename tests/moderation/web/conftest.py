@@ -145,9 +145,11 @@ def browser(tmp_path: Path) -> Callable[..., PageCapture]:
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
 
-    def capture(url: str, name: str, *flags: str) -> PageCapture:
+    def capture(url: str, name: str, *flags: str, screenshot_url: str | None = None) -> PageCapture:
+        """``screenshot_url``: photograph that page instead (for a ``url`` that acts, so that
+        only the DOM load does: a screenshot load may exit before a page script finishes)."""
         shot = ARTIFACTS / "screenshots" / f"{name}.png"
-        run(url, *flags, "--window-size=1280,2600", f"--screenshot={shot}")
+        run(screenshot_url or url, *flags, "--window-size=1280,2600", f"--screenshot={shot}")
         dumped = run(url, *flags, "--dump-dom")
         console = [line for line in dumped.stderr.splitlines() if ":CONSOLE" in line]
         print(f"screenshot: {shot}")
