@@ -45,18 +45,22 @@ __all__ = [
 HASH_BITS = 256
 PDQ_MATCH_THRESHOLD = 31  # PDQ's recommended confident-match distance (of 256 bits)
 PDQ_MIN_QUALITY = 50  # PDQ's guidance: hashes of quality < 50 are too featureless to match
-# Every image is resized (down *or up*) so its longest side is exactly this before hashing.
-# PDQ's own 64×64 reduction uses filter windows that depend on the input size, so the same
-# picture at two sizes hashes further apart than it need be; measured on seeded synthetic
-# photos, a 50 % downscale moved the hash by a median 14–20 bits unnormalised vs 1–5 bits
-# normalised (320–640 px inputs). It also bounds the cost (a 12-MP photo: ~0.5 s → ~70 ms).
-# The price: our hashes sit ~6–14 bits from reference PDQ on the raw pixels, which matters only
-# when importing hash lists computed elsewhere. Not smaller to save CPU: with flips matched by
-# the dihedral variants, 512 kept flip/rotation recall at 100 % for every aspect ratio tried
-# (4:3 … 9:16, 40 photos each), while 320 fell to 90 % on 9:16 portraits and 256 to 75 % on
-# 4:3 (PDQ's box-filter windows are only mirror-symmetric at some input sizes). Hashing at 512
-# costs ~10 ms CPU per image (640×480, dihedral), 15 ms for a tiny one (upscaled).
-HASH_SIDE = 512
+# Every image is resized (down *or up*, aspect ratio ignored) to HASH_SIDE × HASH_SIDE before
+# hashing. PDQ itself squashes any image to 64×64, so dropping the aspect ratio loses nothing,
+# and a fixed input size matters twice over:
+# - PDQ's 64×64 reduction uses filter windows that depend on the input size, so the same picture
+#   at two sizes hashes further apart than it need be (a 50 % downscale: median 14–20 bits
+#   unnormalised vs 1–5 normalised, seeded synthetic photos);
+# - the windows are mirror-symmetric only when odd (320 / 128 → 3): on 30 photos per aspect
+#   ratio (4:3 … 9:16) flips and 90° rotations, matched through the dihedral variants, land a
+#   median 0 (max 4) bits from the original at 320 × 320, vs 8–16 (max 28) with the longest side
+#   at 512 px as before, and 26–28 (max 40, 75 % recall) at 256 px.
+# Resize 50 % and JPEG q40 move the hash a median 2 bits either way; the nearest unrelated photo
+# stays 94 bits away. Cost (CPU, dihedral, on the decode threads for every image): 3.7 ms for a
+# 64×64 image vs 15.5 upscaled to 512; 5.0 vs 11.5 ms at 640×480; the same ~14 ms at 1920×1080,
+# where the resize dominates. The price: our hashes differ from reference PDQ on the raw pixels,
+# which matters only when importing hash lists computed elsewhere.
+HASH_SIDE = 320
 
 # Order of pdqhash.compute_dihedral's outputs (pdqhash README). "flip_h" mirrors left↔right.
 DIHEDRAL_VARIANTS: tuple[str, ...] = (
@@ -118,17 +122,14 @@ def is_pdq_hex(value: object) -> bool:
 
 
 def compute_pdq(image: Image.Image, *, dihedral: bool = False, side: int = HASH_SIDE) -> PdqHash:
-    """PDQ hash of a decoded image (any mode; converted to RGB) after resizing its longest side
-    to ``side`` px. ``dihedral`` also computes the 7 rotated/mirrored variants in the same pass
-    (the DCT is shared, so it costs little more)."""
+    """PDQ hash of a decoded image (any mode; converted to RGB) after resizing it to
+    ``side`` × ``side`` px (see HASH_SIDE). ``dihedral`` also computes the 7 rotated/mirrored
+    variants in the same pass (the DCT is shared, so it costs little more)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    scale = side / max(rgb.size)
-    target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    if target != rgb.size:
+    if rgb.size != (side, side):
         # BOX, not LANCZOS: PDQ box-filters down to 64×64 itself, so the hashes come out the
-        # same (0 bits apart on the samples, 451–1536 px) at a half to a third of the resize
-        # CPU — this runs on the decode threads for every image
-        rgb = rgb.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
+        # same (0 bits apart on the samples) at a half to a third of the resize CPU
+        rgb = rgb.resize((side, side), Image.Resampling.BOX, reducing_gap=2.0)
     pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if dihedral:
         vectors, quality = pdqhash.compute_dihedral(pixels)
