@@ -151,9 +151,9 @@ def _in_window(bucket: Any, window: TimeWindow, unit: str) -> list[Any]:
 def _windowed(conn: Executor, view: TableClause, window: TimeWindow, unit: str) -> Subquery:
     """The rows of ``view`` in the window: closed buckets from its rollup table (when the
     refresh has filled it that far), the rest live from the view — the same SQL either way."""
-    bucket = "minute" if unit == "minute" else "hour"
-    start, end = _floor(window.start, unit), window.end
     rollup = ROLLUP_TABLES[view.name]
+    bucket = rollup.info["bucket"]  # "minute" or "hour", the view's bucket column
+    start, end = _floor(window.start, unit), window.end
     split = min(max(rolled_until(conn, view.name), start), end)
     names = [c.name for c in view.c]
     parts = []
