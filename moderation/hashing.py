@@ -127,8 +127,8 @@ def compute_pdq(image: Image.Image, *, dihedral: bool = False, side: int = HASH_
     variants in the same pass (the DCT is shared, so it costs little more)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if rgb.size != (side, side):
-        # BOX, not LANCZOS: PDQ box-filters down to 64×64 itself, so the hashes come out the
-        # same (0 bits apart on the samples) at a half to a third of the resize CPU
+        # BOX, not LANCZOS: PDQ box-filters down to 64×64 itself, so the filter barely matters
+        # (0 bits apart on the samples when it was measured) at a half to a third of the CPU
         rgb = rgb.resize((side, side), Image.Resampling.BOX, reducing_gap=2.0)
     pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if dihedral:
