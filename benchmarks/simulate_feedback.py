@@ -94,11 +94,17 @@ class MethodRun:
     """One method: per-window true recall and load, per-period threshold."""
 
     name: str
-    recall: np.ndarray
+    caught: np.ndarray  # violations at/above the threshold in force, per window
+    violations: np.ndarray
     queue_load: np.ndarray  # queue items per 1000 uploads
     audit_load: np.ndarray
     thresholds: np.ndarray
     seed_fn_rate: np.ndarray | None = None  # the seed's own FN rate at each window's end
+
+    @property
+    def recall(self) -> np.ndarray:
+        """True recall per window."""
+        return self.caught / self.violations
 
     @property
     def load(self) -> np.ndarray:
@@ -106,6 +112,24 @@ class MethodRun:
 
     def coverage(self, target: float) -> float:
         return float(np.mean(self.recall >= target))
+
+    def guaranteed_recall(self, coverage: float = 0.95) -> float:
+        """The highest recall held in at least ``coverage`` of the windows — what a
+        recall-first policy promises ("recall ≥ r in ≥ 95 % of windows")."""
+        k = int(math.floor((1.0 - coverage) * self.recall.size + 1e-9))
+        return float(np.sort(self.recall)[k])
+
+    def pooled_recall(self) -> float:
+        """Share of all violations of the run that were caught."""
+        return float(self.caught.sum() / self.violations.sum())
+
+
+# Three readings of "recall" of a run, for comparisons at equal recall.
+RECALL_MEASURES: dict[str, Callable[[MethodRun], float]] = {
+    "guaranteed": MethodRun.guaranteed_recall,
+    "mean": lambda run: float(run.recall.mean()),
+    "pooled": MethodRun.pooled_recall,
+}
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,7 @@ def run_method(cfg: SimConfig, stream: Stream, name: str, adjust: Adjust) -> Met
         audit[w] += sampled.sum()
         t = adjust(t, reviewed)
     per_1000 = 1000.0 / cfg.uploads_per_window
-    return MethodRun(name, caught / violations, queue * per_1000, audit * per_1000, path)
+    return MethodRun(name, caught, violations, queue * per_1000, audit * per_1000, path)
 
 
 def recall_target_adjust(cfg: SimConfig) -> Adjust:
@@ -243,19 +267,33 @@ def static_best(cfg: SimConfig, stream: Stream, coverage: float = 0.95) -> tuple
     return best, float(np.mean([(s >= best).sum() * 1000.0 / s.size for s, _ in windows]))
 
 
-def matched_recall_load(cfg: SimConfig, stream: Stream, recall: float) -> tuple[float, ...]:
-    """recall_target re-run with its target bisected so its mean true recall matches
-    ``recall``: (target used, mean recall reached, mean load)."""
+@dataclass(frozen=True)
+class Matched:
+    """recall_target re-run at the lowest target whose recall (by one measure) reaches a level."""
+
+    measure: str
+    level: float  # the seed's recall by that measure
+    target: float  # recall_target's target that got there
+    reached: float
+    load: float  # reviews per 1000 uploads (queue + audit)
+
+
+def match_recall(cfg: SimConfig, stream: Stream, measure: str, level: float) -> Matched:
+    """Bisect recall_target's target (over 0.05–0.995, 10 steps) for the lowest one whose
+    recall by ``measure`` is at least ``level``: the cheapest recall_target at equal recall."""
+    recall_of = RECALL_MEASURES[measure]
     lo, hi = 0.05, 0.995  # the seed can sit far below any sensible target
-    best = (math.nan, math.inf, math.nan)
-    for _ in range(9):
+    best = Matched(measure, level, math.nan, math.nan, math.inf)
+    for _ in range(10):
         mid = (lo + hi) / 2
         trial = replace(cfg, target=mid)
         run = run_method(trial, stream, "matched", recall_target_adjust(trial))
-        got = float(np.mean(run.recall))
-        if abs(got - recall) < abs(best[1] - recall):
-            best = (mid, got, float(run.load.mean()))
-        lo, hi = (mid, hi) if got < recall else (lo, mid)
+        reached = recall_of(run)
+        if reached >= level:
+            best = Matched(measure, level, mid, reached, float(run.load.mean()))
+            hi = mid
+        else:
+            lo = mid
     return best
 
 
@@ -313,13 +351,15 @@ def summarise(result: SimResult, match: bool = True) -> dict[str, float]:
         ),
     }
     if match:
-        target, got, load = matched_recall_load(cfg, result.stream, float(seed.recall.mean()))
-        print(
-            f"equal recall: recall_target with target {target:.3f} reaches mean recall "
-            f"{got:.3f} (seed {seed.recall.mean():.3f}) with load {load:.1f} "
-            f"(seed {seed.load.mean():.1f})"
-        )
-        out["load_ratio_recall_target_vs_seed_at_equal_recall"] = load / float(seed.load.mean())
+        print(f"\nequal recall (seed load {seed.load.mean():.1f} reviews / 1000):")
+        for measure, recall_of in RECALL_MEASURES.items():
+            m = match_recall(cfg, result.stream, measure, recall_of(seed))
+            ratio = m.load / float(seed.load.mean())
+            print(
+                f"  {measure:<10} recall ≥ seed's {m.level:.3f}: recall_target with target "
+                f"{m.target:.3f} reaches {m.reached:.3f}, load {m.load:.1f} ({ratio:.3f}× seed)"
+            )
+            out[f"load_ratio_recall_target_vs_seed_at_equal_{measure}_recall"] = ratio
     print("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
     return out
 
@@ -393,6 +433,16 @@ def main(argv: list[str] | None = None) -> int:
                 for n, r in res.runs.items()
             ]
             cells.append(f"static best load {static_best(res.cfg, res.stream)[1]:5.1f}")
+            seed_run = res.runs["seed"]
+            ratios = (
+                match_recall(res.cfg, res.stream, m, recall_of(seed_run)).load
+                / seed_run.load.mean()
+                for m, recall_of in RECALL_MEASURES.items()
+            )
+            cells.append(
+                "recall_target/seed load at equal recall: "
+                + ", ".join(f"{m} {r:.3f}" for m, r in zip(RECALL_MEASURES, ratios, strict=True))
+            )
             print(f"seed {seed}: " + " | ".join(cells))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,38 @@ def test_summary_and_plot(sim, tmp_path, capsys):
     assert set(numbers) >= {"recall_target_coverage", "seed_coverage", "recall_target_load"}
     sim.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run(sim, recall, caught_scale=10):
+    recall = np.asarray(recall, float)
+    violations = np.full(recall.size, 10.0 * caught_scale)
+    zeros = np.zeros(recall.size)
+    return sim.MethodRun("r", recall * violations, violations, zeros, zeros, zeros)
+
+
+def test_recall_measures(sim):
+    run = _run(sim, [0.9] * 18 + [0.5, 0.7])
+    # 95 % of 20 windows = 19: the level held in 19 of them is the second lowest
+    assert run.guaranteed_recall() == pytest.approx(0.7)
+    assert run.guaranteed_recall(coverage=1.0) == pytest.approx(0.5)
+    assert sim.RECALL_MEASURES["mean"](run) == pytest.approx((0.9 * 18 + 1.2) / 20)
+    # pooled weighs windows by their violations
+    weighted = sim.MethodRun(
+        "w", np.array([9.0, 1.0]), np.array([10.0, 100.0]), *(np.zeros(2) for _ in range(3))
+    )
+    assert weighted.pooled_recall() == pytest.approx(10 / 110)
+    assert float(weighted.recall.mean()) == pytest.approx(0.455)
+
+
+def test_match_recall_finds_the_cheapest_target_reaching_the_level(sim):
+    cfg = sim.SimConfig(seed=3, windows=8, uploads_per_window=20_000, timeline=(0.2, 0.5))
+    stream = sim.make_stream(cfg)
+    matched = sim.match_recall(cfg, stream, "guaranteed", 0.6)
+    assert matched.reached >= 0.6 and matched.target <= 0.6 + 0.01
+    # the match is a real run: re-running at its target reproduces what it reports
+    again = replace(cfg, target=matched.target)
+    run = sim.run_method(again, stream, "again", sim.recall_target_adjust(again))
+    assert run.guaranteed_recall() == matched.reached and run.load.mean() == matched.load
+    # asking for more recall never costs fewer reviews
+    higher = sim.match_recall(cfg, stream, "guaranteed", 0.8)
+    assert higher.reached >= 0.8 and higher.load >= matched.load
