@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     review_lease_s: float = Field(
         900, gt=0, description="How long a reviewer's claim on a review item lasts (seconds)."
     )
+    review_audit_max_wait_s: float = Field(
+        3600,
+        ge=0,
+        description="Audit items older than this are claimed before queue items (seconds), "
+        "so recall estimates do not starve behind a busy queue.",
+    )
     adjuster: Literal["recall_target", "seed"] = Field(
         "recall_target",
         description="Threshold adjuster fed by reviews: recall_target (default) or seed.",

@@ -321,6 +321,10 @@ class ReviewItem(Base):
         Index(None, "status", "priority", "created_at"),
         # expired claims go back to the queue
         Index(None, "claim_expires_at"),
+        # audit items waiting too long are claimed first, oldest first (0006)
+        Index(None, "kind", "status", "created_at"),
+        # the adjuster's evidence: a category's queue items over a window (0006)
+        Index(None, "category", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

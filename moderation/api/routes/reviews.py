@@ -34,13 +34,21 @@ def claim_next(
     principal: Reviewer,
     n: Annotated[int, Query(ge=1, le=repo.MAX_CLAIM)] = 1,
 ) -> ClaimedList:
-    """Claim up to ``n`` items (highest priority, then oldest) for ``review_lease_s`` seconds.
+    """Claim up to ``n`` items (highest priority, then oldest; audit items waiting longer than
+    ``review_audit_max_wait_s`` first) for ``review_lease_s`` seconds.
 
     Calling again returns your own live claims first (with a fresh lease)."""
-    lease = state.settings.review_lease_s
+    settings = state.settings
     items = in_transaction(
         state.sessions,
-        lambda s: repo.claim_items(s, reviewer=principal.name, n=n, lease_s=lease, now=utcnow()),
+        lambda s: repo.claim_items(
+            s,
+            reviewer=principal.name,
+            n=n,
+            lease_s=settings.review_lease_s,
+            now=utcnow(),
+            audit_max_wait_s=settings.review_audit_max_wait_s,
+        ),
         give_up_after_s=API_DB_RETRY_S,
     )
     return ClaimedList(items=[ClaimedItemOut.of(i) for i in items])

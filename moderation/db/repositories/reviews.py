@@ -142,26 +142,41 @@ def _claimable_or(reviewer: str, now: dt.datetime) -> Any:
 
 
 def claim_items(
-    session: Session, *, reviewer: str, n: int, lease_s: float, now: dt.datetime
+    session: Session,
+    *,
+    reviewer: str,
+    n: int,
+    lease_s: float,
+    now: dt.datetime,
+    audit_max_wait_s: float | None = None,
 ) -> list[ClaimedItem]:
     """Claim up to ``n`` items for ``reviewer`` until ``now + lease_s``, highest priority first
     (``priority`` is the pipeline's severity-weighted risk, ``policy.review_priority``), then
-    oldest. Runs in the caller's transaction; the claim is visible to others once committed."""
+    oldest. Runs in the caller's transaction; the claim is visible to others once committed.
+
+    Audit items carry their job's low priority, so under load they would wait behind every
+    queue item — and recall estimates would go stale exactly when they matter. With
+    ``audit_max_wait_s``, audit items older than that go first (oldest first).
+    """
     if not reviewer:
         raise ValueError("reviewer must be named")
     if not 1 <= n <= MAX_CLAIM:
         raise ValueError(f"n must be in 1..{MAX_CLAIM}, got {n}")
     if not lease_s > 0:
         raise ValueError(f"lease_s must be positive, got {lease_s}")
-    candidates = (
-        select(ReviewItem.id)
-        .where(_claimable(reviewer, now))
-        .order_by(ReviewItem.priority.desc(), ReviewItem.created_at, ReviewItem.id)
-        .limit(n)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(session.scalars(candidates))
+    ids: list[int] = []
+    if audit_max_wait_s is not None:
+        overdue = _candidates(session, reviewer, now, n).where(
+            ReviewItem.kind == ReviewItemKind.AUDIT,
+            ReviewItem.created_at <= now - dt.timedelta(seconds=audit_max_wait_s),
+        )
+        ids = list(session.scalars(overdue.order_by(ReviewItem.created_at, ReviewItem.id)))
+    if len(ids) < n:
+        rest = _candidates(session, reviewer, now, n - len(ids))
+        if ids:  # our own row locks do not skip them: leave them out explicitly
+            rest = rest.where(ReviewItem.id.not_in(ids))
+        rest = rest.order_by(ReviewItem.priority.desc(), ReviewItem.created_at, ReviewItem.id)
+        ids += session.scalars(rest)
     if not ids:
         return []
     expires = now + dt.timedelta(seconds=lease_s)
@@ -187,6 +202,14 @@ def claim_items(
     )
     items = _load_items(session, [i for i in ids if i in claimed])
     return [items[i] for i in ids if i in claimed]
+
+
+def _candidates(session: Session, reviewer: str, now: dt.datetime, n: int) -> Any:
+    """Claimable item ids, at most ``n``; locked on PostgreSQL, skipping others' locks."""
+    query = select(ReviewItem.id).where(_claimable(reviewer, now)).limit(n)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return query
 
 
 def _load_items(session: Session, ids: Sequence[int]) -> dict[int, ClaimedItem]:

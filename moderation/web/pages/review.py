@@ -176,6 +176,7 @@ def review(request: Request) -> HTMLResponse:
             n=1,
             lease_s=_settings(request).review_lease_s,
             now=state.clock(),
+            audit_max_wait_s=_settings(request).review_audit_max_wait_s,
         )
     return _page(request, claimed[0] if claimed else None, reviewer)
 

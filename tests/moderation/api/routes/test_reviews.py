@@ -88,3 +88,17 @@ def test_unknown_item_is_404_and_wrong_category_422(api, items):
     r = api.client.post("/v1/reviews", json=body, headers=h)
     assert r.status_code == 422 and "weapons" in r.json()["detail"]
     assert api.client.get("/v1/review-queue/next?n=0", headers=h).status_code == 422
+
+
+def test_an_audit_item_past_its_max_wait_is_handed_out_first(api, items):
+    engine = make_engine(api.settings.database_url)
+    try:  # made weeks ago (T0), far past the default hour; lowest priority
+        [audit] = make_items(
+            make_sessionmaker(engine), [(0.1, ReviewItemKind.AUDIT, "sexual", 0.1)]
+        )
+    finally:
+        engine.dispose()
+    assert api.settings.review_audit_max_wait_s == 3600
+    r = api.client.get("/v1/review-queue/next?n=2", headers=api.headers("rita"))
+    assert [i["item_id"] for i in r.json()["items"]] == [audit, items[0]]
+    assert r.json()["items"][0]["kind"] == "audit"

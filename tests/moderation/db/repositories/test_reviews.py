@@ -66,9 +66,9 @@ def sessions(engine):
     return make_sessionmaker(engine)
 
 
-def claim(sessions, reviewer, n=10, lease_s=60, now=T0):
+def claim(sessions, reviewer, n=10, lease_s=60, now=T0, **kw):
     with sessions.begin() as s:
-        return repo.claim_items(s, reviewer=reviewer, n=n, lease_s=lease_s, now=now)
+        return repo.claim_items(s, reviewer=reviewer, n=n, lease_s=lease_s, now=now, **kw)
 
 
 def review(sessions, item_id, reviewer, label="violation", now=T0, **kw):
@@ -96,6 +96,32 @@ def test_claims_go_by_priority_then_age_and_carry_what_a_reviewer_needs(sessions
         log = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "review.claim")).all()
         assert [e.actor for e in log] == ["rita", "sam"]
         assert log[0].details["item_ids"] == sorted([ids[0], ids[1], ids[3]])
+
+
+def test_audit_items_waiting_too_long_are_claimed_before_the_queue(sessions):
+    q, a = ReviewItemKind.QUEUE, ReviewItemKind.AUDIT
+    # created 1 s apart: the two audits are the oldest, but rank last by priority
+    ids = make_items(sessions, [(0.1, a, "sexual", 0.1), (0.2, a, "sexual", 0.2),
+                                (9.0, q, "violence", 0.9), (5.0, q, "sexual", 0.7)])  # fmt: skip
+    wait = 600
+
+    def order(now, n=4, **kw):
+        got = claim(sessions, "rita", n=n, now=now, audit_max_wait_s=wait, **kw)
+        with sessions.begin() as s:  # hand them back for the next look
+            for item in s.scalars(select(ReviewItem).where(ReviewItem.id.in_(ids))):
+                item.status, item.claimed_by, item.claim_expires_at = "open", None, None
+        return [c.item_id for c in got]
+
+    # not yet overdue: priority order, audits last
+    assert order(T0 + dt.timedelta(seconds=wait - 1)) == [ids[2], ids[3], ids[1], ids[0]]
+    # the first audit is overdue: it goes first, the rest by priority
+    assert order(T0 + dt.timedelta(seconds=wait)) == [ids[0], ids[2], ids[3], ids[1]]
+    # both overdue: oldest first, and they fill a small claim on their own
+    assert order(T0 + dt.timedelta(seconds=wait + 1), n=2) == [ids[0], ids[1]]
+    # off (None): priority only, whatever the age
+    later = T0 + dt.timedelta(days=1)
+    got = claim(sessions, "rita", n=1, now=later)
+    assert [c.item_id for c in got] == [ids[2]]
 
 
 def test_expired_leases_return_and_own_claims_come_back(sessions):
