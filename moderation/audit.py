@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -127,6 +128,12 @@ class AuditDesign:
                 hi = mid
         return self.scaled(hi)
 
+    def band_of(self, distance: float) -> AuditBand:
+        """The band of one below-threshold item at ``distance`` > 0 (scalar ``_band_index``:
+        the pipeline draws item by item, where a numpy call per item costs more than this)."""
+        edges = [b.max_distance for b in self.bands]
+        return self.bands[bisect.bisect_left(edges, distance - 1e-12)]
+
     def _band_index(self, distance: NDArray[np.float64]) -> NDArray[np.intp]:
         edges = np.array([b.max_distance for b in self.bands])
         # d > 0 falls in the first band with d <= max_distance; the tolerance keeps float
@@ -147,18 +154,18 @@ class AuditDecision:
     inclusion_probability: float
 
 
-def audit_decision(
-    score: float, threshold: float, design: AuditDesign, rng: np.random.Generator
-) -> AuditDecision:
-    """Draw the audit decision for one item. At/above the threshold the item is reviewed via the
-    queue anyway: ``(False, "above", 1.0)``. Non-finite scores are an error, never a silent skip.
+def audit_decision(score: float, threshold: float, design: AuditDesign, u: float) -> AuditDecision:
+    """The audit decision for one item, given a uniform draw ``u`` in [0, 1) (the caller owns
+    the randomness: the pipeline derives it from the item's id, so a redelivery draws the same).
+    At/above the threshold the item is reviewed via the queue anyway: ``(False, "above", 1.0)``.
+    Non-finite scores are an error, never a silent skip.
     """
     if not (math.isfinite(score) and math.isfinite(threshold)):
         raise ValueError(f"score and threshold must be finite, got {score!r}, {threshold!r}")
     if score >= threshold:
         return AuditDecision(False, ABOVE, 1.0)
-    band = design.bands[int(design._band_index(np.array([threshold - score]))[0])]
-    return AuditDecision(bool(rng.random() < band.rate), band.name, band.rate)
+    band = design.band_of(threshold - score)
+    return AuditDecision(u < band.rate, band.name, band.rate)
 
 
 def audit_decisions(

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from moderation.audit import AuditDesign, audit_decision
@@ -44,7 +43,7 @@ __all__ = [
     "PreScoreHook",
     "ReviewRouter",
     "audit_design_for",
-    "audit_rng",
+    "audit_uniform",
     "build_hooks",
     "queue_review_now",
 ]
@@ -116,12 +115,12 @@ def queue_review_now(session: Session, decided: Sequence[DecidedJob]) -> None:
     )
 
 
-def audit_rng(job_id: int, category: str) -> np.random.Generator:
-    """A generator seeded by (job, category) alone: a redelivered job, another worker, a
-    replay all draw the same audit decision for it (Python's ``hash`` is salted per process,
-    hence blake2b)."""
+def audit_uniform(job_id: int, category: str) -> float:
+    """A uniform draw in [0, 1) fixed by (job, category) alone: a redelivered job, another
+    worker, a replay all draw the same audit decision for it (Python's ``hash`` is salted per
+    process, hence blake2b; its top 53 bits make the double)."""
     digest = hashlib.blake2b(f"audit:{job_id}:{category}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "big"))
+    return (int.from_bytes(digest, "big") >> 11) / 2.0**53
 
 
 def audit_design_for(scale: str) -> AuditDesign:
@@ -180,7 +179,7 @@ class AuditSamplingRouter:
                     log.warning("job %s %s: non-finite score, not audited", d.job_id, category)
                     continue
                 design = self.design(session, category, th)
-                draw = audit_decision(score, th.base, design, audit_rng(d.job_id, category))
+                draw = audit_decision(score, th.base, design, audit_uniform(d.job_id, category))
                 if draw.sampled:
                     drawn.append(
                         AuditSampleRow(

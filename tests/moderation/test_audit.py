@@ -52,7 +52,7 @@ def test_design_is_validated(bands, match):
     ],
 )
 def test_audit_decision_strata(score, expected):
-    d = audit_decision(score, 0.20, DESIGN, np.random.default_rng(0))
+    d = audit_decision(score, 0.20, DESIGN, np.random.default_rng(0).random())
     sampled, stratum, prob = expected
     assert (d.stratum, d.inclusion_probability) == (stratum, prob)
     if sampled is not None:
@@ -63,7 +63,7 @@ def test_audit_decision_refuses_non_finite_input():
     rng = np.random.default_rng(0)
     for score, thr in ((math.nan, 0.2), (math.inf, 0.2), (0.1, math.nan)):
         with pytest.raises(ValueError, match="finite"):
-            audit_decision(score, thr, DESIGN, rng)
+            audit_decision(score, thr, DESIGN, 0.5)
     with pytest.raises(ValueError, match="finite"):
         audit_decisions([0.1, math.nan], 0.2, DESIGN, rng)
 
@@ -80,7 +80,7 @@ def test_sampling_rates_match_the_recorded_probabilities():
         assert abs(rate - b.rate) < 4 * math.sqrt(b.rate * (1 - b.rate) / m.sum()) + 1e-9
     # the scalar and vectorised versions place items in the same bands
     for s, bi in zip(scores[:300], band[:300], strict=True):
-        d = audit_decision(float(s), 0.2, DESIGN, rng)
+        d = audit_decision(float(s), 0.2, DESIGN, rng.random())
         assert d.stratum == ("above" if bi < 0 else DESIGN.bands[bi].name)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
@@ -20,7 +21,7 @@ from moderation.pipeline.hooks import (
     DecidedJob,
     PipelineHooks,
     audit_design_for,
-    audit_rng,
+    audit_uniform,
     build_hooks,
 )
 from moderation.policy import decide
@@ -77,12 +78,12 @@ def test_audits_are_recorded_with_stratum_and_inclusion_probability(ctx):
             band = next(b for b in design.bands if BASE - sample.score <= b.max_distance + 1e-12)
             assert sample.stratum == band.name
             assert sample.inclusion_probability == pytest.approx(rates[band.name])
-    # the draw is the (job, category) generator's first number against the band rate
+    # the draw is the (job, category) uniform against the band rate
     for (job_id, category), score in scores.items():
         if category != "sexual" or score >= BASE:
             continue
         band = next(b for b in design.bands if BASE - score <= b.max_distance + 1e-12)
-        drawn = audit_rng(job_id, category).random() < band.rate
+        drawn = audit_uniform(job_id, category) < band.rate
         assert drawn == any((s.job_id, s.category) == (job_id, category) for s in samples)
     items = {i.job_id: i for i in rows(ctx, ReviewItem)}
     assert items[ids[-1]].kind == ReviewItemKind.QUEUE  # the red one is queued as before
@@ -120,7 +121,7 @@ def test_routing_again_is_deterministic_and_writes_nothing_new(ctx):
             for d in decided
             for c, v in d.scores.items()
             if v < BASE
-            and audit_rng(d.job_id, c).random() < fresh.design(s, c, th[c]).bands[
+            and audit_uniform(d.job_id, c) < fresh.design(s, c, th[c]).bands[
                 next(i for i, b in enumerate(fresh.design(s, c, th[c]).bands)
                      if BASE - v <= b.max_distance + 1e-12)
             ].rate
@@ -142,7 +143,7 @@ def test_non_finite_scores_are_skipped_not_fatal(ctx):
         AuditSamplingRouter(1.0)(s, [DecidedJob(job, decision, values, th)])
     samples = rows(ctx, AuditSample)
     # no scores stored yet: the unscaled preset (0.29 is "near": rate 0.2)
-    drawn = audit_rng(job, "violence").random() < 0.2
+    drawn = audit_uniform(job, "violence") < 0.2
     assert [(a.category, a.inclusion_probability) for a in samples] == (
         [("violence", 0.2)] if drawn else []
     )
@@ -153,3 +154,14 @@ def test_design_for_unknown_scales_falls_back_by_kind():
     assert audit_design_for("logit") == AuditDesign.probability()
     with pytest.raises(ValueError):
         AuditSamplingRouter(1.5)
+
+
+def test_audit_uniform_is_uniform_and_fixed_by_job_and_category():
+    from scipy.stats import kstest
+
+    draws = [audit_uniform(j, c) for j in range(5000) for c in ("sexual", "violence")]
+    assert all(0.0 <= u < 1.0 for u in draws)
+    assert kstest(draws, "uniform").pvalue > 1e-3
+    # the two categories of a job draw independently; the same pair always draws the same
+    assert abs(float(np.corrcoef(draws[::2], draws[1::2])[0, 1])) < 0.05
+    assert audit_uniform(7, "sexual") == audit_uniform(7, "sexual") != audit_uniform(8, "sexual")
