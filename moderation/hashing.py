@@ -45,22 +45,25 @@ __all__ = [
 HASH_BITS = 256
 PDQ_MATCH_THRESHOLD = 31  # PDQ's recommended confident-match distance (of 256 bits)
 PDQ_MIN_QUALITY = 50  # PDQ's guidance: hashes of quality < 50 are too featureless to match
-# Every image is resized (down *or up*, aspect ratio ignored) to HASH_SIDE × HASH_SIDE before
-# hashing. PDQ itself squashes any image to 64×64, so dropping the aspect ratio loses nothing,
-# and a fixed input size matters twice over:
-# - PDQ's 64×64 reduction uses filter windows that depend on the input size, so the same picture
-#   at two sizes hashes further apart than it need be (a 50 % downscale: median 14–20 bits
-#   unnormalised vs 1–5 normalised, seeded synthetic photos);
-# - the windows are mirror-symmetric only when odd (320 / 128 → 3): on 30 photos per aspect
-#   ratio (4:3 … 9:16) flips and 90° rotations, matched through the dihedral variants, land a
-#   median 0 (max 4) bits from the original at 320 × 320, vs 8–16 (max 28) with the longest side
-#   at 512 px as before, and 26–28 (max 40, 75 % recall) at 256 px.
-# Resize 50 % and JPEG q40 move the hash a median 2 bits either way; the nearest unrelated photo
-# stays 94 bits away. Cost (CPU, dihedral, on the decode threads for every image): 3.7 ms for a
-# 64×64 image vs 15.5 upscaled to 512; 5.0 vs 11.5 ms at 640×480; the same ~14 ms at 1920×1080,
-# where the resize dominates. The price: our hashes differ from reference PDQ on the raw pixels,
-# which matters only when importing hash lists computed elsewhere.
-HASH_SIDE = 320
+# Every image is box-averaged (down *or up*, aspect ratio ignored) to HASH_SIDE × HASH_SIDE
+# = 64 × 64 before hashing: exactly the grid PDQ reduces any image to, so PDQ's own filtering
+# and decimation become the identity and the hash is the DCT of the area-averaged luminance.
+# A fixed input size matters twice over:
+# - PDQ's reduction uses filter windows that depend on the input size, so the same picture at
+#   two sizes hashes further apart than it need be (a 50 % downscale: median 14–20 bits
+#   unnormalised vs 2–4 normalised, seeded synthetic photos);
+# - mirror symmetry: flips and 90° rotations, matched through the dihedral variants, must land
+#   on the variant computed from the original's DCT. An exact area average (PIL's BOX *without*
+#   ``reducing_gap``, whose integer pre-reduction starts at the top-left corner) is symmetric:
+#   median 0–2, max 8 bits at 4:3, 16:9, 9:16, 1:1 and odd sizes; with ``reducing_gap`` max 14.
+#   Of PDQ's own reductions only odd windows are symmetric (320 → 3: as good; 128, 256: not).
+# Against the previous 320 × 320 input (bench_bank, 200 photos): the same recall for resize,
+# JPEG, flips and crop windows (centred 3 % crops 65.5 vs 56.5 %), the nearest unrelated photo
+# 90 bits away (86 before), at ~3× less CPU on the decode threads, where every image is hashed:
+# 0.9 vs 5.2 ms for a 64×64 image, 1.4 vs 4.1 ms at 640×480, 4.9 vs 9.3 ms at 1920×1080.
+# The price: our hashes differ from reference PDQ on the raw pixels, which matters only when
+# importing hash lists computed elsewhere; entries hashed the old ways stay within 16 bits.
+HASH_SIDE = 64
 
 # Order of pdqhash.compute_dihedral's outputs (pdqhash README). "flip_h" mirrors left↔right.
 DIHEDRAL_VARIANTS: tuple[str, ...] = (
@@ -127,9 +130,9 @@ def compute_pdq(image: Image.Image, *, dihedral: bool = False, side: int = HASH_
     variants in the same pass (the DCT is shared, so it costs little more)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if rgb.size != (side, side):
-        # BOX, not LANCZOS: PDQ box-filters down to 64×64 itself, so the filter barely matters
-        # (0 bits apart on the samples when it was measured) at a half to a third of the CPU
-        rgb = rgb.resize((side, side), Image.Resampling.BOX, reducing_gap=2.0)
+        # an exact area average; no reducing_gap: its corner-anchored pre-reduction breaks
+        # mirror symmetry (see HASH_SIDE)
+        rgb = rgb.resize((side, side), Image.Resampling.BOX)
     pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if dihedral:
         vectors, quality = pdqhash.compute_dihedral(pixels)

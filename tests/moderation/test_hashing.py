@@ -8,6 +8,8 @@ from PIL import Image
 
 from moderation.hashing import (
     DIHEDRAL_VARIANTS,
+    HASH_SIDE,
+    PDQ_MATCH_THRESHOLD,
     PdqHash,
     compute_crop_hashes,
     compute_pdq,
@@ -41,22 +43,28 @@ def test_hex_matches_reference_bit_order(photo):
     """ThreatExchange's encoding: the bit vector read as one big-endian binary number."""
     import pdqhash
 
-    resized = photo.resize((320, 320), Image.Resampling.BOX, reducing_gap=2.0)
+    resized = photo.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
     bits, _ = pdqhash.compute(np.asarray(resized))
     expected = f"{int(''.join(str(int(b)) for b in bits), 2):064x}"
     assert compute_pdq(photo).hex == expected
 
 
-def test_cheap_resize_keeps_hashes_of_banks_hashed_with_lanczos(photo):
-    """Entries banked before the resize became BOX (LANCZOS) still match their images."""
+def test_entries_hashed_the_old_way_still_match_their_images():
+    """Entries banked when hashing was LANCZOS to a 512 px longest side stay well inside the
+    match threshold of today's hashes of the same images (measured on 120 photo × size pairs:
+    median 8, max 16 bits — the same as with the 320 × 320 input of the previous version)."""
     import pdqhash
 
-    for image in (photo, photo.resize((1536, 1152)), photo.resize((300, 225))):
-        scale = 512 / max(image.size)
-        size = (round(image.width * scale), round(image.height * scale))
-        bits, _ = pdqhash.compute(np.asarray(image.resize(size, Image.Resampling.LANCZOS)))
-        lanczos = np.packbits(bits.astype(np.uint8)).tobytes().hex()
-        assert hamming(compute_pdq(image).hex, lanczos) <= 8
+    distances = []
+    for seed in range(8):
+        photo = synthetic_photo(200 + seed, (640, 480))
+        for image in (photo, photo.resize((1536, 1152)), photo.resize((300, 225))):
+            scale = 512 / max(image.size)
+            size = (round(image.width * scale), round(image.height * scale))
+            bits, _ = pdqhash.compute(np.asarray(image.resize(size, Image.Resampling.LANCZOS)))
+            lanczos = np.packbits(bits.astype(np.uint8)).tobytes().hex()
+            distances.append(hamming(compute_pdq(image).hex, lanczos))
+    assert max(distances) <= 16 < PDQ_MATCH_THRESHOLD and np.median(distances) <= 10
 
 
 def test_hex_round_trips_through_words(photo):
@@ -88,14 +96,24 @@ def test_dihedral_variants_name_the_transform(photo):
     assert pdq.hex == compute_pdq(photo).hex
     mirrored = compute_pdq(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     by_name = dict(pdq.queries())
-    # PDQ's box filters are not mirror-symmetric, so the DCT-derived variant sits a few bits
-    # (8–20 on these images) from the hash of the really mirrored pixels — well inside 31
-    assert hamming(by_name["flip_h"], mirrored.hex) <= 24
+    # the DCT-derived variant sits a few bits from the hash of the really mirrored pixels: the
+    # 64×64 box average of a non-multiple size is not exactly mirror-symmetric — well inside 31
+    assert hamming(by_name["flip_h"], mirrored.hex) <= 10
     assert min(hamming(h, mirrored.hex) for _, h in pdq.queries()) == hamming(
         by_name["flip_h"], mirrored.hex
     )
     assert hamming(pdq.hex, mirrored.hex) > 64  # PDQ itself is not mirror-invariant
     assert [name for name, _ in pdq.queries(with_variants=False)] == ["original"]
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (720, 1280), (641, 479), (97, 61)])
+def test_flips_and_rotations_land_near_a_dihedral_variant_at_any_aspect(size):
+    photo = synthetic_photo(100, size)
+    pdq = compute_pdq(photo, dihedral=True)
+    for op in (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90,
+               Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_270):  # fmt: skip
+        moved = compute_pdq(photo.transpose(op)).hex
+        assert min(hamming(h, moved) for _, h in pdq.queries()) <= 10
 
 
 def test_resize_normalisation_makes_scale_cheap(photo):
