@@ -118,7 +118,11 @@ class Image(Base):
 
 
 class ImageBlob(Base):
-    """The uploaded bytes, kept apart from ``images`` so listing images never reads them."""
+    """The uploaded bytes, kept apart from ``images`` so listing images never reads them.
+
+    On PostgreSQL ``data`` is stored EXTERNAL (out of line, never compressed; migration 0007):
+    image formats are compressed already, and pglz's attempt only burned server CPU.
+    """
 
     __tablename__ = "image_blobs"
 

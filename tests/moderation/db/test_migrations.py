@@ -120,3 +120,25 @@ def test_postgres_only_indexes_match_the_orm(pg_url):
     finally:
         engine.dispose()
     assert set(migrated) == set(names)
+
+
+def _blob_storage(url: str) -> str:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(
+                text(
+                    "SELECT attstorage FROM pg_attribute "
+                    "WHERE attrelid = 'image_blobs'::regclass AND attname = 'data'"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_image_bytes_are_stored_uncompressed_on_postgres(empty_pg_url):
+    """Uploads are compressed formats: pglz only costs CPU (migration 0007)."""
+    upgrade(empty_pg_url)
+    assert _blob_storage(empty_pg_url) == "e"  # EXTERNAL
+    downgrade(empty_pg_url, "0006")
+    assert _blob_storage(empty_pg_url) == "x"  # EXTENDED, PostgreSQL's default for bytea
