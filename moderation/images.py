@@ -7,7 +7,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -65,6 +65,7 @@ def decode_image(
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
     opened = _open(data)
+    rgb = None
     try:
         width, height = opened.size
         if width <= 0 or height <= 0:
@@ -77,7 +78,8 @@ def decode_image(
         fmt = str(opened.format)
         rgb = _load_rgb(opened)
     finally:
-        opened.close()
+        if rgb is not opened:  # a loaded RGB image is returned as is: closing would free it
+            opened.close()
     return DecodedImage(
         image=rgb,
         sha256=sha256_hex(data),
@@ -116,7 +118,10 @@ def _load_rgb(opened: Image.Image) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened.seek(0)
             opened.load()
-            oriented = ImageOps.exif_transpose(opened)
+            # exif_transpose copies the pixels even when there is nothing to turn (a copy
+            # costs ~1.5 ms at 640×480 on this machine, half a JPEG decode)
+            upright = opened.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1)
+            oriented = opened if upright else ImageOps.exif_transpose(opened)
             rgb = _to_rgb(oriented if oriented is not None else opened)
     except ImageRejected:
         raise
@@ -129,10 +134,11 @@ def _load_rgb(opened: Image.Image) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy; transparency is composited onto white (what a viewer shows)."""
+    """RGB (the image itself if it already is); transparency is composited onto white (what a
+    viewer shows)."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
