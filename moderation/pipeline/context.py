@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 from moderation.config import Settings
 from moderation.db.repositories.images import load_payloads
@@ -19,7 +20,7 @@ from moderation.scoring import Scorer
 from .decode import Decoder
 from .hooks import PipelineHooks, build_hooks
 
-__all__ = ["PipelineContext", "build_context"]
+__all__ = ["PipelineContext", "build_context", "limit_blas_threads"]
 
 
 @dataclass
@@ -43,6 +44,17 @@ class PipelineContext:
         self.decoder.close()
 
 
+def limit_blas_threads() -> None:
+    """One thread for numpy's BLAS (OpenBLAS) in a pipeline process.
+
+    The pipeline's own BLAS work is small (one [images × dim] · [dim × phrasings] product per
+    batch) while decode threads and the model's own pool (torch's OpenMP, ONNX Runtime — not
+    touched here) keep the cores busy; OpenBLAS's extra threads then only spin-wait. Measured
+    with the fake scorer on 640×480 JPEGs: 14.6 → 9.4 ms of CPU per job, same wall time.
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def build_context(
     settings: Settings,
     scorer: Scorer,
@@ -52,7 +64,8 @@ def build_context(
     decode_threads: int = 2,
     on_callbacks_due: Callable[[Sequence[int]], None] | None = None,
 ) -> PipelineContext:
-    """The context the worker and ``moderation scan`` both run the pipeline with."""
+    """The context the worker and ``moderation scan`` both run the pipeline with (building it
+    also limits this process's BLAS threads, ``limit_blas_threads``)."""
     try:
         min_tier = RiskTier(settings.callback_min_tier)
     except ValueError:
@@ -64,6 +77,7 @@ def build_context(
     def load(job_ids: Sequence[int]) -> dict:  # type: ignore[type-arg]
         return in_transaction(sessions, lambda s: load_payloads(s, job_ids))
 
+    limit_blas_threads()
     decoder = Decoder(
         load,
         max_bytes=settings.max_upload_bytes,

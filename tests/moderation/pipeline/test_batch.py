@@ -191,3 +191,11 @@ def test_thresholds_file_overrides_the_preset_in_the_pipeline(ctx, tmp_path):
     ctx.thresholds_file = overrides
     again = submit(ctx, png_bytes((129, 0, 0)))
     assert run_batch(ctx, again).tiers == {again[0]: RiskTier.EXTREME}
+
+
+def test_a_pipeline_process_runs_numpy_blas_on_one_thread(ctx):
+    """Building the context (it is built above) limits OpenBLAS: its idle threads spin."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
