@@ -33,7 +33,7 @@ import httpx
 import psycopg
 import redis
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -135,6 +135,7 @@ class Bench:
             "MODERATION_API_PORT": str(self.port),
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._poll_engine: Engine | None = None
 
     def start(self, *argv: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
@@ -155,6 +156,9 @@ class Bench:
         proc.wait()
 
     def fresh_db(self) -> None:
+        if self._poll_engine is not None:  # its pooled connection would block DROP DATABASE
+            self._poll_engine.dispose()
+            self._poll_engine = None
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.db}"')
@@ -163,6 +167,8 @@ class Bench:
     def cleanup(self) -> None:
         for proc in self.procs:
             self.stop(proc)
+        if self._poll_engine is not None:
+            self._poll_engine.dispose()
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
         r = redis.Redis.from_url(REDIS)
@@ -171,43 +177,47 @@ class Bench:
             r.delete(*keys)
 
     def submit_all(self, payloads: list[bytes]) -> None:
+        """POST ``payloads`` to the batch endpoint, ``--chunk`` images per request, as multipart
+        files (raw bytes, what an upload pipeline sends) or JSON with base64 (``--upload``)."""
         chunk = self.args.chunk
-        bodies = [
-            {
-                "jobs": [
-                    {"image_base64": base64.b64encode(p).decode()} for p in payloads[i : i + chunk]
-                ]
-            }
-            for i in range(0, len(payloads), chunk)
-        ]
+        chunks = [payloads[i : i + chunk] for i in range(0, len(payloads), chunk)]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120) as client:
 
-            def post(body: dict) -> None:  # type: ignore[type-arg]
-                r = client.post("/v1/jobs/batch", json=body, headers=headers)
+            def post(images: list[bytes]) -> None:
+                if self.args.upload == "json":
+                    body = {
+                        "jobs": [{"image_base64": base64.b64encode(p).decode()} for p in images]
+                    }
+                    r = client.post("/v1/jobs/batch", json=body, headers=headers)
+                else:
+                    files = [("files", (f"{i}.jpg", p, "image/jpeg")) for i, p in enumerate(images)]
+                    r = client.post("/v1/jobs/batch", files=files, headers=headers)
                 r.raise_for_status()
 
             with cf.ThreadPoolExecutor(self.args.clients) as pool:
-                list(pool.map(post, bodies))
+                list(pool.map(post, chunks))
 
     def finished(self) -> int:
-        engine = make_engine(self.url)
-        try:
-            with engine.connect() as conn:
-                return int(
-                    conn.scalar(
-                        select(func.count())
-                        .select_from(Job)
-                        .where(Job.status.in_((JobStatus.SCORED, JobStatus.FAILED)))
-                    )
-                    or 0
+        # one engine per database for the whole poll (a new engine per poll cost this client
+        # more CPU than the API spent per job — on the cores the pipeline needs)
+        if self._poll_engine is None or self._poll_engine.url.database != self.db:
+            if self._poll_engine is not None:
+                self._poll_engine.dispose()
+            self._poll_engine = make_engine(self.url, pool_size=1)
+        with self._poll_engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(Job.status.in_((JobStatus.SCORED, JobStatus.FAILED)))
                 )
-        finally:
-            engine.dispose()
+                or 0
+            )
 
     def wait_finished(self, n: int) -> None:
         while self.finished() < n:
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     def api(self) -> subprocess.Popen[bytes]:
         proc = self.start("api", "--workers", str(self.args.api_workers))
@@ -244,6 +254,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=256, help="images per batch request")
     parser.add_argument("--clients", type=int, default=4, help="concurrent submitting clients")
+    parser.add_argument(
+        "--upload",
+        choices=("multipart", "json"),
+        default="multipart",
+        help="batch requests as multipart files or JSON with base64 bytes",
+    )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
     args = parser.parse_args()
@@ -288,7 +304,7 @@ def main() -> None:
     raw_after, _ = raw_scorer(args, payloads[: min(len(payloads), 2000)])
     print(
         f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
-        f" chunk={args.chunk} clients={args.clients} cores={os.cpu_count()}"
+        f" chunk={args.chunk} clients={args.clients} upload={args.upload} cores={os.cpu_count()}"
     )
     n = args.jobs
     per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}
