@@ -149,6 +149,8 @@ class Job(Base):
         Index(None, "error_code", "finished_at"),
         # upload pipelines look their jobs up by their own id
         Index(None, "external_id"),
+        # idempotent intake: a retried insert finds the jobs its lost COMMIT did write (0008)
+        Index("uq_jobs_intake_key", "intake_key", unique=True),
         # v_throughput_per_minute over a window: index-only range scan on the minute bucket
         postgres_only_index(
             "ix_jobs_finished_minute",
@@ -171,6 +173,8 @@ class Job(Base):
         ForeignKey("images.id", ondelete="RESTRICT"), index=True, nullable=False
     )
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # set by the API per submission before its insert transaction (see create_jobs)
+    intake_key: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32), nullable=False, default="api")
     submitted_by: Mapped[str | None] = mapped_column(String(100))
     priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)

@@ -28,6 +28,8 @@ class Submission:
     submitted_by: str | None = None
     priority: int = 0
     callback_url: str | None = None
+    # names the submission across re-runs of its insert transaction (``create_jobs``)
+    intake_key: str | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, **fields: object) -> Submission:
@@ -60,6 +62,7 @@ def register_submissions(
                 submitted_by=s.submitted_by,
                 priority=s.priority,
                 callback_url=s.callback_url,
+                intake_key=s.intake_key,
             )
             for s in submissions
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -133,6 +134,8 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
             submitted_by=principal.name,
             priority=item.priority,
             callback_url=item.callback_url,
+            # a re-run of the transaction below after a lost COMMIT finds these jobs
+            intake_key=uuid.uuid4().hex,
         )
         for item in items
     ]

@@ -40,6 +40,7 @@ class NewJob:
     submitted_by: str | None = None
     priority: int = 0
     callback_url: str | None = None
+    intake_key: str | None = None  # unique; a job with a known key is not inserted again
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,25 @@ def create_jobs(
 ) -> list[int]:
     """Insert queued jobs; ids in input order.
 
+    A job whose ``intake_key`` already exists is not inserted again: its existing id is
+    returned. That makes a transaction re-run after an unknown COMMIT outcome harmless (the
+    API keys every submission before its first attempt).
+
     ``publishing``: the caller publishes right after the commit, so ``enqueued_at`` is set now
     (saving an UPDATE per job); if that publish fails it must be reset to NULL.
     """
+    keys = [j.intake_key for j in jobs if j.intake_key is not None]
+    known: dict[str | None, int] = {}
+    if keys:
+        query = select(JOBS.c.intake_key, JOBS.c.id).where(JOBS.c.intake_key.in_(keys))
+        known = dict(session.execute(query).all())  # type: ignore[arg-type]
+    fresh = [j for j in jobs if j.intake_key not in known]
     rows = [
         Job(
             image_id=j.image_id,
             source=j.source,
             external_id=j.external_id,
+            intake_key=j.intake_key,
             submitted_by=j.submitted_by,
             priority=j.priority,
             callback_url=j.callback_url,
@@ -84,11 +96,12 @@ def create_jobs(
             submitted_at=now,
             enqueued_at=now if publishing else None,
         )
-        for j in jobs
+        for j in fresh
     ]
     session.add_all(rows)
     session.flush()
-    return [row.id for row in rows]
+    new_ids = iter(row.id for row in rows)
+    return [known[j.intake_key] if j.intake_key in known else next(new_ids) for j in jobs]
 
 
 def mark_enqueued(session: Session, job_ids: Sequence[int], now: dt.datetime | None) -> None:

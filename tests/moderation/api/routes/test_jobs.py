@@ -49,6 +49,9 @@ def test_json_batch_makes_one_job_per_image_and_few_messages(api):
     assert r.status_code == 202, r.text
     assert len({j["id"] for j in r.json()}) == 20
     assert api.queued_messages() == 2  # 20 jobs in messages of batch_size=16
+    # every submission is keyed before its insert transaction (a re-run finds, not duplicates)
+    keys = [job.intake_key for job in jobs_in_db(api).values()]
+    assert len(set(keys)) == 20 and all(k and len(k) == 32 for k in keys)
 
 
 def test_bad_requests_get_clear_errors(api):
