@@ -19,10 +19,10 @@ from moderation.images import sha256_hex
 from moderation.scoring import Scorer
 
 from .batch import BatchError, run_batch
-from .context import build_context
+from .context import PipelineContext, build_context
 from .intake import Submission, register_submissions
 
-__all__ = ["IMAGE_SUFFIXES", "ScanReport", "find_images", "scan_paths"]
+__all__ = ["IMAGE_SUFFIXES", "INTAKE_CHUNK", "ScanReport", "find_images", "scan_paths"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -63,6 +63,12 @@ def _submissions(paths: Sequence[Path]) -> list[Submission]:
     return subs
 
 
+# Files registered (and scored) per step: bounds memory, the size of each statement (PostgreSQL
+# takes at most 65,535 parameters in one) and what a crash mid-scan leaves to redo.
+INTAKE_CHUNK = 1000
+REPORT_CHUNK = 10_000  # job ids per IN (…) of the report queries
+
+
 def scan_paths(
     settings: Settings,
     scorer: Scorer,
@@ -70,47 +76,65 @@ def scan_paths(
     paths: Sequence[Path],
     *,
     on_progress: Callable[[int], None] = lambda n: None,
+    intake_chunk: int = INTAKE_CHUNK,
 ) -> ScanReport:
-    """Queue one job per file and run them through ``run_batch`` — the worker's code path."""
-    ids = in_transaction(sessions, lambda s: register_submissions(s, _submissions(paths), utcnow()))
+    """Queue one job per file and run them through ``run_batch`` — the worker's code path —
+    ``intake_chunk`` files at a time."""
     ctx = build_context(settings, scorer, sessions, worker=f"scan@{socket.gethostname()}")
+    ids: list[int] = []
     try:
-        batches = [
-            ids[i : i + settings.batch_size] for i in range(0, len(ids), settings.batch_size)
-        ]
-        for i, batch in enumerate(batches):
-            upcoming = batches[i + 1] if i + 1 < len(batches) else []
-            # What redelivery does for the worker: try again; attempts end in quarantine.
-            for _ in range(settings.max_attempts + 1):
-                try:
-                    run_batch(ctx, batch, upcoming=upcoming)
-                    break
-                except BatchError:
-                    continue
-            on_progress(len(batch))
+        for start in range(0, len(paths), intake_chunk):
+            chunk = _register(sessions, _submissions(paths[start : start + intake_chunk]))
+            ids += chunk
+            _score_all(ctx, settings, chunk, on_progress)
     finally:
         ctx.close()
     return in_transaction(sessions, lambda s: _report(s, ids, scorer.model_id))
 
 
+def _register(sessions: sessionmaker[Session], subs: list[Submission]) -> list[int]:
+    return in_transaction(sessions, lambda s: register_submissions(s, subs, utcnow()))
+
+
+def _score_all(
+    ctx: PipelineContext, settings: Settings, ids: list[int], on_progress: Callable[[int], None]
+) -> None:
+    batches = [ids[i : i + settings.batch_size] for i in range(0, len(ids), settings.batch_size)]
+    for i, batch in enumerate(batches):
+        upcoming = batches[i + 1] if i + 1 < len(batches) else []
+        # What redelivery does for the worker: try again; attempts end in quarantine.
+        for _ in range(settings.max_attempts + 1):
+            try:
+                run_batch(ctx, batch, upcoming=upcoming)
+                break
+            except BatchError:
+                continue
+        on_progress(len(batch))
+
+
 def _report(session: Session, ids: list[int], scorer: str) -> ScanReport:
     report = ScanReport(job_ids=ids, scorer=scorer)
+    for start in range(0, len(ids), REPORT_CHUNK):
+        _add_to_report(session, report, ids[start : start + REPORT_CHUNK])
+    return report
+
+
+def _add_to_report(session: Session, report: ScanReport, ids: list[int]) -> None:
     rows = session.execute(
         select(Score.category, Score.tier, func.count())
         .where(Score.job_id.in_(ids))
         .group_by(Score.category, Score.tier)
     ).all()
     for category, tier, n in rows:
-        report.tiers.setdefault(category, {})[str(tier)] = int(n)
-
+        tiers = report.tiers.setdefault(category, {})
+        tiers[str(tier)] = tiers.get(str(tier), 0) + int(n)
     for tier, n in session.execute(
         select(Decision.tier, func.count()).where(Decision.job_id.in_(ids)).group_by(Decision.tier)
     ).all():
-        report.decisions[str(tier)] = int(n)
+        report.decisions[str(tier)] = report.decisions.get(str(tier), 0) + int(n)
     failed = session.execute(
         select(Job.external_id, Job.error_code, Job.error)
         .where(Job.id.in_(ids), Job.status.in_((JobStatus.FAILED, JobStatus.QUARANTINED)))
         .order_by(Job.id)
     ).all()
-    report.failures = [(str(p), str(c), str(e)) for p, c, e in failed]
-    return report
+    report.failures += [(str(p), str(c), str(e)) for p, c, e in failed]

@@ -37,3 +37,47 @@ def test_scan_scores_a_folder_and_reports_failures(tmp_path: Path):
 def test_scan_of_an_empty_folder_is_a_clear_error(tmp_path: Path):
     result = run_cli("scan", str(tmp_path), "--url", f"sqlite:///{tmp_path / 'x.sqlite3'}")
     assert result.returncode == 2 and "no image files" in result.stderr
+
+
+def test_a_folder_is_registered_and_scored_in_chunks(tmp_path: Path, sqlite_url: str):
+    """Bounded statements and memory: files go in ``intake_chunk`` at a time."""
+    from moderation.config import Settings
+    from moderation.db.migrate import upgrade
+    from moderation.db.session import make_sessionmaker
+    from moderation.pipeline.scan import find_images, scan_paths
+    from moderation.scorers import build_scorer
+
+    for i in range(7):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes((30 * i, 5, 5)))
+    (tmp_path / "z-empty.png").write_bytes(b"")
+    upgrade(sqlite_url)
+    settings = Settings(_env_file=None, database_url=sqlite_url, backend="fake", batch_size=2)
+    engine = make_engine(sqlite_url)
+    progress: list[int] = []
+    report = scan_paths(
+        settings,
+        build_scorer(settings),
+        make_sessionmaker(engine),
+        find_images(tmp_path),
+        on_progress=progress.append,
+        intake_chunk=3,
+    )
+    engine.dispose()
+    assert len(report.job_ids) == 8 and sum(progress) == 8
+    assert progress == [2, 1, 2, 1, 2]  # chunks of 3, 3, 2 files; batches of 2 within each
+    assert sum(report.decisions.values()) == 7
+    assert [f[1] for f in report.failures] == ["empty"]
+
+
+def test_the_report_of_a_huge_scan_stays_under_the_parameter_limit(pg_url: str):
+    """PostgreSQL refuses statements with more than 65,535 parameters."""
+    from moderation.db.session import make_sessionmaker, session_scope
+    from moderation.pipeline.scan import _report
+
+    engine = make_engine(pg_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            report = _report(session, list(range(1, 70_001)), "fake")
+    finally:
+        engine.dispose()
+    assert report.decisions == {} and report.failures == [] and len(report.job_ids) == 70_000
