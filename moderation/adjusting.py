@@ -211,24 +211,24 @@ def thresholds_in_force(
 ) -> dict[str, CategoryThresholds]:
     """The thresholds the pipeline decides with now (``resolve_thresholds``).
 
-    The score scale of each category comes from ``scorer`` (built from ``settings`` when not
-    given: the catalog and backend, as a worker would) — or, with ``scale``, every category
-    that has a version or routed items is taken to be on that one scale (no model loaded).
+    The score scale of each category comes from ``scorer`` — when not given, from
+    ``scorer_profile(settings)``: the catalog and backend a worker would use, no model loaded
+    — or, with ``scale``, every category that has a version or routed items is taken to be on
+    that one scale.
     """
     if scale is not None:
         names = set(reviewed_categories(session)) | set(versions.active_versions(session))
         return versions.resolve_thresholds(
             session, dict.fromkeys(sorted(names), scale), thresholds_file=settings.thresholds_file
         )
-    if scorer is None:
-        from moderation.scorers import build_scorer  # heavy: loads the model
+    from moderation.scorers import scorer_profile
 
-        scorer = build_scorer(settings)
+    profile = scorer if scorer is not None else scorer_profile(settings)
     return versions.resolve_thresholds(
         session,
-        scorer.scales,
-        scorer.severities,
-        scorer.base_thresholds,
+        profile.scales,
+        profile.severities,
+        profile.base_thresholds,
         thresholds_file=settings.thresholds_file,
     )
 

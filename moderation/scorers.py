@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -45,10 +46,12 @@ __all__ = [
     "EmbeddingScorer",
     "PatternVectorCache",
     "ScorerConfigError",
+    "ScorerProfile",
     "build_scorer",
     "score_isolating",
     "score_keeping_vectors",
     "scorer_embedder",
+    "scorer_profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,6 +202,30 @@ class ClassifierScorer:
         ]
 
 
+@dataclass(frozen=True)
+class ScorerProfile:
+    """What thresholds need from a scorer — each category's score scale and severity, and the
+    catalog's base thresholds — without its model (``scorer_profile``)."""
+
+    scales: dict[str, str]
+    severities: dict[str, int]
+    base_thresholds: dict[str, float]
+
+    @classmethod
+    def merged(cls, parts: Sequence[Scorer | ScorerProfile]) -> ScorerProfile:
+        """Earlier parts win shared categories; a base threshold counts only on its winner's
+        scale (the ``CombinedScorer`` rule)."""
+        scales = _first_wins(p.scales for p in parts)
+        return cls(
+            scales,
+            _first_wins(p.severities for p in parts),
+            _first_wins(
+                {c: v for c, v in p.base_thresholds.items() if p.scales.get(c) == scales[c]}
+                for p in parts
+            ),
+        )
+
+
 class CombinedScorer:
     """Implements ``Scorer`` over several scorers; earlier ones win shared categories.
 
@@ -212,12 +239,10 @@ class CombinedScorer:
         self.scorers = tuple(scorers)
         self.model_id = "+".join(s.model_id for s in self.scorers)
         self.catalog_version = next((s.catalog_version for s in scorers if s.catalog_version), "")
-        self.scales = _first_wins(s.scales for s in self.scorers)
-        self.severities = _first_wins(s.severities for s in self.scorers)
-        self.base_thresholds = _first_wins(
-            {c: v for c, v in s.base_thresholds.items() if s.scales.get(c) == self.scales[c]}
-            for s in self.scorers
-        )
+        profile = ScorerProfile.merged(self.scorers)
+        self.scales = profile.scales
+        self.severities = profile.severities
+        self.base_thresholds = profile.base_thresholds
         self.categories = tuple(self.scales)
 
     def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
@@ -290,9 +315,8 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
     from moderation.embedders.registry import load_classifier, load_embedder
 
     catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
-    names = ["open_nsfw"] if settings.backend == "open_nsfw" else settings.classifiers
     classifiers = []
-    for name in dict.fromkeys(names):
+    for name in _classifier_names(settings):
         classifier = load_classifier(name, batch_size=settings.batch_size)
         severity = catalog.severities.get(classifier.category, DEFAULT_CLASSIFIER_SEVERITY)
         classifiers.append(ClassifierScorer(classifier, severity))
@@ -309,3 +333,31 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
         embedder = load_embedder(settings.backend)
     scorer = EmbeddingScorer(embedder, catalog, PatternVectorCache(settings.pattern_cache_dir))
     return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+
+
+def _classifier_names(settings: Settings) -> list[str]:
+    names = ["open_nsfw"] if settings.backend == "open_nsfw" else settings.classifiers
+    return list(dict.fromkeys(names))
+
+
+def scorer_profile(settings: Settings, catalog: Catalog | None = None) -> ScorerProfile:
+    """The scales, severities and base thresholds ``build_scorer(settings)`` would have, read
+    from the settings, the backends' classes and the catalog — no weights loaded. What the
+    threshold adjuster needs in a process that holds no model (the ops worker, the CLI)."""
+    from moderation.embedders.registry import CLASSIFIERS, EMBEDDERS, resolve
+
+    catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
+    parts = []
+    for name in _classifier_names(settings):
+        cls = resolve(name, CLASSIFIERS)  # the class only: its category and scale
+        severity = catalog.severities.get(cls.category, DEFAULT_CLASSIFIER_SEVERITY)
+        parts.append(ScorerProfile({cls.category: cls.scale}, {cls.category: severity}, {}))
+    if settings.backend == "open_nsfw":
+        return parts[0]
+    if settings.backend not in EMBEDDERS:
+        resolve(settings.backend, EMBEDDERS)  # raises BackendUnavailable, as build_scorer would
+    # EmbeddingScorer: every catalog category on "<embedder name>_cosine"; the registry's
+    # names are the embedders' own (EmbedderInfo.name)
+    scales = dict.fromkeys(catalog.category_names, f"{settings.backend}_cosine")
+    parts.append(ScorerProfile(scales, dict(catalog.severities), dict(catalog.thresholds)))
+    return parts[0] if len(parts) == 1 else ScorerProfile.merged(parts)

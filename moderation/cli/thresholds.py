@@ -292,7 +292,8 @@ def adjust(
     scale: str | None = typer.Option(
         None,
         "--scale",
-        help="Score scale of every category (default: the configured scorer's, which loads it).",
+        help="Score scale of every category (default: the configured scorer's, from the "
+        "settings and catalog; no model is loaded).",
     ),
     horizon_s: float | None = typer.Option(
         None, "--horizon-s", min=1, help="Evidence window (default: MODERATION_ADJUST_HORIZON_S)."

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from moderation.adjusting import adjust_thresholds, propose
+from moderation.catalog import load_catalog
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import AuditLogEntry, AuditSample, Image, Job, Review, ReviewItem
 from moderation.db.repositories import thresholds as versions
@@ -138,3 +139,19 @@ def test_cli_adjust_dry_run_then_write(db_url):
     fails("thresholds", "adjust", "--adjuster", "magic", *u, match="--adjuster must be one of")
     fails("thresholds", "adjust", "--category", "weapons", "--url", db_url, "--scale",
           "probability", match="weapons")  # fmt: skip
+
+
+def test_thresholds_in_force_never_loads_a_model(db_url, settings_factory, monkeypatch):
+    """The hourly beat task runs in the ops worker, which holds no model: loading GME there
+    every hour would cost minutes and gigabytes. The scales come from ``scorer_profile``."""
+    import moderation.scorers as scorers
+    from moderation.adjusting import thresholds_in_force
+
+    def refuse(*_a, **_k):
+        raise AssertionError("build_scorer called")
+
+    monkeypatch.setattr(scorers, "build_scorer", refuse)
+    settings = settings_factory(backend="fake", database_url=db_url)
+    with db_session(db_url) as s:
+        th = thresholds_in_force(s, settings)
+    assert th["sexual"].scale == "fake_cosine" and set(th) == set(load_catalog().category_names)

@@ -25,6 +25,7 @@ from moderation.scorers import (
     score_isolating,
     score_keeping_vectors,
     scorer_embedder,
+    scorer_profile,
 )
 from moderation.scoring import Scorer
 from tests.samples import sample_images
@@ -228,6 +229,29 @@ def test_build_scorer_backends(settings_factory, tmp_path):
     assert build_scorer(settings_factory(backend="fake", catalog_file=custom)).categories == (
         "drugs",
     )
+
+
+def _profile_of(scorer):
+    return (dict(scorer.scales), dict(scorer.severities), dict(scorer.base_thresholds))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"backend": "fake"}, {}, {"backend": "fake", "classifiers": "open_nsfw"}],
+    ids=["fake", "open_nsfw", "fake+open_nsfw"],
+)
+def test_the_profile_is_what_the_built_scorer_has_without_loading_it(settings_factory, overrides):
+    settings = settings_factory(**overrides)
+    profile = scorer_profile(settings)
+    assert _profile_of(profile) == _profile_of(build_scorer(settings))
+
+
+def test_the_profile_refuses_an_unknown_backend_like_build_scorer(settings_factory):
+    from moderation.embedders.registry import BackendUnavailable
+
+    settings = settings_factory(backend="fake").model_copy(update={"backend": "magic"})
+    with pytest.raises(BackendUnavailable, match="unknown backend 'magic'"):
+        scorer_profile(settings)
 
 
 def test_build_scorer_gme_needs_a_weights_directory(settings_factory, tmp_path):

@@ -372,3 +372,14 @@ def test_cuda_half_precision_agrees_with_cpu(tiny_gme_dir, tiny_gme, images):
     assert (batch * singles).sum(axis=1).min() > 0.995
     assert (batch * cpu).sum(axis=1).min() > 0.99
     assert (gpu.embed_texts(TEXTS) * tiny_gme.embed_texts(TEXTS)).sum(axis=1).min() > 0.99
+
+
+def test_the_scorer_profile_of_gme_matches_the_built_scorer(tiny_gme_dir, settings_factory):
+    """The adjuster reads scales without loading GME: they must be the built scorer's."""
+    from moderation.scorers import build_scorer, scorer_profile
+
+    settings = settings_factory(backend="gme", gme_path=tiny_gme_dir)
+    built, profile = build_scorer(settings), scorer_profile(settings)
+    assert dict(built.scales) == profile.scales and set(profile.scales.values()) == {"gme_cosine"}
+    assert dict(built.severities) == profile.severities
+    assert dict(built.base_thresholds) == profile.base_thresholds
