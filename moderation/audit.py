@@ -26,6 +26,9 @@ __all__ = [
     "weighted_proportion",
 ]
 
+# Band edges are compared with this slack, so float noise (0.20 - 0.18 = 0.020000000000000018)
+# cannot push an item that sits on an edge into the next band outwards.
+EDGE_TOLERANCE = 1e-12
 ABOVE = "above"  # the stratum of items at/above the threshold: reviewed through the queue, π = 1
 
 
@@ -52,7 +55,7 @@ class AuditDesign:
     def __post_init__(self) -> None:
         if not self.bands:
             raise ValueError("an audit design needs at least one band")
-        edges = [b.max_distance for b in self.bands]
+        edges = self.edges
         if any(not a < b for a, b in zip(edges, edges[1:], strict=False)) or edges[0] <= 0:
             raise ValueError(f"band distances must be positive and increasing: {edges}")
         if not math.isinf(edges[-1]):
@@ -128,17 +131,19 @@ class AuditDesign:
                 hi = mid
         return self.scaled(hi)
 
+    @property
+    def edges(self) -> list[float]:
+        """Each band's ``max_distance``, in order: d > 0 falls in the first band with
+        d <= max_distance (less ``EDGE_TOLERANCE``)."""
+        return [b.max_distance for b in self.bands]
+
     def band_of(self, distance: float) -> AuditBand:
         """The band of one below-threshold item at ``distance`` > 0 (scalar ``_band_index``:
         the pipeline draws item by item, where a numpy call per item costs more than this)."""
-        edges = [b.max_distance for b in self.bands]
-        return self.bands[bisect.bisect_left(edges, distance - 1e-12)]
+        return self.bands[bisect.bisect_left(self.edges, distance - EDGE_TOLERANCE)]
 
     def _band_index(self, distance: NDArray[np.float64]) -> NDArray[np.intp]:
-        edges = np.array([b.max_distance for b in self.bands])
-        # d > 0 falls in the first band with d <= max_distance; the tolerance keeps float
-        # noise (0.20 - 0.18 = 0.020000000000000018) from pushing an edge item outwards
-        return np.searchsorted(edges, distance - 1e-12, side="left")
+        return np.searchsorted(self.edges, distance - EDGE_TOLERANCE, side="left")
 
     def _rates(self, distance: NDArray[np.float64]) -> NDArray[np.float64]:
         rates = np.array([b.rate for b in self.bands])
