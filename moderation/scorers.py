@@ -48,6 +48,7 @@ __all__ = [
     "ScorerConfigError",
     "ScorerProfile",
     "build_scorer",
+    "embedding_scale",
     "score_isolating",
     "score_keeping_vectors",
     "scorer_embedder",
@@ -147,7 +148,7 @@ class EmbeddingScorer:
         self.model_id = embedder.info.model_id
         self.catalog_version = catalog.version
         self.categories = catalog.category_names
-        self.scales = dict.fromkeys(self.categories, f"{embedder.info.name}_cosine")
+        self.scales = dict.fromkeys(self.categories, embedding_scale(embedder.info.name))
         self.severities = catalog.severities
         self.base_thresholds = catalog.thresholds
         self.table = PhrasingTable.from_pairs(catalog.pairs())
@@ -318,8 +319,7 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
     classifiers = []
     for name in _classifier_names(settings):
         classifier = load_classifier(name, batch_size=settings.batch_size)
-        severity = catalog.severities.get(classifier.category, DEFAULT_CLASSIFIER_SEVERITY)
-        classifiers.append(ClassifierScorer(classifier, severity))
+        classifiers.append(ClassifierScorer(classifier, _severity(catalog, classifier.category)))
     if settings.backend == "open_nsfw":
         return classifiers[0]
     if settings.backend == "gme":
@@ -333,6 +333,16 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
         embedder = load_embedder(settings.backend)
     scorer = EmbeddingScorer(embedder, catalog, PatternVectorCache(settings.pattern_cache_dir))
     return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+
+
+def embedding_scale(embedder_name: str) -> str:
+    """The score scale of an ``EmbeddingScorer`` over the embedder ``embedder_name``."""
+    return f"{embedder_name}_cosine"
+
+
+def _severity(catalog: Catalog, category: str) -> int:
+    """A classifier category's severity: the catalog's, else the default."""
+    return catalog.severities.get(category, DEFAULT_CLASSIFIER_SEVERITY)
 
 
 def _classifier_names(settings: Settings) -> list[str]:
@@ -350,14 +360,12 @@ def scorer_profile(settings: Settings, catalog: Catalog | None = None) -> Scorer
     parts = []
     for name in _classifier_names(settings):
         cls = resolve(name, CLASSIFIERS)  # the class only: its category and scale
-        severity = catalog.severities.get(cls.category, DEFAULT_CLASSIFIER_SEVERITY)
+        severity = _severity(catalog, cls.category)
         parts.append(ScorerProfile({cls.category: cls.scale}, {cls.category: severity}, {}))
-    if settings.backend == "open_nsfw":
-        return parts[0]
-    if settings.backend not in EMBEDDERS:
-        resolve(settings.backend, EMBEDDERS)  # raises BackendUnavailable, as build_scorer would
-    # EmbeddingScorer: every catalog category on "<embedder name>_cosine"; the registry's
-    # names are the embedders' own (EmbedderInfo.name)
-    scales = dict.fromkeys(catalog.category_names, f"{settings.backend}_cosine")
-    parts.append(ScorerProfile(scales, dict(catalog.severities), dict(catalog.thresholds)))
-    return parts[0] if len(parts) == 1 else ScorerProfile.merged(parts)
+    if settings.backend != "open_nsfw":
+        if settings.backend not in EMBEDDERS:
+            resolve(settings.backend, EMBEDDERS)  # raises BackendUnavailable, like build_scorer
+        # the registry's names are the embedders' own (EmbedderInfo.name)
+        scales = dict.fromkeys(catalog.category_names, embedding_scale(settings.backend))
+        parts.append(ScorerProfile(scales, dict(catalog.severities), dict(catalog.thresholds)))
+    return ScorerProfile.merged(parts)
