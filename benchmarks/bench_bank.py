@@ -27,18 +27,17 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moderation.banks import (  # noqa: E402
-    BankMatcher,
-    match_batch_before_scoring,
-    match_before_scoring,
-)
 from moderation.config import Settings  # noqa: E402
 from moderation.db import make_engine, make_sessionmaker  # noqa: E402
 from moderation.db.migrate import upgrade  # noqa: E402
 from moderation.db.models import BankEntry  # noqa: E402
 from moderation.domain import BankKind  # noqa: E402
-from moderation.hashindex import HashIndex, brute_force_search  # noqa: E402
-from moderation.hashing import (  # noqa: E402
+from moderation.hashbank.banks import (  # noqa: E402
+    BankMatcher,
+    match_batch_before_scoring,
+    match_before_scoring,
+)
+from moderation.hashbank.hashing import (  # noqa: E402
     compute_crop_hashes,
     compute_pdq,
     hamming,
@@ -46,6 +45,7 @@ from moderation.hashing import (  # noqa: E402
     hashes_to_words,
     join_hashes,
 )
+from moderation.hashbank.index import HashIndex, brute_force_search  # noqa: E402
 from tests.synthetic_images import TRANSFORMS, synthetic_photo  # noqa: E402
 
 

@@ -235,7 +235,7 @@ class Bench:
 
 def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
     """(images/s wall, CPU seconds per image) of the scorer alone."""
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     scorer = build_scorer(Settings(_env_file=None, backend=args.backend))  # type: ignore[call-arg]
     decoded = [decode_image(p).image for p in payloads]

@@ -9,7 +9,7 @@ images/s and MFU of the full-size GME architecture, stock transformers vs the of
 
 Both sides of every ratio run in the same process on the same backend; times are the best of
 ``--repeats`` runs (the two sides of (a) alternate, so both see the same machine load). The
-batched side of (a) is the production scorer layer, ``moderation.scorers.EmbeddingScorer``:
+batched side of (a) is the production scorer layer, ``moderation.scoring.scorers.EmbeddingScorer``:
 pattern vectors embedded once when it is built, then one image forward per batch and one matrix
 product.
 """
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from moderation.embedders.gme import GmeEmbedder, GmeInputs  # noqa: E402
-from moderation.patterns import Catalog, catalog_from_mapping  # noqa: E402
-from moderation.scorers import EmbeddingScorer  # noqa: E402
+from moderation.scoring.catalog import Catalog, catalog_from_mapping  # noqa: E402
+from moderation.scoring.scorers import EmbeddingScorer  # noqa: E402
 from tests.moderation.embedders.gme_fixture import (  # noqa: E402
     QWEN_SPECIAL_TOKENS,
     build_tiny_gme,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moderation.adaptive import CONTENT_SAFETY_BASE, RecallTargetAdjuster, SeedAdjuster
-from moderation.audit import AuditDesign, audit_decisions
-from moderation.feedback import Evidence
+from moderation.thresholds.adjusters import CONTENT_SAFETY_BASE, RecallTargetAdjuster, SeedAdjuster
+from moderation.thresholds.audit import AuditDesign, audit_decisions
+from moderation.thresholds.evidence import Evidence
 
 __all__ = ["MethodRun", "Scenario", "SimConfig", "SimResult", "main", "simulate"]
 
@@ -69,7 +69,7 @@ class SimConfig:
     recent_periods: float | None = 4.0  # …and its drift-sensitive recent part
     target: float = 0.95
     start: float = CONTENT_SAFETY_BASE  # both start at the seed's content-safety base, 0.18
-    audit_scale: float = 0.5  # × AuditDesign.gme_cosine() rates
+    audit_scale: float = 0.5  # × AuditDesign.for_scale("gme_cosine") rates
     reviewer_error: float = 0.0  # chance a reviewer flips the true label
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
     scenario: Scenario = field(default_factory=Scenario)
@@ -160,7 +160,7 @@ def make_stream(cfg: SimConfig) -> Stream:
 
 def run_method(cfg: SimConfig, stream: Stream, name: str, adjust: Adjust) -> MethodRun:
     """Drive one adjuster over the stream, calling it at the end of every period."""
-    design = AuditDesign.gme_cosine(cfg.audit_scale)
+    design = AuditDesign.for_scale("gme_cosine", cfg.audit_scale)
     # One generator per method, same seed: every period draws n uniforms whatever the
     # threshold, so all methods see the same audit coin flips.
     audit_rng = np.random.default_rng([cfg.seed, 1])

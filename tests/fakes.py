@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from moderation.domain import ScoreSource
-from moderation.scoring import CategoryScore, ScoreSet
+from moderation.scoring.base import CategoryScore, ScoreSet
 
 __all__ = ["ColourScorer", "noise_jpeg", "png_bytes"]
 

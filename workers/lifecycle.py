@@ -35,7 +35,7 @@ _context: PipelineContext | None = None
 
 def build_worker_context(app: ModerationCelery, hostname: str) -> PipelineContext:
     """Scorer + engine + decoder for one pool process (heavy imports happen here, not before)."""
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     from .publish import Publisher
 

@@ -90,8 +90,8 @@ def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
 
 def adjust_from_reviews(app: ModerationCelery) -> list[dict[str, Any]]:
     """The beat task's body: ``settings.adjuster`` over every reviewed category; a changed
-    proposal becomes a new threshold version (``moderation.adjusting``)."""
-    from moderation.adjusting import run_configured
+    proposal becomes a new threshold version (``moderation.thresholds.adjusting``)."""
+    from moderation.thresholds.adjusting import run_configured
 
     from .lifecycle import current_context
 

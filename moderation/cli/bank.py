@@ -14,12 +14,18 @@ from rich.progress import track
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from moderation.banks import BankHit, BankMatch, BankMatcher, bank_hash, match_before_scoring
 from moderation.config import Settings
 from moderation.db.repositories import banks as repo
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import BankKind
-from moderation.hashing import PdqHash, compute_crop_hashes, compute_pdq
+from moderation.hashbank.banks import (
+    BankHit,
+    BankMatch,
+    BankMatcher,
+    bank_hash,
+    match_before_scoring,
+)
+from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pdq
 from moderation.images import ImageRejected, decode_image
 
 from ._common import CliError, console, settings_with

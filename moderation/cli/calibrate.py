@@ -20,9 +20,9 @@ from .thresholds import ACTOR_OPTION, URL_OPTION, default_actor, open_session
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from moderation.calibration import CalibrationRun
-    from moderation.calibration_data import LabelRow
-    from moderation.scoring import Scorer
+    from moderation.scoring.base import Scorer
+    from moderation.thresholds.calibration import CalibrationRun
+    from moderation.thresholds.labels import LabelRow
 
 __all__ = ["calibrate_command", "register"]
 
@@ -33,7 +33,7 @@ def _scorer_factory(settings: Settings) -> Callable[[], Scorer]:
     """Builds the configured scorer (``MODERATION_BACKEND`` …) when image files need scoring."""
 
     def build() -> Scorer:
-        from moderation.scorers import ScorerConfigError, build_scorer
+        from moderation.scoring.scorers import ScorerConfigError, build_scorer
 
         try:
             return build_scorer(settings)
@@ -44,7 +44,7 @@ def _scorer_factory(settings: Settings) -> Callable[[], Scorer]:
 
 
 def _print_table(run: CalibrationRun) -> None:
-    from moderation.calibration_report import threshold_rows
+    from moderation.thresholds.report import threshold_rows
 
     table = Table(title=f"calibration: {run.strategy}")
     columns = (
@@ -105,8 +105,8 @@ def calibrate_command(
     with --strategy and appends a version with its evidence. All categories are written or
     none: exit status 2 when any cannot be calibrated (e.g. too few violations for --recall).
     """
-    from moderation.calibration import CalibrationError, write_versions
-    from moderation.calibration_data import read_labels
+    from moderation.thresholds.calibration import CalibrationError, write_versions
+    from moderation.thresholds.labels import read_labels
 
     if strategy not in STRATEGY_NAMES:
         raise CliError(f"unknown --strategy {strategy!r}; choose from {', '.join(STRATEGY_NAMES)}")
@@ -146,7 +146,7 @@ def _run(
     categories: list[str] | None,
     labels_file: str,
 ) -> CalibrationRun:
-    from moderation.calibration import calibrate
+    from moderation.thresholds.calibration import calibrate
 
     with _progress() as progress:
         task = progress.add_task("scoring", total=None)
@@ -167,7 +167,7 @@ def _run(
 
 
 def _write_report(run: CalibrationRun, report: Path) -> None:
-    from moderation.calibration_report import write_report
+    from moderation.thresholds.report import write_report
 
     try:
         files = write_report(run, report, now=dt.datetime.now(dt.UTC))

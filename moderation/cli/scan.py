@@ -26,7 +26,7 @@ def scan(
     from moderation.db.migrate import upgrade
     from moderation.db.session import make_engine, make_sessionmaker
     from moderation.pipeline.scan import find_images, scan_paths
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     settings = settings_with(database_url=url, backend=backend, batch_size=batch_size)
     paths = find_images(directory, recursive=recursive)

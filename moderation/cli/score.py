@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from moderation.config import Settings
-    from moderation.policy import CategoryThresholds, Decision
-    from moderation.scoring import Scorer, ScoreSet
+    from moderation.scoring.base import Scorer, ScoreSet
+    from moderation.thresholds.tiers import CategoryThresholds, Decision
 
 __all__ = ["FileResult", "register", "score_files"]
 
@@ -84,8 +84,8 @@ def score_files(
 
     Only one batch of decoded pixels is held at a time, so any number of files fits in memory.
     """
-    from moderation.policy import decide
-    from moderation.scorers import score_isolating
+    from moderation.scoring.scorers import score_isolating
+    from moderation.thresholds.tiers import decide
 
     results: list[FileResult] = []
     with Progress(console=err_console, transient=True, disable=len(paths) <= 1) as progress:
@@ -199,9 +199,9 @@ def score(
     Exit status: 0 all scored, 1 some file could not be scored, 2 bad configuration.
     """
     from moderation.embedders.registry import BackendUnavailable
-    from moderation.patterns import CatalogError
-    from moderation.policy import preset_thresholds
-    from moderation.scorers import ScorerConfigError, build_scorer
+    from moderation.scoring.catalog import CatalogError
+    from moderation.scoring.scorers import ScorerConfigError, build_scorer
+    from moderation.thresholds.tiers import preset_thresholds
 
     if backend is not None and backend not in ("open_nsfw", "gme", "fake"):
         raise CliError(f"unknown backend {backend!r}; choose open_nsfw, gme or fake")

@@ -174,7 +174,7 @@ def _parse_cutoffs(text: str) -> dict[RiskTier, float]:
 
 
 def _set_cutoffs(base: float | None, cutoffs: str | None, scale: str) -> dict[RiskTier, float]:
-    from moderation.policy import ladder_from_base
+    from moderation.thresholds.tiers import ladder_from_base
 
     if (base is None) == (cutoffs is None):
         raise CliError("give exactly one of --base or --cutoffs")
@@ -304,8 +304,9 @@ def adjust(
     url: str | None = URL_OPTION,
 ) -> None:
     """Run the reviewer-feedback adjuster; a changed proposal becomes a new version."""
-    from moderation.adjusting import ADJUSTERS, adjust_thresholds, thresholds_in_force
     from moderation.db.types import utcnow
+    from moderation.thresholds.adjusting import ADJUSTERS, adjust_thresholds
+    from moderation.thresholds.resolver import thresholds_in_force
 
     settings = settings_with(database_url=url)
     name = adjuster or settings.adjuster

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 # Threshold versions written by the feedback-driven adjuster: by this actor, or with one of the
-# strategies of moderation.adaptive (`Proposal.strategy`).
+# strategies of moderation.thresholds.adjusters (`Proposal.strategy`).
 ADJUSTER_ACTOR = "adjuster"
 ADJUSTER_STRATEGIES = frozenset({"seed", "recall_target"})
 

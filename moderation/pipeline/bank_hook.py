@@ -9,10 +9,15 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation.banks import BankMatch, BankMatcher, RefreshResult, match_batch_before_scoring
 from moderation.config import Settings
 from moderation.domain import ScoreSource
-from moderation.scoring import CategoryScore
+from moderation.hashbank.banks import (
+    BankMatch,
+    BankMatcher,
+    RefreshResult,
+    match_batch_before_scoring,
+)
+from moderation.scoring.base import CategoryScore
 
 from .decode import Prepared
 from .hooks import PreScore

@@ -22,11 +22,11 @@ from moderation.db.repositories.results import (
     insert_scores,
     reusable_scores,
 )
-from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
-from moderation.policy import ACTIONS, CategoryThresholds, Decision, decide
-from moderation.scoring import ScoreSet
+from moderation.scoring.base import ScoreSet
+from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.tiers import ACTIONS, CategoryThresholds, Decision, decide
 
 from .context import PipelineContext
 from .decode import Prepared

@@ -15,7 +15,7 @@ from moderation.db.repositories.images import load_payloads
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import RiskTier
-from moderation.scoring import Scorer
+from moderation.scoring.base import Scorer
 
 from .decode import Decoder
 from .hooks import PipelineHooks, build_hooks

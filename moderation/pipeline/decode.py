@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from moderation.db.repositories.images import Payload
-from moderation.hashing import PdqHash, compute_pdq
+from moderation.hashbank.hashing import PdqHash, compute_pdq
 from moderation.images import DecodedImage, ImageRejected, decode_image
 
 __all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]

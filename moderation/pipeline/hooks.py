@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.orm import Session
 
-from moderation.audit import AuditDesign, audit_decision
 from moderation.db.repositories.results import (
     AuditSampleRow,
     ReviewRow,
@@ -25,8 +24,9 @@ from moderation.db.repositories.results import (
     recent_scores,
 )
 from moderation.domain import ReviewItemKind, RiskTier
-from moderation.policy import CategoryThresholds, Decision
-from moderation.scoring import ScoreSet
+from moderation.scoring.base import ScoreSet
+from moderation.thresholds.audit import AuditDesign, audit_decision
+from moderation.thresholds.tiers import CategoryThresholds, Decision
 
 from .decode import Prepared
 
@@ -124,12 +124,8 @@ def audit_uniform(job_id: int, category: str) -> float:
 
 
 def audit_design_for(scale: str) -> AuditDesign:
-    """The preset design of ``scale``; scales without one (e.g. the fake embedder's
-    ``fake_cosine``) use the cosine bands if they are cosines, the probability bands else."""
-    try:
-        return AuditDesign.for_scale(scale)
-    except KeyError:
-        return AuditDesign.gme_cosine() if scale.endswith("_cosine") else AuditDesign.probability()
+    """The preset design of ``scale`` (its ``ScaleSpec.audit_bands``)."""
+    return AuditDesign.for_scale(scale)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 from moderation.images import sha256_hex
-from moderation.scoring import Scorer
+from moderation.scoring.base import Scorer
 
 from .batch import BatchError, run_batch
 from .context import PipelineContext, build_context

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from moderation.embedders.base import QUERY_INSTRUCTION, Embedder
-from moderation.policy import score_band
-from moderation.scoring import Scorer, ScoreSet, similarity
+from moderation.scoring.base import Scorer, ScoreSet, similarity
+from moderation.thresholds.presets import score_band
 
 if TYPE_CHECKING:
     from moderation.config import Settings
@@ -164,8 +164,8 @@ class Playground:
     def _load(self) -> tuple[Scorer, Embedder | None]:
         # imported here: the registry pulls in a backend's heavy libraries only when asked
         from moderation.embedders.registry import BackendUnavailable
-        from moderation.patterns import CatalogError
-        from moderation.scorers import ScorerConfigError, build_scorer, scorer_embedder
+        from moderation.scoring.catalog import CatalogError
+        from moderation.scoring.scorers import ScorerConfigError, build_scorer, scorer_embedder
 
         build = self._build or build_scorer
         log.info("matcher playground: loading the %s backend", self.settings.backend)
@@ -191,7 +191,7 @@ class Playground:
         remembered = self.recall(decoded.sha256)
         if remembered is not None:
             return remembered
-        from moderation.scorers import score_keeping_vectors
+        from moderation.scoring.scorers import score_keeping_vectors
 
         scorer = self.scorer()
         with self._model_lock:

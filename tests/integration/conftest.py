@@ -143,6 +143,6 @@ def stack_factory(
 
 @pytest.fixture
 def categories() -> int:
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     return len(build_scorer(Settings(_env_file=None, backend="fake")).categories)  # type: ignore[call-arg]

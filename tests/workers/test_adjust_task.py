@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from moderation.adjusting import run_configured
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.repositories import thresholds as versions
 from moderation.db.types import utcnow
+from moderation.thresholds.adjusting import run_configured
 from tests.fakes import ColourScorer
-from tests.moderation.test_adjusting import misses_below, seed_evidence
+from tests.moderation.thresholds.test_adjusting import misses_below, seed_evidence
 from workers.celery_app import ADJUST_TASK, REAP_TASK, beat_schedule, make_celery, ops_routes
 from workers.ops import adjust_from_reviews
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from moderation.db.models import AuditLogEntry, BankEntry, Image, ImageBlob, Job
 from moderation.db.types import utcnow
 from moderation.domain import BankKind
-from moderation.hashing import is_pdq_hex, join_hashes, split_hashes
+from moderation.hashbank.hashing import is_pdq_hex, join_hashes, split_hashes
 
 __all__ = [
     "BankEntryRecord",

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import AuditSample, Decision, Job, ReviewItem, Score
 from moderation.domain import JobStatus, ReviewItemKind, ReviewItemStatus, RiskTier, ScoreSource
-from moderation.scoring import CategoryScore, ScoreSet
+from moderation.scoring.base import CategoryScore, ScoreSet
 
 from ._upsert import insert_ignore
 

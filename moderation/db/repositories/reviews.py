@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import AuditSample, Job, Review, ReviewItem, Score
 from moderation.domain import ReviewItemKind, ReviewItemStatus, ReviewLabel, RiskTier
-from moderation.feedback import Evidence, ItemRecord, ReviewRecord, collate, label_is_violation
+from moderation.thresholds.evidence import (
+    Evidence,
+    ItemRecord,
+    ReviewRecord,
+    collate,
+    label_is_violation,
+)
 
 from .audit_log import record_action
 
@@ -454,7 +460,7 @@ def _bank(
     confirmed = category if label is ReviewLabel.VIOLATION else other
     if label is ReviewLabel.NOT_VIOLATION or confirmed is None:
         return None, None
-    from moderation.banks import add_confirmed_violation  # heavy (PDQ, images): import late
+    from moderation.hashbank.banks import add_confirmed_violation  # heavy (PDQ, images): late
 
     result = add_confirmed_violation(
         session,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import ThresholdVersion
 from moderation.domain import RiskTier
-from moderation.policy import CategoryThresholds, apply_overrides, preset_thresholds
-from moderation.policy_file import load_thresholds_file
+from moderation.thresholds.tiers import CategoryThresholds
 
 __all__ = [
     "ThresholdVersionRecord",
@@ -22,7 +20,6 @@ __all__ = [
     "append_version",
     "get_version",
     "history",
-    "resolve_thresholds",
 ]
 
 
@@ -115,39 +112,3 @@ def history(
     if category is not None:
         query = query.where(ThresholdVersion.category == category)
     return [_record(row) for row in session.scalars(query)]
-
-
-def resolve_thresholds(
-    session: Session,
-    scales: Mapping[str, str],
-    severities: Mapping[str, int] | None = None,
-    bases: Mapping[str, float] | None = None,
-    *,
-    thresholds_file: Path | str | None = None,
-) -> dict[str, CategoryThresholds]:
-    """Thresholds the policy should use now, per category, highest precedence first:
-
-    1. the active DB version, when it is *on the same score scale* as the scorer's (a version
-       calibrated for GME cosine must never be applied to a classifier probability);
-    2. the entry of ``thresholds_file`` (``settings.thresholds_file``) on the same scale;
-    3. the preset of the scale, moved by the catalog's ``bases`` (``Scorer.base_thresholds``).
-
-    DB versions win because they are the audited, deliberate changes (calibration, ``thresholds
-    set``, rollback, the adaptive adjuster); the file is deployment configuration and the
-    catalog's base is the pattern author's default.
-    """
-    resolved = preset_thresholds(scales, severities, bases)
-    if thresholds_file is not None:
-        resolved = apply_overrides(resolved, load_thresholds_file(thresholds_file), severities)
-    for category, version in active_versions(session, scales).items():
-        if version.scale != scales[category]:
-            continue
-        resolved[category] = CategoryThresholds(
-            category=category,
-            cutoffs=version.cutoffs,
-            severity=resolved[category].severity,
-            scale=version.scale,
-            version_id=version.id,
-            source="version",
-        )
-    return resolved

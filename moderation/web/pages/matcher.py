@@ -16,13 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
-from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.views import begin_read_only
 from moderation.domain import RiskTier
 from moderation.images import ALLOWED_FORMATS, DecodedImage, ImageRejected, decode_image
-from moderation.policy import SCORE_BANDS, CategoryThresholds, Decision, decide
-from moderation.policy_file import ThresholdsFileError
-from moderation.scoring import ScoreSet
+from moderation.scoring.base import ScoreSet
+from moderation.thresholds.overrides import ThresholdsFileError
+from moderation.thresholds.presets import SCORE_BANDS
+from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.tiers import CategoryThresholds, Decision, decide
 from moderation.web.deps import DashboardState, Page, render
 from moderation.web.pages.overview import TIER_COLORS
 from moderation.web.playground import (

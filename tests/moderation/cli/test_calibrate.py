@@ -15,14 +15,14 @@ from moderation.db import make_engine, make_sessionmaker
 from moderation.db.repositories import audit_log
 from moderation.db.repositories import thresholds as repo
 from moderation.embedders.fake import FakeEmbedder
-from tests.moderation.calibration_fixtures import (
+from tests.moderation.cli.runner import db_session, fails, ok
+from tests.moderation.thresholds.calibration_fixtures import (
     FakeColourScorer,
     add_scored_jobs,
     colour_scores,
     write_csv,
     write_labelled_images,
 )
-from tests.moderation.cli.runner import db_session, fails, ok
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

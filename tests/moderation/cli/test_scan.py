@@ -45,7 +45,7 @@ def test_a_folder_is_registered_and_scored_in_chunks(tmp_path: Path, sqlite_url:
     from moderation.db.migrate import upgrade
     from moderation.db.session import make_sessionmaker
     from moderation.pipeline.scan import find_images, scan_paths
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     for i in range(7):
         (tmp_path / f"{i}.png").write_bytes(png_bytes((30 * i, 5, 5)))

@@ -5,7 +5,11 @@ from __future__ import annotations
 from moderation.db import make_sessionmaker
 from moderation.db.repositories import thresholds as repo
 from moderation.domain import RiskTier
-from moderation.policy import CONTENT_SAFETY_CUTOFFS
+from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.scales import SCALES
+
+CONTENT_SAFETY_CUTOFFS = {name: spec.cutoffs for name, spec in SCALES.items()}
+
 
 GME = CONTENT_SAFETY_CUTOFFS["gme_cosine"]
 
@@ -41,7 +45,7 @@ def test_resolution_uses_versions_on_the_same_scale_only(engine):
         v = _append(s, "weapons", 0.05)
         _append(s, "sexual", 0.05, scale="gme_cosine")  # wrong scale for a classifier
     with Session() as s:
-        th = repo.resolve_thresholds(
+        th = resolve_thresholds(
             s, {"weapons": "gme_cosine", "sexual": "probability", "drugs": "gme_cosine"},
             {"weapons": 3},
         )  # fmt: skip
@@ -65,7 +69,7 @@ def test_precedence_is_db_version_then_file_then_preset(engine, tmp_path):
     scales = {"weapons": "gme_cosine", "gore": "gme_cosine", "sexual": "probability",
               "drugs": "gme_cosine"}  # fmt: skip
     with Session() as s:
-        th = repo.resolve_thresholds(s, scales, {"gore": 4}, thresholds_file=path)
+        th = resolve_thresholds(s, scales, {"gore": 4}, thresholds_file=path)
     assert (th["weapons"].source, th["weapons"].version_id) == ("version", v.id)
     assert (th["gore"].source, th["gore"].base, th["gore"].severity) == ("file", 0.19, 4)
     assert (th["sexual"].source, th["sexual"].scale) == ("preset", "probability")
@@ -77,7 +81,7 @@ def test_catalog_bases_move_the_preset_but_never_a_stored_version(engine):
     with Session.begin() as s:
         v = _append(s, "weapons", 0.05)
     with Session() as s:
-        th = repo.resolve_thresholds(
+        th = resolve_thresholds(
             s, {"weapons": "gme_cosine", "drugs": "gme_cosine"}, None,
             {"weapons": 0.3, "drugs": 0.25},
         )  # fmt: skip

@@ -346,7 +346,7 @@ def test_texts_cannot_smuggle_image_tokens(tiny_gme):
 # --- the scorer layer on top ------------------------------------------------------------------
 def test_build_scorer_scores_the_default_catalog_with_gme(tiny_gme_dir, tmp_path, images):
     from moderation.config import Settings
-    from moderation.scorers import build_scorer
+    from moderation.scoring.scorers import build_scorer
 
     settings = Settings(
         backend="gme", gme_path=tiny_gme_dir, device="cpu", pattern_cache_dir=tmp_path
@@ -376,7 +376,7 @@ def test_cuda_half_precision_agrees_with_cpu(tiny_gme_dir, tiny_gme, images):
 
 def test_the_scorer_profile_of_gme_matches_the_built_scorer(tiny_gme_dir, settings_factory):
     """The adjuster reads scales without loading GME: they must be the built scorer's."""
-    from moderation.scorers import build_scorer, scorer_profile
+    from moderation.scoring.scorers import build_scorer, scorer_profile
 
     settings = settings_factory(backend="gme", gme_path=tiny_gme_dir)
     built, profile = build_scorer(settings), scorer_profile(settings)

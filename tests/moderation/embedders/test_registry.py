@@ -19,7 +19,7 @@ from moderation.embedders.registry import (
 
 def test_importing_the_registry_loads_no_model_library():
     code = (
-        "import sys, moderation.embedders.registry, moderation.scorers; "
+        "import sys, moderation.embedders.registry, moderation.scoring.scorers; "
         "print([m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
-from moderation.audit import AuditDesign
 from moderation.config import Settings
 from moderation.db.models import AuditSample, ReviewItem, Score
-from moderation.db.repositories.thresholds import resolve_thresholds
 from moderation.db.session import make_sessionmaker, session_scope
 from moderation.domain import ReviewItemKind
 from moderation.pipeline.batch import run_batch
@@ -24,7 +22,10 @@ from moderation.pipeline.hooks import (
     audit_uniform,
     build_hooks,
 )
-from moderation.policy import decide
+from moderation.thresholds.audit import AuditDesign
+from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.scales import UnknownScale
+from moderation.thresholds.tiers import decide
 from tests.fakes import ColourScorer, png_bytes
 
 from .test_batch import submit
@@ -70,7 +71,7 @@ def test_audits_are_recorded_with_stratum_and_inclusion_probability(ctx):
     with session_scope(ctx.sessions) as s:
         th = resolve_thresholds(s, ColourScorer.scales, ColourScorer.severities)
         design = router.design(s, "sexual", th["sexual"])
-    assert design != AuditDesign.probability()  # rescaled to the budget
+    assert design != AuditDesign.for_scale("probability")  # rescaled to the budget
     rates = {b.name: b.rate for b in design.bands}
     for sample in samples:
         assert sample.score == scores[(sample.job_id, sample.category)] < BASE
@@ -149,9 +150,10 @@ def test_non_finite_scores_are_skipped_not_fatal(ctx):
     )
 
 
-def test_design_for_unknown_scales_falls_back_by_kind():
-    assert audit_design_for("fake_cosine") == AuditDesign.gme_cosine()
-    assert audit_design_for("logit") == AuditDesign.probability()
+def test_design_for_a_registered_scale_and_an_unknown_one():
+    assert audit_design_for("fake_cosine") == AuditDesign.for_scale("gme_cosine")
+    with pytest.raises(UnknownScale, match="logit"):
+        audit_design_for("logit")
     with pytest.raises(ValueError):
         AuditSamplingRouter(1.5)
 

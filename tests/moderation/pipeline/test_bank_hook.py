@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, select
 
-from moderation.banks import bank_hash
 from moderation.config import Settings
 from moderation.db.models import Decision, Score
 from moderation.db.models import Image as ImageRow
@@ -20,12 +19,18 @@ from moderation.db.repositories.job_views import get_job_view
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.domain import BankKind, RiskTier, ScoreSource
-from moderation.hashing import PDQ_MATCH_THRESHOLD, compute_crop_hashes, compute_pdq, hamming
+from moderation.hashbank.banks import bank_hash
+from moderation.hashbank.hashing import (
+    PDQ_MATCH_THRESHOLD,
+    compute_crop_hashes,
+    compute_pdq,
+    hamming,
+)
 from moderation.pipeline.bank_hook import BankPreScore
 from moderation.pipeline.batch import run_batch
 from moderation.pipeline.context import PipelineContext, build_context
 from moderation.pipeline.intake import Submission, register_submissions
-from moderation.policy import ACTIONS
+from moderation.thresholds.tiers import ACTIONS
 from tests.fakes import ColourScorer
 from tests.synthetic_images import flat_image, synthetic_photo
 

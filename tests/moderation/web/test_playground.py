@@ -13,7 +13,7 @@ from PIL import Image
 from moderation.embedders.base import QUERY_INSTRUCTION
 from moderation.embedders.fake import FakeEmbedder
 from moderation.images import decode_image
-from moderation.scorers import EmbeddingScorer, build_scorer
+from moderation.scoring.scorers import EmbeddingScorer, build_scorer
 from moderation.web import playground as playground_module
 from moderation.web.playground import (
     MAX_TEXT_CHARS,

@@ -1,0 +1,370 @@
+"""Scorers: embedding (catalog patterns), classifier and combined, plus ``build_scorer(settings)``.
+
+An ``EmbeddingScorer`` embeds the catalog's phrasings once per (catalog version, model) —
+from the on-disk ``PatternVectorCache`` when another process already did — and then scores
+every batch of images with one matrix product. A ``ClassifierScorer`` wraps a classifier that
+emits its category directly. Both produce ``ScoreSet``s the policy treats alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from moderation.domain import ScoreSource
+from moderation.embedders.base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, Embedder
+from moderation.embedders.base import ImageClassifier as Classifier
+from moderation.scoring.base import (
+    CategoryScore,
+    PhrasingTable,
+    Scorer,
+    ScoreSet,
+    merge_score_sets,
+    score_embeddings,
+)
+from moderation.scoring.catalog import Catalog, load_catalog
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from moderation.config import Settings
+
+__all__ = [
+    "DIMENSION_INSTRUCTIONS",
+    "ClassifierScorer",
+    "CombinedScorer",
+    "EmbeddingScorer",
+    "PatternVectorCache",
+    "ScorerConfigError",
+    "ScorerProfile",
+    "build_scorer",
+    "embedding_scale",
+    "score_isolating",
+    "score_keeping_vectors",
+    "scorer_embedder",
+    "scorer_profile",
+]
+
+log = logging.getLogger(__name__)
+V = TypeVar("V")
+DEFAULT_CLASSIFIER_SEVERITY = 3  # when the catalog does not list the classifier's category
+
+# How each fusion dimension embeds a phrasing (see patterns.FUSION_DIMENSIONS).
+DIMENSION_INSTRUCTIONS: dict[str, str] = {
+    "query": QUERY_INSTRUCTION,
+    "corpus": DEFAULT_IMAGE_INSTRUCTION,
+}
+
+
+class ScorerConfigError(ValueError):
+    """The settings do not describe a scorer that can be built; the message says what to fix."""
+
+
+class PatternVectorCache:
+    """Pattern vectors on disk, one ``.npz`` per (catalog version, model id, instruction).
+
+    Files are written atomically (temp file + rename), so concurrent workers at worst compute
+    the same vectors twice. A file whose stored key or phrasings disagree with the request,
+    or that cannot be read, counts as a miss and is overwritten.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path_for(self, catalog_version: str, model_id: str, instruction: str) -> Path:
+        key = json.dumps([catalog_version, model_id, instruction])
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+    def load(
+        self, catalog_version: str, model_id: str, instruction: str, phrasings: Sequence[str]
+    ) -> np.ndarray | None:
+        path = self.path_for(catalog_version, model_id, instruction)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                vectors = np.asarray(data["vectors"], dtype=np.float32)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable pattern cache %s: %s", path, exc)
+            return None
+        expected = {
+            "catalog_version": catalog_version,
+            "model_id": model_id,
+            "instruction": instruction,
+            "phrasings": list(phrasings),
+        }
+        if meta != expected or vectors.shape[0] != len(phrasings):
+            log.warning("ignoring pattern cache %s: it was written for other content", path)
+            return None
+        return vectors
+
+    def store(
+        self,
+        catalog_version: str,
+        model_id: str,
+        instruction: str,
+        phrasings: Sequence[str],
+        vectors: np.ndarray,
+    ) -> None:
+        path = self.path_for(catalog_version, model_id, instruction)
+        meta = json.dumps(
+            {
+                "catalog_version": catalog_version,
+                "model_id": model_id,
+                "instruction": instruction,
+                "phrasings": list(phrasings),
+            }
+        )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, meta=np.array(meta), vectors=np.asarray(vectors, np.float32))
+            os.replace(tmp, path)
+        except OSError as exc:
+            # scoring still works from memory; only the next process pays the embedding again
+            log.warning("cannot write pattern cache %s: %s", path, exc)
+
+
+class EmbeddingScorer:
+    """Implements ``Scorer``: images × catalog phrasings, category = max over its phrasings."""
+
+    def __init__(
+        self, embedder: Embedder, catalog: Catalog, cache: PatternVectorCache | None = None
+    ) -> None:
+        self.embedder = embedder
+        self.catalog = catalog
+        self.model_id = embedder.info.model_id
+        self.catalog_version = catalog.version
+        self.categories = catalog.category_names
+        self.scales = dict.fromkeys(self.categories, embedding_scale(embedder.info.name))
+        self.severities = catalog.severities
+        self.base_thresholds = catalog.thresholds
+        self.table = PhrasingTable.from_pairs(catalog.pairs())
+        self._weights = dict(catalog.fusion) or {"query": 1.0}
+        # computed once here, per (catalog version, model): never per image
+        self.pattern_vectors = {d: self._pattern_vectors(d, cache) for d in self._weights}
+
+    def _pattern_vectors(self, dimension: str, cache: PatternVectorCache | None) -> np.ndarray:
+        instruction = DIMENSION_INSTRUCTIONS[dimension]
+        phrasings = self.table.phrasings
+        key = (self.catalog_version, self.model_id, instruction)
+        cached = cache.load(*key, phrasings) if cache is not None else None
+        if cached is not None and cached.shape[1] == self.embedder.info.dim:
+            return cached
+        vectors = np.asarray(self.embedder.embed_texts(list(phrasings), instruction), np.float32)
+        if vectors.shape != (len(phrasings), self.embedder.info.dim):
+            raise ValueError(f"embedder returned {vectors.shape} for {len(phrasings)} phrasings")
+        if cache is not None:
+            cache.store(*key, phrasings, vectors)
+        return vectors
+
+    def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
+        """One ``ScoreSet`` per image: one image forward, one matrix product."""
+        if not images:
+            return []
+        return self.score_vectors(self.embedder.embed_images(images))
+
+    def score_vectors(self, image_vectors: np.ndarray) -> list[ScoreSet]:
+        """One ``ScoreSet`` per row of ``image_vectors`` (unit rows from ``self.embedder``)."""
+        return score_embeddings(image_vectors, self.pattern_vectors, self.table, self._weights)
+
+
+class ClassifierScorer:
+    """Implements ``Scorer`` for a classifier that emits one category directly."""
+
+    def __init__(self, classifier: Classifier, severity: int = DEFAULT_CLASSIFIER_SEVERITY) -> None:
+        self.classifier = classifier
+        self.model_id = classifier.model_id
+        self.catalog_version = ""  # no phrasings involved
+        self.categories = (classifier.category,)
+        self.scales = {classifier.category: classifier.scale}
+        self.severities = {classifier.category: severity}
+        self.base_thresholds: dict[str, float] = {}
+
+    def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
+        if not images:
+            return []
+        category = self.classifier.category
+        scores = self.classifier.classify(images)
+        return [
+            {category: CategoryScore(category, float(s), ScoreSource.CLASSIFIER)} for s in scores
+        ]
+
+
+@dataclass(frozen=True)
+class ScorerProfile:
+    """What thresholds need from a scorer — each category's score scale and severity, and the
+    catalog's base thresholds — without its model (``scorer_profile``)."""
+
+    scales: dict[str, str]
+    severities: dict[str, int]
+    base_thresholds: dict[str, float]
+
+    @classmethod
+    def merged(cls, parts: Sequence[Scorer | ScorerProfile]) -> ScorerProfile:
+        """Earlier parts win shared categories; a base threshold counts only on its winner's
+        scale (the ``CombinedScorer`` rule)."""
+        scales = _first_wins(p.scales for p in parts)
+        return cls(
+            scales,
+            _first_wins(p.severities for p in parts),
+            _first_wins(
+                {c: v for c, v in p.base_thresholds.items() if p.scales.get(c) == scales[c]}
+                for p in parts
+            ),
+        )
+
+
+class CombinedScorer:
+    """Implements ``Scorer`` over several scorers; earlier ones win shared categories.
+
+    Put classifiers first: a category both produce keeps the classifier's score and scale,
+    and the embedding's score (with its phrasing) is kept in ``details["other_signals"]``.
+    """
+
+    def __init__(self, scorers: Sequence[Scorer]) -> None:
+        if len(scorers) < 2:
+            raise ValueError("a combined scorer needs at least two scorers")
+        self.scorers = tuple(scorers)
+        self.model_id = "+".join(s.model_id for s in self.scorers)
+        self.catalog_version = next((s.catalog_version for s in scorers if s.catalog_version), "")
+        profile = ScorerProfile.merged(self.scorers)
+        self.scales = profile.scales
+        self.severities = profile.severities
+        self.base_thresholds = profile.base_thresholds
+        self.categories = tuple(self.scales)
+
+    def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
+        per_scorer = [s.score_images(images) for s in self.scorers]
+        return [merge_score_sets(sets) for sets in zip(*per_scorer, strict=True)]
+
+
+def score_isolating(scorer: Scorer, images: Sequence[Image]) -> list[ScoreSet | Exception]:
+    """Score a batch; if the batch fails, score each image alone so one bad image fails alone.
+
+    Returns, per image in order, its ``ScoreSet`` or the exception that scoring it raised.
+    """
+    try:
+        return list(scorer.score_images(images))
+    except Exception as exc:
+        if len(images) == 1:
+            return [exc]
+        log.warning("batch of %d failed (%s); retrying one at a time", len(images), exc)
+    out: list[ScoreSet | Exception] = []
+    for image in images:
+        try:
+            out.extend(scorer.score_images([image]))
+        except Exception as exc:  # reported per image, never a crash
+            out.append(exc)
+    return out
+
+
+def scorer_embedder(scorer: Scorer) -> Embedder | None:
+    """The embedder of ``scorer``'s embedding part; None for a classifier alone."""
+    parts = scorer.scorers if isinstance(scorer, CombinedScorer) else (scorer,)
+    return next((p.embedder for p in parts if isinstance(p, EmbeddingScorer)), None)
+
+
+def score_keeping_vectors(
+    scorer: Scorer, images: Sequence[Image]
+) -> tuple[list[ScoreSet], np.ndarray | None]:
+    """``scorer.score_images(images)`` plus the image vectors its embedding part computed.
+
+    The vectors (from ``scorer_embedder(scorer)``; None without one) let a caller compare the
+    same images with other texts without a second image forward — the matcher playground does.
+    """
+    parts = scorer.scorers if isinstance(scorer, CombinedScorer) else (scorer,)
+    vectors: np.ndarray | None = None
+    per_part: list[list[ScoreSet]] = []
+    for part in parts:
+        if vectors is None and isinstance(part, EmbeddingScorer):
+            vectors = np.asarray(part.embedder.embed_images(images), dtype=np.float32)
+            per_part.append(part.score_vectors(vectors))
+        else:
+            per_part.append(list(part.score_images(images)))
+    # the same merge CombinedScorer.score_images applies, parts in the same (trust) order
+    return [merge_score_sets(sets) for sets in zip(*per_part, strict=True)], vectors
+
+
+def _first_wins(mappings: Iterable[Mapping[str, V]]) -> dict[str, V]:
+    out: dict[str, V] = {}
+    for mapping in mappings:
+        for key, value in mapping.items():
+            out.setdefault(key, value)
+    return out
+
+
+def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
+    """The scorer ``settings`` describe (backend, classifiers, catalog, cache, batch size).
+
+    ``open_nsfw`` → the classifier alone; ``gme``/``fake`` → an ``EmbeddingScorer`` over the
+    catalog, combined with any ``settings.classifiers`` (run first). The catalog's severities
+    apply to classifier categories too. Heavy libraries are imported here, not at import.
+    """
+    from moderation.embedders.registry import load_classifier, load_embedder
+
+    catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
+    classifiers = []
+    for name in _classifier_names(settings):
+        classifier = load_classifier(name, batch_size=settings.batch_size)
+        classifiers.append(ClassifierScorer(classifier, _severity(catalog, classifier.category)))
+    if settings.backend == "open_nsfw":
+        return classifiers[0]
+    if settings.backend == "gme":
+        path = settings.gme_path
+        if path is None:
+            raise ScorerConfigError("backend gme needs MODERATION_GME_PATH (a local weights dir)")
+        if not Path(path).is_dir():
+            raise ScorerConfigError(f"MODERATION_GME_PATH={path} is not a directory")
+        embedder = load_embedder("gme", path, device=settings.device)
+    else:
+        embedder = load_embedder(settings.backend)
+    scorer = EmbeddingScorer(embedder, catalog, PatternVectorCache(settings.pattern_cache_dir))
+    return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+
+
+def embedding_scale(embedder_name: str) -> str:
+    """The score scale of an ``EmbeddingScorer`` over the embedder ``embedder_name``."""
+    return f"{embedder_name}_cosine"
+
+
+def _severity(catalog: Catalog, category: str) -> int:
+    """A classifier category's severity: the catalog's, else the default."""
+    return catalog.severities.get(category, DEFAULT_CLASSIFIER_SEVERITY)
+
+
+def _classifier_names(settings: Settings) -> list[str]:
+    names = ["open_nsfw"] if settings.backend == "open_nsfw" else settings.classifiers
+    return list(dict.fromkeys(names))
+
+
+def scorer_profile(settings: Settings, catalog: Catalog | None = None) -> ScorerProfile:
+    """The scales, severities and base thresholds ``build_scorer(settings)`` would have, read
+    from the settings, the backends' classes and the catalog — no weights loaded. What the
+    threshold adjuster needs in a process that holds no model (the ops worker, the CLI)."""
+    from moderation.embedders.registry import CLASSIFIERS, EMBEDDERS, resolve
+
+    catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
+    parts = []
+    for name in _classifier_names(settings):
+        cls = resolve(name, CLASSIFIERS)  # the class only: its category and scale
+        severity = _severity(catalog, cls.category)
+        parts.append(ScorerProfile({cls.category: cls.scale}, {cls.category: severity}, {}))
+    if settings.backend != "open_nsfw":
+        if settings.backend not in EMBEDDERS:
+            resolve(settings.backend, EMBEDDERS)  # raises BackendUnavailable, like build_scorer
+        # the registry's names are the embedders' own (EmbedderInfo.name)
+        scales = dict.fromkeys(catalog.category_names, embedding_scale(settings.backend))
+        parts.append(ScorerProfile(scales, dict(catalog.severities), dict(catalog.thresholds)))
+    return ScorerProfile.merged(parts)

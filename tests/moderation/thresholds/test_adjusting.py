@@ -1,0 +1,157 @@
+"""Evidence from the DB → adjuster → threshold versions (both backends, and the CLI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from moderation.db import make_engine, make_sessionmaker
+from moderation.db.models import AuditLogEntry, AuditSample, Image, Job, Review, ReviewItem
+from moderation.db.repositories import thresholds as versions
+from moderation.db.repositories.reviews import category_evidence
+from moderation.db.types import utcnow
+from moderation.domain import ReviewItemKind, RiskTier
+from moderation.scoring.catalog import load_catalog
+from moderation.thresholds.adjusting import adjust_thresholds, propose
+from moderation.thresholds.evidence import Evidence
+from moderation.thresholds.tiers import ladder_from_base, preset_thresholds
+from tests.moderation.cli.runner import db_session, fails, ok
+
+SCALES = {"sexual": "probability"}
+
+
+def seed_evidence(sessions, *, caught: int, audits: list[tuple[float, bool]], at: dt.datetime):
+    """``caught`` queue items (score 0.5, violation) and audits (score, violation) at π 0.5,
+    each reviewed by rita."""
+    with sessions.begin() as s:
+        rows = [(0.5, True, ReviewItemKind.QUEUE)] * caught
+        rows += [(score, y, ReviewItemKind.AUDIT) for score, y in audits]
+        for score, violation, kind in rows:
+            image = Image(sha256=uuid.uuid4().hex * 2, byte_size=1)
+            s.add(image)
+            s.flush()
+            job = Job(image_id=image.id)
+            s.add(job)
+            s.flush()
+            pi = 1.0 if kind == ReviewItemKind.QUEUE else 0.5
+            s.add(ReviewItem(job_id=job.id, kind=kind, category="sexual", score=score,
+                             tier=RiskTier.CLEAR, priority=0, inclusion_probability=pi,
+                             created_at=at))  # fmt: skip
+            if kind == ReviewItemKind.AUDIT:
+                s.add(AuditSample(job_id=job.id, category="sexual", stratum="near", score=score,
+                                  inclusion_probability=pi, sampled_at=at))  # fmt: skip
+            s.add(Review(job_id=job.id, reviewer="rita", category="sexual",
+                         label="violation" if violation else "not_violation",
+                         created_at=at + dt.timedelta(minutes=1)))  # fmt: skip
+
+
+def misses_below(n_audits: int = 300, misses: int = 60) -> list[tuple[float, bool]]:
+    """Audits just below 0.30: ``misses`` violations at 0.28, the rest clean at 0.21."""
+    return [(0.28, True)] * misses + [(0.21, False)] * (n_audits - misses)
+
+
+def run(sessions, *, adjuster="recall_target", dry_run=False, horizon_s=86400.0):
+    with sessions.begin() as s:
+        return adjust_thresholds(
+            s,
+            preset_thresholds(SCALES),
+            adjuster=adjuster,
+            now=utcnow(),
+            horizon_s=horizon_s,
+            dry_run=dry_run,
+            created_by="test",
+        )
+
+
+def test_recall_target_lowers_on_audited_misses_and_records_its_evidence(engine):
+    sessions = make_sessionmaker(engine)
+    seed_evidence(sessions, caught=100, audits=misses_below(), at=utcnow())
+    with sessions() as s:
+        ev = category_evidence(s, "sexual")
+    assert (ev.n, ev.positives, int(ev.sampled.sum())) == (400, 160, 300)
+    [dry] = run(sessions, dry_run=True)
+    assert dry.changed and dry.version_id is None and dry.proposal.value < 0.30
+    with sessions() as s:
+        assert versions.active_versions(s) == {}
+    [outcome] = run(sessions)
+    assert outcome.proposal.value == dry.proposal.value and outcome.version_id is not None
+    with sessions() as s:
+        v = versions.active_versions(s)["sexual"]
+        assert v.id == outcome.version_id and v.strategy == "recall_target"
+        assert v.value == outcome.proposal.value and v.scale == "probability"
+        assert v.cutoffs == ladder_from_base(outcome.proposal.value, "probability")
+        assert v.reason == outcome.proposal.reason and v.created_by == "test"
+        assert v.stats["evidence"]["n"] == 400 and v.stats["previous_value"] == 0.30
+        assert v.stats["adjuster"] == "recall_target" and v.stats["previous_source"] == "preset"
+        assert v.stats["at_current"]["recall_estimate"] < 0.95
+        log = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "thresholds.adjust"))
+        assert [e.target_id for e in log] == [str(v.id)]
+
+
+def test_thin_or_old_evidence_writes_nothing(engine):
+    sessions = make_sessionmaker(engine)
+    seed_evidence(sessions, caught=10, audits=misses_below(20, 5), at=utcnow())
+    [thin] = run(sessions)
+    assert not thin.changed and "insufficient evidence" in thin.proposal.reason
+    old = utcnow() - dt.timedelta(days=3)
+    seed_evidence(sessions, caught=100, audits=misses_below(), at=old)
+    [still] = run(sessions, horizon_s=86400)  # the old evidence is outside the window
+    assert not still.changed and still.evidence["n"] == 30
+    with sessions() as s:
+        assert versions.active_versions(s) == {}
+
+
+def test_seed_adjuster_raises_on_false_positives(engine):
+    sessions = make_sessionmaker(engine)
+    # 60 reviewed queue items above the threshold, none a violation: FP rate 100 % > 10 %
+    seed_evidence(sessions, caught=0, audits=[(0.5, False)] * 60, at=utcnow())
+    [outcome] = run(sessions, adjuster="seed")
+    assert outcome.proposal.strategy == "seed" and outcome.proposal.value == pytest.approx(0.31)
+    with sessions() as s:
+        assert versions.active_versions(s)["sexual"].value == pytest.approx(0.31)
+
+
+def test_unknown_category_or_adjuster_is_an_error(engine):
+    with make_sessionmaker(engine).begin() as s, pytest.raises(KeyError, match="weapons"):
+        adjust_thresholds(s, preset_thresholds(SCALES), adjuster="seed", now=utcnow(),
+                          horizon_s=10, categories=["weapons"])  # fmt: skip
+    with pytest.raises(ValueError, match="unknown adjuster"):
+        propose("magic", 0.3, "probability", Evidence.from_arrays([], [], []), now=0.0)  # type: ignore[arg-type]
+
+
+def test_cli_adjust_dry_run_then_write(db_url):
+    engine = make_engine(db_url)
+    try:
+        seed_evidence(make_sessionmaker(engine), caught=100, audits=misses_below(), at=utcnow())
+    finally:
+        engine.dispose()
+    u = ("--url", db_url, "--scale", "probability")
+    dry = json.loads(ok("thresholds", "adjust", "--dry-run", "--json", *u))
+    assert [(o["category"], o["changed"], o["version_id"]) for o in dry] == [("sexual", True, None)]
+    out = ok("thresholds", "adjust", "--category", "sexual", "--actor", "ana", *u)
+    assert "sexual (recall_target): 0.3000 →" in out and "(version 1)" in out
+    with db_session(db_url) as s:
+        assert versions.active_versions(s)["sexual"].created_by == "ana"
+    fails("thresholds", "adjust", "--adjuster", "magic", *u, match="--adjuster must be one of")
+    fails("thresholds", "adjust", "--category", "weapons", "--url", db_url, "--scale",
+          "probability", match="weapons")  # fmt: skip
+
+
+def test_thresholds_in_force_never_loads_a_model(db_url, settings_factory, monkeypatch):
+    """The hourly beat task runs in the ops worker, which holds no model: loading GME there
+    every hour would cost minutes and gigabytes. The scales come from ``scorer_profile``."""
+    import moderation.scoring.scorers as scorers
+    from moderation.thresholds.resolver import thresholds_in_force
+
+    def refuse(*_a, **_k):
+        raise AssertionError("build_scorer called")
+
+    monkeypatch.setattr(scorers, "build_scorer", refuse)
+    settings = settings_factory(backend="fake", database_url=db_url)
+    with db_session(db_url) as s:
+        th = thresholds_in_force(s, settings)
+    assert th["sexual"].scale == "fake_cosine" and set(th) == set(load_catalog().category_names)
