@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -56,16 +56,28 @@ def _word_vector(word: str) -> np.ndarray:
 class FakeEmbedder:
     """Implements ``Embedder`` without a model; same input → bit-identical vector."""
 
-    def __init__(self, model_path: object = None, *, device: str = "cpu") -> None:
-        # the arguments mirror the real backends' constructors and are ignored
+    def __init__(
+        self, model_path: object = None, *, device: str = "cpu", batch_size: int = 16
+    ) -> None:
+        # model_path and device mirror the real backends' constructors and are ignored
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
         self.info = EmbedderInfo(
             name="fake", model_id=MODEL_ID, dim=FAKE_DIM, dtype="float32", device="cpu"
         )
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """float32 [n, 768] unit rows: the centred 16 × 16 RGB box average of each image."""
-        if not images:
-            return np.empty((0, FAKE_DIM), dtype=np.float32)
+        """float32 [n, 768] unit rows: the centred 16 × 16 RGB box average of each image,
+        ``batch_size`` images per "forward" (``forward_images``), as a real backend batches."""
+        return self._batched(images, self.forward_images)
+
+    def embed_texts(self, texts: Sequence[str], instruction: str = QUERY_INSTRUCTION) -> np.ndarray:
+        """float32 [m, 768] unit rows: the sum of the content words' hashed vectors."""
+        return self._batched(texts, self.forward_texts)
+
+    def forward_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """One batch of images (the stand-in for a model forward)."""
         grids = [
             np.asarray(image.convert("RGB").resize((GRID, GRID), Image.Resampling.BOX))
             for image in images
@@ -73,16 +85,20 @@ class FakeEmbedder:
         features = np.stack(grids).reshape(len(images), FAKE_DIM).astype(np.float32) / 255 - 0.5
         return l2_normalise(features)
 
-    def embed_texts(self, texts: Sequence[str], instruction: str = QUERY_INSTRUCTION) -> np.ndarray:
-        """float32 [m, 768] unit rows: the sum of the content words' hashed vectors."""
-        if not texts:
-            return np.empty((0, FAKE_DIM), dtype=np.float32)
+    def forward_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """One batch of texts (the stand-in for a model forward); no instruction involved."""
         rows = []
         for text in texts:
             # a text of stop words only still gets its own (whole-text) direction
             words = content_words(text) or [text.lower().strip() or "<empty>"]
             rows.append(np.sum([_word_vector(w) for w in words], axis=0))
         return l2_normalise(np.stack(rows))
+
+    def _batched(self, items: Sequence, forward: Callable[[Sequence], np.ndarray]) -> np.ndarray:
+        if not items:
+            return np.empty((0, FAKE_DIM), dtype=np.float32)
+        size = self.batch_size
+        return np.concatenate([forward(items[i : i + size]) for i in range(0, len(items), size)])
 
     @staticmethod
     def image_matching(text: str, size: int = 64) -> Image.Image:

@@ -312,7 +312,7 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
     catalog, combined with any ``settings.classifiers`` (run first). The catalog's severities
     apply to classifier categories too. Heavy libraries are imported here, not at import.
     """
-    from moderation.embedders.registry import load_classifier, load_embedder
+    from moderation.embedders.registry import load_classifier
 
     catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
     classifiers = []
@@ -321,17 +321,23 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
         classifiers.append(ClassifierScorer(classifier, _severity(catalog, classifier.category)))
     if settings.backend == "open_nsfw":
         return classifiers[0]
-    if settings.backend == "gme":
-        path = settings.gme_path
-        if path is None:
-            raise ScorerConfigError("backend gme needs MODERATION_GME_PATH (a local weights dir)")
-        if not Path(path).is_dir():
-            raise ScorerConfigError(f"MODERATION_GME_PATH={path} is not a directory")
-        embedder = load_embedder("gme", path, device=settings.device)
-    else:
-        embedder = load_embedder(settings.backend)
+    embedder = _load_embedder(settings)
     scorer = EmbeddingScorer(embedder, catalog, PatternVectorCache(settings.pattern_cache_dir))
     return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+
+
+def _load_embedder(settings: Settings) -> Embedder:
+    """The embedding backend ``settings`` name, ``settings.batch_size`` inputs per forward."""
+    from moderation.embedders.registry import load_embedder
+
+    if settings.backend != "gme":
+        return load_embedder(settings.backend, batch_size=settings.batch_size)
+    path = settings.gme_path
+    if path is None:
+        raise ScorerConfigError("backend gme needs MODERATION_GME_PATH (a local weights dir)")
+    if not Path(path).is_dir():
+        raise ScorerConfigError(f"MODERATION_GME_PATH={path} is not a directory")
+    return load_embedder("gme", path, device=settings.device, batch_size=settings.batch_size)
 
 
 def embedding_scale(embedder_name: str) -> str:

@@ -360,6 +360,33 @@ def test_build_scorer_scores_the_default_catalog_with_gme(tiny_gme_dir, tmp_path
         assert -1.0 <= score.score <= 1.0 and score.phrasing in phrasings, category
 
 
+def test_batch_size_reaches_gme_through_build_scorer(tiny_gme_dir, settings_factory, images):
+    """MODERATION_BATCH_SIZE is the rows of every model forward, texts and images alike."""
+    from moderation.scoring.catalog import catalog_from_mapping
+    from moderation.scoring.scorers import build_scorer
+
+    catalog = catalog_from_mapping(
+        {"name": "five", "categories": {"weapons": {"severity": 2, "phrasings": list("abcde")}}}
+    )
+    settings = settings_factory(backend="gme", gme_path=tiny_gme_dir, device="cpu", batch_size=2)
+    scorer = build_scorer(settings, catalog)
+    sizes: list[int] = []
+
+    def record(_module, _args, kwargs, _output):
+        sizes.append(int(kwargs["inputs_embeds"].shape[0]))
+
+    hook = scorer.embedder._model.model.language_model.register_forward_hook(
+        record, with_kwargs=True
+    )
+    try:
+        scorer.embedder.embed_texts([p for _, p in catalog.pairs()])
+        scorer.score_images(images[:3])
+    finally:
+        hook.remove()
+    assert scorer.embedder.batch_size == 2
+    assert sizes == [2, 2, 1, 2, 1]  # five phrasings, then three images
+
+
 # --- GPU (skipped without CUDA) ----------------------------------------------------------------
 @pytest.mark.gpu
 def test_cuda_half_precision_agrees_with_cpu(tiny_gme_dir, tiny_gme, images):

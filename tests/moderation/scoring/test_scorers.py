@@ -230,6 +230,53 @@ def test_build_scorer_backends(settings_factory, tmp_path):
     )
 
 
+def record_batches(forward):
+    """A pass-through for one instance's forward that records each call's batch size."""
+    sizes: list[int] = []
+
+    def recording(batch):
+        sizes.append(len(batch))
+        return forward(batch)
+
+    return recording, sizes
+
+
+class RecordingSession:
+    """Delegates to an ONNX Runtime session; records the batch size of every ``run``."""
+
+    def __init__(self, session) -> None:
+        self.session, self.sizes = session, []
+
+    def run(self, outputs, feeds):
+        self.sizes.extend(len(v) for v in feeds.values())
+        return self.session.run(outputs, feeds)
+
+
+def test_batch_size_reaches_the_fake_embedder(settings_factory):
+    catalog = catalog_from_mapping(SMALL)  # 8 phrasings
+    scorer = build_scorer(settings_factory(backend="fake", batch_size=3), catalog)
+    embedder = scorer.embedder
+    assert embedder.batch_size == 3
+    embedder.forward_images, image_sizes = record_batches(embedder.forward_images)
+    embedder.forward_texts, text_sizes = record_batches(embedder.forward_texts)
+    assert len(scorer.score_images((sample_images() * 2)[:7])) == 7
+    embedder.embed_texts([p for _, p in catalog.pairs()])
+    assert image_sizes == [3, 3, 1] and text_sizes == [3, 3, 2]
+
+
+def test_batch_size_reaches_the_classifiers(settings_factory):
+    combined = build_scorer(
+        settings_factory(backend="fake", classifiers="open_nsfw", batch_size=2),
+        catalog_from_mapping(SMALL),
+    )
+    classifier_part, embedding_part = combined.scorers
+    assert embedding_part.embedder.batch_size == 2
+    classifier = classifier_part.classifier
+    classifier._session = recording = RecordingSession(classifier._session)
+    combined.score_images((sample_images() * 2)[:5])
+    assert recording.sizes == [2, 2, 1]
+
+
 def _profile_of(scorer):
     return (dict(scorer.scales), dict(scorer.severities), dict(scorer.base_thresholds))
 
