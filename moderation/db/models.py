@@ -217,16 +217,19 @@ class PatternSet(Base):
 
 
 class PatternEmbedding(Base):
-    """Pattern vectors, computed once per (catalog version, model) and reused by every image."""
+    """Pattern vectors, computed once per (catalog version, model, instruction) by whichever
+    worker host needs them first and read by every other one (the shared pattern cache)."""
 
     __tablename__ = "pattern_embeddings"
-    __table_args__ = (UniqueConstraint("pattern_set_id", "model_id"),)
+    __table_args__ = (UniqueConstraint("pattern_set_id", "model_id", "instruction"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     pattern_set_id: Mapped[int] = mapped_column(
         ForeignKey("pattern_sets.id", ondelete="CASCADE"), nullable=False
     )
     model_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    # the system-turn instruction the phrasings were embedded with (one per fusion dimension)
+    instruction: Mapped[str] = mapped_column(Text, nullable=False)
     dim: Mapped[int] = mapped_column(Integer, nullable=False)
     phrasings: Mapped[list[Any]] = mapped_column(JSONDoc, nullable=False)  # row order of vectors
     vectors: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32, row-major
