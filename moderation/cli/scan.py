@@ -27,23 +27,25 @@ def scan(
     from moderation.db.session import make_engine, make_sessionmaker
     from moderation.pipeline.scan import find_images, scan_paths
     from moderation.scoring.scorers import build_scorer
+    from moderation.services.pattern_vectors import DbPatternVectors
 
     settings = settings_with(database_url=url, backend=backend, batch_size=batch_size)
     paths = find_images(directory, recursive=recursive)
     if not paths:
         raise CliError(f"no image files in {directory} (use --recursive for subfolders)")
     upgrade(settings.database_url)  # the embedded default needs no separate setup step
-    with console.status(f"loading the {settings.backend} scorer…"):
-        scorer = build_scorer(settings)
     engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
     try:
+        with console.status(f"loading the {settings.backend} scorer…"):
+            scorer = build_scorer(settings, shared=DbPatternVectors(sessions))
         columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("scoring", total=len(paths))
             report = scan_paths(
                 settings,
                 scorer,
-                make_sessionmaker(engine),
+                sessions,
                 paths,
                 on_progress=lambda n: progress.advance(task, n),
             )

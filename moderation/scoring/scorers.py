@@ -1,8 +1,10 @@
 """Scorers: embedding (catalog patterns), classifier and combined, plus ``build_scorer(settings)``.
 
-An ``EmbeddingScorer`` embeds the catalog's phrasings once per (catalog version, model) —
-from the on-disk ``PatternVectorCache`` when another process already did — and then scores
-every batch of images with one matrix product. A ``ClassifierScorer`` wraps a classifier that
+An ``EmbeddingScorer`` needs the catalog's phrasings embedded once per (catalog version, model,
+instruction). It looks in the host's ``PatternVectorCache`` (``.npz`` files), then in the
+shared store every worker host reads (the database, ``SharedPatternVectors``), and embeds them
+only when neither has them, writing both; then it scores every batch of images with one
+matrix product. A ``ClassifierScorer`` wraps a classifier that
 emits its category directly. Both produce ``ScoreSet``s the policy treats alike.
 """
 
@@ -16,7 +18,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -43,9 +45,11 @@ __all__ = [
     "ClassifierScorer",
     "CombinedScorer",
     "EmbeddingScorer",
+    "PatternKey",
     "PatternVectorCache",
     "ScorerConfigError",
     "ScorerProfile",
+    "SharedPatternVectors",
     "build_scorer",
     "embedding_scale",
     "score_isolating",
@@ -67,6 +71,40 @@ DIMENSION_INSTRUCTIONS: dict[str, str] = {
 
 class ScorerConfigError(ValueError):
     """The settings do not describe a scorer that can be built; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class PatternKey:
+    """What one matrix of pattern vectors is computed from, and so how every cache finds it."""
+
+    catalog: Catalog
+    model_id: str
+    instruction: str
+    phrasings: tuple[str, ...]  # the matrix rows, in order
+    dim: int
+
+    @property
+    def file_key(self) -> tuple[str, str, str]:
+        """(catalog version, model id, instruction): ``PatternVectorCache``'s key."""
+        return self.catalog.version, self.model_id, self.instruction
+
+    def fits(self, vectors: np.ndarray | None) -> bool:
+        """Whether ``vectors`` has this key's shape: one row of ``dim`` per phrasing."""
+        return vectors is not None and vectors.shape == (len(self.phrasings), self.dim)
+
+
+class SharedPatternVectors(Protocol):
+    """Pattern vectors shared by every host (``moderation.services.pattern_vectors`` keeps
+    them in the database). Both methods log and swallow their own failures: a store that is
+    down costs an embedding, never a scorer."""
+
+    def load(self, key: PatternKey) -> np.ndarray | None:
+        """The vectors stored for ``key``; None when absent or unusable."""
+        ...
+
+    def store(self, key: PatternKey, vectors: np.ndarray) -> None:
+        """Keep ``vectors`` for ``key`` unless usable ones are already stored."""
+        ...
 
 
 class PatternVectorCache:
@@ -140,7 +178,11 @@ class EmbeddingScorer:
     """Implements ``Scorer``: images × catalog phrasings, category = max over its phrasings."""
 
     def __init__(
-        self, embedder: Embedder, catalog: Catalog, cache: PatternVectorCache | None = None
+        self,
+        embedder: Embedder,
+        catalog: Catalog,
+        cache: PatternVectorCache | None = None,
+        shared: SharedPatternVectors | None = None,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
@@ -152,21 +194,47 @@ class EmbeddingScorer:
         self.base_thresholds = catalog.thresholds
         self.table = PhrasingTable.from_pairs(catalog.pairs())
         self._weights = dict(catalog.fusion) or {"query": 1.0}
+        self._cache, self._shared = cache, shared
         # computed once here, per (catalog version, model): never per image
-        self.pattern_vectors = {d: self._pattern_vectors(d, cache) for d in self._weights}
+        self.pattern_vectors = {d: self._pattern_vectors(d) for d in self._weights}
 
-    def _pattern_vectors(self, dimension: str, cache: PatternVectorCache | None) -> np.ndarray:
+    def _pattern_key(self, dimension: str) -> PatternKey:
         instruction = DIMENSION_INSTRUCTIONS[dimension]
-        phrasings = self.table.phrasings
-        key = (self.catalog_version, self.model_id, instruction)
-        cached = cache.load(*key, phrasings) if cache is not None else None
-        if cached is not None and cached.shape[1] == self.embedder.info.dim:
-            return cached
-        vectors = np.asarray(self.embedder.embed_texts(list(phrasings), instruction), np.float32)
-        if vectors.shape != (len(phrasings), self.embedder.info.dim):
-            raise ValueError(f"embedder returned {vectors.shape} for {len(phrasings)} phrasings")
-        if cache is not None:
-            cache.store(*key, phrasings, vectors)
+        info = self.embedder.info
+        return PatternKey(self.catalog, self.model_id, instruction, self.table.phrasings, info.dim)
+
+    def _pattern_vectors(self, dimension: str) -> np.ndarray:
+        """Local file, else the shared store, else the embedder; what was missing is filled."""
+        key = self._pattern_key(dimension)
+        local = self._from_file(key)
+        if local is not None:
+            return local
+        vectors = self._from_shared(key)
+        if vectors is None:
+            vectors = self._embed(key)
+            if self._shared is not None:
+                self._shared.store(key, vectors)
+        if self._cache is not None:
+            self._cache.store(*key.file_key, key.phrasings, vectors)
+        return vectors
+
+    def _from_file(self, key: PatternKey) -> np.ndarray | None:
+        if self._cache is None:
+            return None
+        vectors = self._cache.load(*key.file_key, key.phrasings)
+        return vectors if key.fits(vectors) else None
+
+    def _from_shared(self, key: PatternKey) -> np.ndarray | None:
+        if self._shared is None:
+            return None
+        vectors = self._shared.load(key)
+        return vectors if key.fits(vectors) else None
+
+    def _embed(self, key: PatternKey) -> np.ndarray:
+        texts = list(key.phrasings)
+        vectors = np.asarray(self.embedder.embed_texts(texts, key.instruction), np.float32)
+        if not key.fits(vectors):
+            raise ValueError(f"embedder returned {vectors.shape} for {len(texts)} phrasings")
         return vectors
 
     def score_images(self, images: Sequence[Image]) -> list[ScoreSet]:
@@ -305,12 +373,18 @@ def _first_wins(mappings: Iterable[Mapping[str, V]]) -> dict[str, V]:
     return out
 
 
-def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
+def build_scorer(
+    settings: Settings,
+    catalog: Catalog | None = None,
+    shared: SharedPatternVectors | None = None,
+) -> Scorer:
     """The scorer ``settings`` describe (backend, classifiers, catalog, cache, batch size).
 
     ``open_nsfw`` → the classifier alone; ``gme``/``fake`` → an ``EmbeddingScorer`` over the
     catalog, combined with any ``settings.classifiers`` (run first). The catalog's severities
-    apply to classifier categories too. Heavy libraries are imported here, not at import.
+    apply to classifier categories too. Pattern vectors come from the file cache under
+    ``settings.pattern_cache_dir``, then ``shared`` (the database of a worker or ``scan``;
+    None: files only). Heavy libraries are imported here, not at import.
     """
     from moderation.embedders.registry import load_classifier
 
@@ -322,7 +396,8 @@ def build_scorer(settings: Settings, catalog: Catalog | None = None) -> Scorer:
     if settings.backend == "open_nsfw":
         return classifiers[0]
     embedder = _load_embedder(settings)
-    scorer = EmbeddingScorer(embedder, catalog, PatternVectorCache(settings.pattern_cache_dir))
+    cache = PatternVectorCache(settings.pattern_cache_dir)
+    scorer = EmbeddingScorer(embedder, catalog, cache, shared)
     return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from moderation.db import make_engine
-from moderation.db.models import Job
+from moderation.db.models import Job, PatternEmbedding
 from tests.fakes import noise_jpeg, png_bytes
 
 from .test_db import run_cli
@@ -22,7 +22,9 @@ def test_scan_scores_a_folder_and_reports_failures(tmp_path: Path):
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.txt").write_text("not an image file: skipped by suffix")
     db = tmp_path / "scan.sqlite3"
-    result = run_cli("scan", str(folder), "--url", f"sqlite:///{db}", "--backend", "fake")
+    cache = {"MODERATION_PATTERN_CACHE_DIR": str(tmp_path / "pattern-cache")}
+    args = ("scan", str(folder), "--url", f"sqlite:///{db}", "--backend", "fake")
+    result = run_cli(*args, env=cache)
     assert result.returncode == 0, result.stderr
     assert "Tiers per category (7 images" in result.stdout
     assert "Failures (2)" in result.stdout and "zero bytes" in result.stdout
@@ -30,8 +32,10 @@ def test_scan_scores_a_folder_and_reports_failures(tmp_path: Path):
     engine = make_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         statuses = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+        shared = conn.execute(select(func.count(PatternEmbedding.id))).scalar_one()
     engine.dispose()
     assert statuses == {"scored": 5, "failed": 2}
+    assert shared >= 1  # the pattern vectors went to the database for other hosts too
 
 
 def test_scan_of_an_empty_folder_is_a_clear_error(tmp_path: Path):
