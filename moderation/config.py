@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     )
     pattern_cache_dir: Path = Field(
         default_factory=lambda: default_data_dir() / "pattern-cache",
-        description="Where pattern vectors are cached per catalog version and model.",
+        description="This host's cache of pattern vectors (the database is the shared one).",
     )
 
     # --- policy --------------------------------------------------------------------------

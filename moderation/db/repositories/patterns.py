@@ -39,7 +39,7 @@ def ensure_pattern_set(session: Session, version: str, name: str, document: dict
     """The id of the ``pattern_sets`` row of catalog ``version``, inserted if missing."""
     table = PatternSet.__table__
     row = {"version": version, "name": name, "document": document}
-    insert_ignore(session, table, [row], conflict=["version"])  # type: ignore[arg-type]
+    insert_ignore(session, table, [row], ["version"])
     return int(session.execute(select(PatternSet.id).filter_by(version=version)).scalar_one())
 
 
@@ -81,7 +81,7 @@ def save_pattern_vectors(
         "vectors": vectors,
     }
     conflict = ["pattern_set_id", "model_id", "instruction"]
-    insert_ignore(session, PatternEmbedding.__table__, [row], conflict)  # type: ignore[arg-type]
+    insert_ignore(session, PatternEmbedding.__table__, [row], conflict)
 
 
 def replace_pattern_vectors(
