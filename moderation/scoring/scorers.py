@@ -135,12 +135,7 @@ class PatternVectorCache:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable pattern cache %s: %s", path, exc)
             return None
-        expected = {
-            "catalog_version": catalog_version,
-            "model_id": model_id,
-            "instruction": instruction,
-            "phrasings": list(phrasings),
-        }
+        expected = _cache_meta(catalog_version, model_id, instruction, phrasings)
         if meta != expected or vectors.shape[0] != len(phrasings):
             log.warning("ignoring pattern cache %s: it was written for other content", path)
             return None
@@ -155,14 +150,7 @@ class PatternVectorCache:
         vectors: np.ndarray,
     ) -> None:
         path = self.path_for(catalog_version, model_id, instruction)
-        meta = json.dumps(
-            {
-                "catalog_version": catalog_version,
-                "model_id": model_id,
-                "instruction": instruction,
-                "phrasings": list(phrasings),
-            }
-        )
+        meta = json.dumps(_cache_meta(catalog_version, model_id, instruction, phrasings))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
@@ -172,6 +160,18 @@ class PatternVectorCache:
         except OSError as exc:
             # scoring still works from memory; only the next process pays the embedding again
             log.warning("cannot write pattern cache %s: %s", path, exc)
+
+
+def _cache_meta(
+    catalog_version: str, model_id: str, instruction: str, phrasings: Sequence[str]
+) -> dict[str, object]:
+    """What a cache file records about its vectors, to be compared on every load."""
+    return {
+        "catalog_version": catalog_version,
+        "model_id": model_id,
+        "instruction": instruction,
+        "phrasings": list(phrasings),
+    }
 
 
 class EmbeddingScorer:
@@ -386,19 +386,25 @@ def build_scorer(
     ``settings.pattern_cache_dir``, then ``shared`` (the database of a worker or ``scan``;
     None: files only). Heavy libraries are imported here, not at import.
     """
-    from moderation.embedders.registry import load_classifier
-
     catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
-    classifiers = []
-    for name in _classifier_names(settings):
-        classifier = load_classifier(name, batch_size=settings.batch_size)
-        classifiers.append(ClassifierScorer(classifier, _severity(catalog, classifier.category)))
+    classifiers = _classifier_scorers(settings, catalog)
     if settings.backend == "open_nsfw":
         return classifiers[0]
     embedder = _load_embedder(settings)
     cache = PatternVectorCache(settings.pattern_cache_dir)
     scorer = EmbeddingScorer(embedder, catalog, cache, shared)
     return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+
+
+def _classifier_scorers(settings: Settings, catalog: Catalog) -> list[ClassifierScorer]:
+    """The classifiers ``settings`` name, ``settings.batch_size`` images per forward."""
+    from moderation.embedders.registry import load_classifier
+
+    scorers = []
+    for name in _classifier_names(settings):
+        classifier = load_classifier(name, batch_size=settings.batch_size)
+        scorers.append(ClassifierScorer(classifier, _severity(catalog, classifier.category)))
+    return scorers
 
 
 def _load_embedder(settings: Settings) -> Embedder:
