@@ -96,7 +96,7 @@ def test_thin_or_old_evidence_writes_nothing(engine):
     sessions = make_sessionmaker(engine)
     seed_evidence(sessions, caught=10, audits=misses_below(20, 5), at=utcnow())
     [thin] = run(sessions)
-    assert not thin.changed and "insufficient evidence" in thin.proposal.reason
+    assert not thin.changed and thin.proposal.reason == "thin evidence: 15 violations < 30"
     old = utcnow() - dt.timedelta(days=3)
     seed_evidence(sessions, caught=100, audits=misses_below(), at=old)
     [still] = run(sessions, horizon_s=86400)  # the old evidence is outside the window
@@ -131,7 +131,10 @@ def test_cli_adjust_dry_run_then_write(db_url):
         engine.dispose()
     u = ("--url", db_url, "--scale", "probability")
     dry = json.loads(ok("thresholds", "adjust", "--dry-run", "--json", *u))
-    assert [(o["category"], o["changed"], o["version_id"]) for o in dry] == [("sexual", True, None)]
+    assert dry["profile"] == "every category on scale probability (given)"
+    assert [(o["category"], o["changed"], o["version_id"]) for o in dry["outcomes"]] == [
+        ("sexual", True, None)
+    ]
     out = ok("thresholds", "adjust", "--category", "sexual", "--actor", "ana", *u)
     assert "sexual (recall_target): 0.3000 →" in out and "(version 1)" in out
     with db_session(db_url) as s:
