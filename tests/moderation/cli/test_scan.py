@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from moderation.db import make_engine, make_sessionmaker
+from moderation.db.models import Job
 from moderation.db.repositories.scorer_profiles import live_profiles
 from moderation.db.types import utcnow
-from moderation.db.models import Job
 from tests.fakes import noise_jpeg, png_bytes
 
 from .test_db import run_cli
