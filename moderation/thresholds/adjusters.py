@@ -155,8 +155,9 @@ class RecallTargetAdjuster:
     whole horizon and the one over its most recent ``recent_s`` (drift shows there first).
     If the current value fails, lower to the highest passing candidate; if none in reach
     passes, to the cheapest candidate with (nearly) the best bound. Nothing changes when the
-    evidence is thin: too few violations or audits, or so few audits that even a sample with no
-    miss at all could not certify the target.
+    evidence is thin: too few violations or audits — then not even a current value outside
+    ``bounds`` is clamped — or so few audits that even a sample with no miss at all could not
+    certify the target.
     """
 
     target: float = 0.95
