@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -131,11 +132,9 @@ def profile_in_force(session: Session, settings: Settings, *, now: dt.datetime) 
     profile, skipped = union_profiles(
         [(p.worker, profile_from_categories(p.categories)) for p in live]
     )
-    models: dict[str, int] = {}
-    for p in live:
-        key = f"{p.backend} {p.model_id} catalog {p.catalog_version or '-'}"
-        models[key] = models.get(key, 0) + 1
-    note = f"categories and scales of {len(live)} scorer profile(s) registered in the last " + (
+    models = Counter(f"{p.backend} {p.model_id} catalog {p.catalog_version or '-'}" for p in live)
+    note = (
+        f"categories and scales of {len(live)} scorer profile(s) registered in the last "
         f"{window:g} s: " + "; ".join(f"{k} ×{n}" for k, n in models.items())
     )
     return ProfileInForce(profile, "registered", note, skipped)
