@@ -170,6 +170,18 @@ class Settings(BaseSettings):
     recall_target: float = Field(
         0.95, gt=0, lt=1, description="Recall the recall_target adjuster holds (lower bound)."
     )
+    adjust_profile_window_s: float = Field(
+        86400,
+        ge=60,
+        description="The adjuster adjusts the categories and scales of the scorer profiles that "
+        "workers and `moderation scan` registered this recently (seconds).",
+    )
+    adjust_unpin_min_audited: int = Field(
+        1000,
+        ge=0,
+        description="Audited items routed since a pinned (hand-set) version that let the "
+        "adjuster move it again; 0 = a pin holds until `moderation thresholds unpin`.",
+    )
 
     # --- hash banks (PDQ) -----------------------------------------------------------------
     bank_match_threshold: int = Field(

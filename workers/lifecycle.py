@@ -17,6 +17,7 @@ from moderation.db.session import make_engine, make_sessionmaker
 from moderation.metrics import start_worker_server
 from moderation.pipeline.batch import BatchError, run_batch
 from moderation.pipeline.context import PipelineContext, build_context
+from moderation.services.scorer_profiles import ProfileHeartbeat, start_heartbeat
 
 if TYPE_CHECKING:
     from .celery_app import ModerationCelery
@@ -29,8 +30,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-# The one piece of process-global state: the context of *this* pool process.
+# The process-global state of *this* pool process: its pipeline context and the heartbeat
+# that keeps its scorer profile registered (what the threshold adjuster adjusts).
 _context: PipelineContext | None = None
+_heartbeat: ProfileHeartbeat | None = None
 
 
 def build_worker_context(app: ModerationCelery, hostname: str) -> PipelineContext:
@@ -57,8 +60,12 @@ def build_worker_context(app: ModerationCelery, hostname: str) -> PipelineContex
 
 def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
     def init(sender: str | None = None, **_: Any) -> None:
-        global _context
+        global _context, _heartbeat
         _context = build_worker_context(app, sender or "")
+        # one profile row per worker node: its pool processes all score with the same scorer
+        _heartbeat = start_heartbeat(
+            _context.sessions, _context.scorer, app.settings, worker=sender or "worker"
+        )
         # the pool child serves /metrics: the batches, the model and CUDA all live here
         start_worker_server(app.settings.worker_metrics_port, app.settings.worker_metrics_host)
         log.info("scorer %s ready in pid %s", _context.scorer.model_id, os.getpid())
@@ -67,7 +74,10 @@ def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
 
 
 def on_worker_process_shutdown(**_: Any) -> None:
-    global _context
+    global _context, _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
     if _context is not None:
         _context.close()
         _context = None

@@ -88,19 +88,21 @@ def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
     }
 
 
-def adjust_from_reviews(app: ModerationCelery) -> list[dict[str, Any]]:
-    """The beat task's body: ``settings.adjuster`` over every reviewed category; a changed
-    proposal becomes a new threshold version (``moderation.thresholds.adjusting``)."""
+def adjust_from_reviews(app: ModerationCelery) -> dict[str, Any]:
+    """The beat task's body: ``settings.adjuster`` over every reviewed category of what the
+    pipeline scores (the scorer profiles the workers registered, else this process's settings,
+    which the log then says); a changed proposal becomes a new threshold version
+    (``moderation.thresholds.adjusting``)."""
     from moderation.thresholds.adjusting import run_configured
 
-    from .lifecycle import current_context
-
-    try:  # a pool child already holds the scorer: its scales, without loading it twice
-        scorer = current_context().scorer
-    except RuntimeError:
-        scorer = None
-    outcomes = run_configured(app.settings, sessions_for(app.settings), now=utcnow(), scorer=scorer)
-    for o in outcomes:
+    run = run_configured(app.settings, sessions_for(app.settings), now=utcnow())
+    # the fallback adjusts what this process would score, which may not be what is scored
+    log.log(
+        logging.WARNING if run.source == "settings" else logging.INFO, "adjuster: %s", run.profile
+    )
+    for category, why in run.skipped.items():
+        log.warning("adjuster: %s skipped: %s", category, why)
+    for o in run.outcomes:
         if o.version_id is not None:
             log.warning(
                 "adjuster: %s %.4f → %.4f (version %s): %s",
@@ -110,7 +112,7 @@ def adjust_from_reviews(app: ModerationCelery) -> list[dict[str, Any]]:
                 o.version_id,
                 o.proposal.reason,
             )
-    return [o.as_dict() for o in outcomes]
+    return run.as_dict()
 
 
 def callback_payload(view: JobView) -> dict[str, Any]:

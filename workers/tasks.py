@@ -43,7 +43,7 @@ def register(app: ModerationCelery) -> None:
         return refresh_dashboard_rollups(app)
 
     @app.task(name=ADJUST_TASK)
-    def adjust_thresholds() -> list[dict[str, Any]]:
+    def adjust_thresholds() -> dict[str, Any]:
         from .ops import adjust_from_reviews
 
         return adjust_from_reviews(app)

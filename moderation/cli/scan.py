@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
@@ -28,6 +29,7 @@ def scan(
     from moderation.pipeline.scan import find_images, scan_paths
     from moderation.scoring.scorers import build_scorer
     from moderation.services.pattern_vectors import DbPatternVectors
+    from moderation.services.scorer_profiles import registered_scorer
 
     settings = settings_with(database_url=url, backend=backend, batch_size=batch_size)
     paths = find_images(directory, recursive=recursive)
@@ -40,7 +42,12 @@ def scan(
         with console.status(f"loading the {settings.backend} scorer…"):
             scorer = build_scorer(settings, shared=DbPatternVectors(sessions))
         columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        # the threshold adjuster adjusts the categories and scales of what is scored (this)
+        worker = f"scan@{socket.gethostname()}"
+        with (
+            registered_scorer(sessions, scorer, settings, worker=worker),
+            Progress(*columns, TimeElapsedColumn(), console=console) as progress,
+        ):
             task = progress.add_task("scoring", total=len(paths))
             report = scan_paths(
                 settings,

@@ -1,5 +1,5 @@
-"""``moderation thresholds``: list, show, set, roll back and adjust threshold versions
-(append-only)."""
+"""``moderation thresholds``: list, show, set, roll back, pin, unpin and adjust threshold
+versions (append-only)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 thresholds_app = typer.Typer(
-    help="Threshold versions per category: list, show, set, rollback, adjust (from reviews). "
-    "Versions are append-only; the newest of a category is active.",
+    help="Threshold versions per category: list, show, set, rollback, pin, unpin, adjust (from "
+    "reviews). Versions are append-only; the newest of a category is active. A hand-set version "
+    "(set, rollback, pin) is pinned: the adjuster leaves it alone.",
     no_args_is_help=True,
 )
 
@@ -76,6 +77,7 @@ def _as_dict(v: repo.ThresholdVersionRecord) -> dict[str, Any]:
         "created_by": v.created_by,
         "created_at": v.created_at.isoformat(),
         "restored_from_id": v.restored_from_id,
+        "pinned": v.pinned,
         "stats": dict(v.stats),
     }
 
@@ -89,6 +91,7 @@ def _table(records: list[repo.ThresholdVersionRecord], title: str) -> Table:
         "cut-offs (w/m/h/e)",
         "scale",
         "strategy",
+        "pin",
         "created",
         "by",
         "reason",
@@ -104,6 +107,7 @@ def _table(records: list[repo.ThresholdVersionRecord], title: str) -> Table:
             ladder,
             v.scale,
             v.strategy,
+            "pinned" if v.pinned else "",
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             v.created_by,
             v.reason + restored,
@@ -194,7 +198,7 @@ def set_version(
     actor: str | None = ACTOR_OPTION,
     url: str | None = URL_OPTION,
 ) -> None:
-    """Append a hand-set version for CATEGORY (it becomes active)."""
+    """Append a hand-set version for CATEGORY (it becomes active, pinned)."""
     who = default_actor(actor)
     with open_session(url) as session:
         previous = repo.active_versions(session, [category]).get(category)
@@ -212,6 +216,7 @@ def set_version(
                 reason=reason,
                 created_by=who,
                 stats={"previous_version_id": previous and previous.id},
+                pinned=True,
             )
         except ValueError as exc:
             raise CliError(str(exc)) from None
@@ -238,7 +243,8 @@ def rollback(
     actor: str | None = ACTOR_OPTION,
     url: str | None = URL_OPTION,
 ) -> None:
-    """Make an older version of CATEGORY active again, as a new version (history is kept)."""
+    """Make an older version of CATEGORY active again, as a new pinned version (history is
+    kept)."""
     who = default_actor(actor)
     with open_session(url) as session:
         versions = repo.history(session, category, limit=2)
@@ -262,6 +268,7 @@ def rollback(
             created_by=who,
             stats=dict(target.stats),
             restored_from_id=target.id,
+            pinned=True,
         )
         audit_log.record_action(
             session,
@@ -281,6 +288,63 @@ def rollback(
     )
 
 
+def _set_pin(category: str, pinned: bool, reason: str | None, who: str, url: str | None) -> int:
+    """Append a version of ``category`` with the active cut-offs and ``pinned``; its id."""
+    verb = "pin" if pinned else "unpin"
+    with open_session(url) as session:
+        active = repo.active_versions(session, [category]).get(category)
+        if active is None:
+            raise CliError(f"{category} has no threshold version to {verb}")
+        if active.pinned == pinned:
+            raise CliError(f"{category} is already {verb}ned (version {active.id})")
+        record = repo.append_version(
+            session,
+            category=category,
+            policy=active.policy,
+            cutoffs=active.cutoffs,
+            scale=active.scale,
+            strategy=active.strategy,
+            reason=reason or f"{verb}ned by {who}",
+            created_by=who,
+            stats={"previous_version_id": active.id},
+            pinned=pinned,
+        )
+        audit_log.record_action(
+            session,
+            actor=who,
+            action=f"thresholds.{verb}",
+            target_type="threshold_version",
+            target_id=record.id,
+            details={"category": category, "previous_version_id": active.id},
+        )
+    return record.id
+
+
+@thresholds_app.command("pin")
+def pin(
+    category: str = typer.Argument(..., help="Violation category."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (default: 'pinned by …')."),
+    actor: str | None = ACTOR_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Pin CATEGORY's active cut-offs (a new version carrying them): the adjuster leaves them
+    alone until `unpin`, or until MODERATION_ADJUST_UNPIN_MIN_AUDITED audits arrive."""
+    version = _set_pin(category, True, reason, default_actor(actor), url)
+    console.print(f"{category}: pinned (version {version}, same cut-offs)")
+
+
+@thresholds_app.command("unpin")
+def unpin(
+    category: str = typer.Argument(..., help="Violation category."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (default: 'unpinned by …')."),
+    actor: str | None = ACTOR_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Hand CATEGORY back to the adjuster (a new unpinned version with the same cut-offs)."""
+    version = _set_pin(category, False, reason, default_actor(actor), url)
+    console.print(f"{category}: unpinned (version {version}, same cut-offs)")
+
+
 @thresholds_app.command("adjust")
 def adjust(
     category: list[str] | None = typer.Option(
@@ -292,8 +356,8 @@ def adjust(
     scale: str | None = typer.Option(
         None,
         "--scale",
-        help="Score scale of every category (default: the configured scorer's, from the "
-        "settings and catalog; no model is loaded).",
+        help="Score scale of every category (default: the scorer profiles registered by the "
+        "workers and `moderation scan`; without any, the settings' backend and catalog).",
     ),
     horizon_s: float | None = typer.Option(
         None, "--horizon-s", min=1, help="Evidence window (default: MODERATION_ADJUST_HORIZON_S)."
@@ -303,10 +367,13 @@ def adjust(
     actor: str | None = ACTOR_OPTION,
     url: str | None = URL_OPTION,
 ) -> None:
-    """Run the reviewer-feedback adjuster; a changed proposal becomes a new version."""
+    """Run the reviewer-feedback adjuster; a changed proposal becomes a new version.
+
+    Categories and scales come from the scorer profiles the workers and `moderation scan`
+    registered recently (else from the settings, which the output says); pinned categories
+    are left alone."""
     from moderation.db.types import utcnow
-    from moderation.thresholds.adjusting import ADJUSTERS, adjust_thresholds
-    from moderation.thresholds.resolver import thresholds_in_force
+    from moderation.thresholds.adjusting import ADJUSTERS, adjust_in_force
 
     settings = settings_with(database_url=url)
     name = adjuster or settings.adjuster
@@ -315,26 +382,28 @@ def adjust(
     who = default_actor(actor)
     try:
         with open_session(url) as session:
-            outcomes = adjust_thresholds(
+            run = adjust_in_force(
                 session,
-                thresholds_in_force(session, settings, scale=scale),
-                adjuster=name,  # type: ignore[arg-type]
+                settings,
                 now=utcnow(),
-                horizon_s=horizon_s or settings.adjust_horizon_s,
+                adjuster=name,  # type: ignore[arg-type]
+                horizon_s=horizon_s,
                 categories=category or None,
-                recall_target=settings.recall_target,
-                policy=settings.policy,
+                scale=scale,
                 created_by=who,
                 dry_run=dry_run,
             )
     except (KeyError, ValueError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
     if as_json:
-        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2, default=str))
+        typer.echo(json.dumps(run.as_dict(), indent=2, default=str))
         return
-    if not outcomes:
+    console.print(f"scales: {run.profile}", highlight=False)
+    for skipped, why in run.skipped.items():
+        console.print(f"{skipped}: skipped — {why}", highlight=False)
+    if not run.outcomes:
         console.print("no category has reviewed items in the evidence window")
-    for o in outcomes:
+    for o in run.outcomes:
         p = o.proposal
         ev = o.evidence
         what = (

@@ -52,6 +52,7 @@ __all__ = [
     "Review",
     "RollupState",
     "Score",
+    "ScorerProfileRow",
     "ThresholdVersion",
     "pg_time_bucket",
     "postgres_only_index",
@@ -257,7 +258,33 @@ class ThresholdVersion(Base):
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
     # set when this version restores an older one (rollback)
     restored_from_id: Mapped[int | None] = mapped_column(ForeignKey("threshold_versions.id"))
+    # hand-set (thresholds set/rollback/pin): the adjuster leaves the category alone (0009)
+    pinned: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
     created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class ScorerProfileRow(Base):
+    """What one pipeline process scores with (model, backend, catalog version and per category
+    scale/severity/base), refreshed while it runs: the threshold adjuster adjusts the union of
+    the profiles seen recently (0009)."""
+
+    __tablename__ = "scorer_profiles"
+    __table_args__ = (
+        UniqueConstraint("worker"),
+        Index(None, "last_seen_at"),  # "profiles seen within the window"
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    backend: Mapped[str] = mapped_column(String(32), nullable=False)
+    catalog_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    # category → {"scale": str, "severity": int, "base": float | None}
+    categories: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class Score(Base):

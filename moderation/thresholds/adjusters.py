@@ -68,9 +68,8 @@ def seed_proposal(threshold: float, feedback: Sequence[Feedback]) -> Proposal:
     """
     history = list(feedback)[-SEED_HISTORY:]
     if len(history) < SEED_MIN_FEEDBACK:
-        return Proposal(
-            "seed", threshold, threshold, "insufficient feedback", {"history": len(history)}
-        )
+        reason = f"thin evidence: {len(history)} feedback items < {SEED_MIN_FEEDBACK}"
+        return Proposal("seed", threshold, threshold, reason, {"history": len(history)})
     recent = history[-SEED_WINDOW:]
     fp = sum(1 for f in recent if f.score >= threshold and not f.is_violation)
     fn = sum(1 for f in recent if f.score < threshold and f.is_violation)
@@ -156,8 +155,9 @@ class RecallTargetAdjuster:
     whole horizon and the one over its most recent ``recent_s`` (drift shows there first).
     If the current value fails, lower to the highest passing candidate; if none in reach
     passes, to the cheapest candidate with (nearly) the best bound. Nothing changes when the
-    evidence is thin: too few violations or audits, or so few audits that even a sample with no
-    miss at all could not certify the target.
+    evidence is thin: too few violations or audits — then not even a current value outside
+    ``bounds`` is clamped — or so few audits that even a sample with no miss at all could not
+    certify the target.
     """
 
     target: float = 0.95
@@ -197,12 +197,12 @@ class RecallTargetAdjuster:
         if self.horizon_s is not None:
             evidence = evidence.since(now - self.horizon_s)  # type: ignore[operator]
         info = {**evidence.summary(), "target": self.target, "confidence": self.confidence}
+        thin = self._thin(evidence, info)
+        if thin:  # thin evidence never moves a threshold, not even into the bounds
+            return Proposal("recall_target", current, current, thin + self._outside(current), info)
         if not self.bounds[0] <= current <= self.bounds[1]:
             value = min(self.bounds[1], max(self.bounds[0], current))
             return Proposal("recall_target", current, value, "outside bounds: clamped", info)
-        thin = self._thin(evidence, info)
-        if thin:
-            return Proposal("recall_target", current, current, thin, info)
         grid = self._grid(current)
         here = int(np.flatnonzero(grid == current)[0])
         curve = self._curve(evidence, grid)
@@ -223,6 +223,11 @@ class RecallTargetAdjuster:
         value = float(grid[j])
         info |= _curve_point("at_proposed", curve, j) | self._quality_at(value, evidence)
         return Proposal("recall_target", current, value, reason, info)
+
+    def _outside(self, current: float) -> str:
+        """A note when ``current`` lies outside the bounds (and is left there), else ""."""
+        lo, hi = self.bounds
+        return "" if lo <= current <= hi else f" (current {current:g} outside [{lo:g}, {hi:g}])"
 
     def _curve(self, evidence: Evidence, grid: NDArray[np.float64]) -> RecallCurve:
         return recall_curve(
@@ -268,9 +273,9 @@ class RecallTargetAdjuster:
     def _thin(self, evidence: Evidence, info: Mapping[str, Any]) -> str:
         """Why there are too few violations or audits to act on, or ""."""
         if info["positives"] < self.min_positives:
-            return f"insufficient evidence: {info['positives']} violations < {self.min_positives}"
+            return f"thin evidence: {info['positives']} violations < {self.min_positives}"
         if info["audited"] < self.min_audited:
-            return f"insufficient evidence: {info['audited']} audits < {self.min_audited}"
+            return f"thin evidence: {info['audited']} audits < {self.min_audited}"
         return ""
 
     def _uncertifiable(self, current: float, evidence: Evidence, info: Mapping[str, Any]) -> str:
@@ -283,7 +288,7 @@ class RecallTargetAdjuster:
         if best >= self.target:
             return ""
         return (
-            f"insufficient evidence: even with no miss among {info['audited']} audits the "
+            f"thin evidence: even with no miss among {info['audited']} audits the "
             f"recall bound would be {best:.4f} < target {self.target}"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import struct
@@ -9,6 +10,9 @@ import zlib
 
 import pytest
 
+from moderation.db import make_engine, make_sessionmaker
+from moderation.db.repositories.scorer_profiles import live_profiles
+from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 from tests.fakes import noise_jpeg, png_bytes
 
@@ -70,6 +74,15 @@ def test_200_jobs_are_scored_exactly_once_and_bad_uploads_fail_with_reasons(
         "truncated",
         "corrupt",
     )
+    # the pool process registered what it scores with (the threshold adjuster adjusts that)
+    engine = make_engine(pg_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            [profile] = live_profiles(s, since=utcnow() - dt.timedelta(hours=1))
+    finally:
+        engine.dispose()
+    assert "@" in profile.worker and profile.backend == "fake"
+    assert len(profile.categories) == categories
 
 
 def _slow_images(n: int) -> list[bytes]:

@@ -11,6 +11,7 @@ PURE_MODULES = [
     "moderation.domain",
     "moderation.scoring.base",
     "moderation.scoring.catalog",
+    "moderation.scoring.profiles",
     "moderation.hashbank.index",
     "moderation.thresholds.scales",
     "moderation.thresholds.tiers",

@@ -37,6 +37,7 @@ class ThresholdVersionRecord:
     created_by: str
     restored_from_id: int | None
     created_at: dt.datetime
+    pinned: bool = False  # hand-set: the adjuster leaves the category alone (docs/review.md)
 
 
 def _record(row: ThresholdVersion) -> ThresholdVersionRecord:
@@ -53,6 +54,7 @@ def _record(row: ThresholdVersion) -> ThresholdVersionRecord:
         created_by=row.created_by,
         restored_from_id=row.restored_from_id,
         created_at=row.created_at,
+        pinned=bool(row.pinned),
     )
 
 
@@ -68,8 +70,10 @@ def append_version(
     created_by: str,
     stats: Mapping[str, Any] | None = None,
     restored_from_id: int | None = None,
+    pinned: bool = False,
 ) -> ThresholdVersionRecord:
-    """Add a new active version for ``category`` (validated like the policy would use it)."""
+    """Add a new active version for ``category`` (validated like the policy would use it);
+    ``pinned`` marks a hand-set version the adjuster must leave alone."""
     checked = CategoryThresholds(category=category, cutoffs=cutoffs, scale=scale)
     row = ThresholdVersion(
         category=category,
@@ -82,6 +86,7 @@ def append_version(
         stats=dict(stats or {}),
         created_by=created_by,
         restored_from_id=restored_from_id,
+        pinned=pinned,
     )
     session.add(row)
     session.flush()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import socket
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from moderation.db import make_engine
+from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import Job, PatternEmbedding
+from moderation.db.repositories.scorer_profiles import live_profiles
+from moderation.db.types import utcnow
 from tests.fakes import noise_jpeg, png_bytes
 
 from .test_db import run_cli
@@ -33,9 +37,13 @@ def test_scan_scores_a_folder_and_reports_failures(tmp_path: Path):
     with engine.connect() as conn:
         statuses = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
         shared = conn.execute(select(func.count(PatternEmbedding.id))).scalar_one()
+    with make_sessionmaker(engine)() as s:  # what it scored with, for the threshold adjuster
+        [profile] = live_profiles(s, since=utcnow() - dt.timedelta(hours=1))
     engine.dispose()
     assert statuses == {"scored": 5, "failed": 2}
     assert shared >= 1  # the pattern vectors went to the database for other hosts too
+    assert (profile.worker, profile.backend) == (f"scan@{socket.gethostname()}", "fake")
+    assert {c["scale"] for c in profile.categories.values()} == {"fake_cosine"}
 
 
 def test_scan_of_an_empty_folder_is_a_clear_error(tmp_path: Path):

@@ -70,7 +70,40 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(sqlite_url):
         assert len(repo.history(s)) == 2  # nothing half-written
 
 
+def test_hand_set_versions_are_pinned_and_pin_unpin_write_versions(db_url):
+    u = ("--url", db_url)
+    ok("thresholds", "set", "weapons", "--base", "0.2", "--scale", "gme_cosine", "--reason", "r",
+       "--actor", "ana", *u)  # fmt: skip
+    assert json.loads(ok("thresholds", "show", "1", "--json", *u))["pinned"] is True
+    assert "│ pinned │" in ok("thresholds", "list", *u)  # the pin column
+    fails("thresholds", "pin", "weapons", *u, match="weapons is already pinned (version 1)")
+    assert "weapons: unpinned (version 2, same cut-offs)" in ok(
+        "thresholds", "unpin", "weapons", "--actor", "bo", *u
+    )
+    fails("thresholds", "unpin", "weapons", *u, match="weapons is already unpinned (version 2)")
+    assert "│ pinned │" not in ok("thresholds", "list", *u)
+    ok("thresholds", "pin", "weapons", "--reason", "hold for the launch", *u)
+    ok("thresholds", "rollback", "weapons", "--to", "2", *u)
+    fails("thresholds", "pin", "nudity", *u, match="nudity has no threshold version to pin")
+    with db_session(db_url) as s:
+        history = repo.history(s, "weapons")
+        assert [(v.id, v.pinned) for v in history] == [(4, True), (3, True), (2, False), (1, True)]
+        assert all(v.cutoffs == history[-1].cutoffs for v in history)
+        assert (history[2].created_by, history[2].reason) == ("bo", "unpinned by bo")
+        assert history[1].reason == "hold for the launch"
+        assert history[2].stats == {"previous_version_id": 1}
+        entries = audit_log.entries(s, target_type="threshold_version")
+        assert [e.action for e in entries][:3] == [
+            "thresholds.rollback",
+            "thresholds.pin",
+            "thresholds.unpin",
+        ]
+        assert entries[2].details == {"category": "weapons", "previous_version_id": 1}
+    shown = json.loads(ok("thresholds", "list", "--all", "--json", *u))
+    assert [v["pinned"] for v in shown] == [True, True, False, True]
+
+
 def test_help_lists_every_command():
     out = ok("thresholds", "--help")
-    for command in ("list", "show", "set", "rollback"):
+    for command in ("list", "show", "set", "rollback", "pin", "unpin", "adjust"):
         assert command in out

@@ -16,7 +16,7 @@ from moderation.db.models import Base
 EXPECTED_TABLES = {
     "images", "image_blobs", "jobs", "pattern_sets", "pattern_embeddings", "threshold_versions",
     "scores", "decisions", "review_items", "reviews", "audit_samples", "audit_log", "api_tokens",
-    "bank_entries", "dashboard_rollup_state", "rollup_throughput_per_minute",
+    "bank_entries", "scorer_profiles", "dashboard_rollup_state", "rollup_throughput_per_minute",
     "rollup_tier_mix_hourly", "rollup_review_latency_hourly", "rollup_reviewer_agreement_hourly",
     "rollup_review_estimates_hourly",
 }  # fmt: skip

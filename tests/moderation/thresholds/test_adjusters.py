@@ -188,7 +188,7 @@ def test_thin_evidence_changes_nothing():
     adj = RecallTargetAdjuster()
     ev = synthetic_evidence(0.18, n=1000)
     p = adj.propose(0.18, ev)
-    assert not p.changed and "insufficient evidence" in p.reason
+    assert not p.changed and p.reason.startswith("thin evidence: ") and "violations <" in p.reason
     few_audits = RecallTargetAdjuster(min_audited=10**6).propose(0.18, synthetic_evidence(0.18))
     assert not few_audits.changed and "audits" in few_audits.reason
     # Enough audits to pass the count rules, too few to certify 0.95 even with no miss at all
@@ -240,6 +240,25 @@ def test_out_of_bounds_threshold_is_clamped():
     assert adj.propose(0.02, synthetic_evidence(0.3)).value == 0.1
     with pytest.raises(ValueError, match="finite"):
         adj.propose(math.nan, synthetic_evidence(0.3))
+
+
+@pytest.mark.parametrize("current", [0.02, 0.7, 0.3])
+def test_thin_evidence_never_moves_a_threshold_even_outside_the_bounds(current):
+    adj = RecallTargetAdjuster(bounds=(0.1, 0.5))
+    empty = Evidence.from_arrays([], [], [])
+    p = adj.propose(current, empty)
+    assert p.value == current and not p.changed
+    assert p.reason.startswith("thin evidence: 0 violations < 30")
+    assert ("outside [0.1, 0.5]" in p.reason) == (current != 0.3)
+    few_audits = synthetic_evidence(0.3, n=20_000, scale=0.05)  # violations, hardly any audit
+    q = RecallTargetAdjuster(bounds=(0.1, 0.5), min_positives=1).propose(current, few_audits)
+    assert not q.changed and "audits <" in q.reason
+
+
+def test_seed_says_why_thin_feedback_changes_nothing():
+    p = seed_proposal(0.7, fb(0.6, False, 12))
+    assert (p.value, p.changed) == (0.7, False)
+    assert p.reason == "thin evidence: 12 feedback items < 50"
 
 
 def test_invalid_configuration_is_refused():
@@ -327,7 +346,7 @@ def test_a_burst_of_one_label_moves_at_most_one_step(label):
     p = adj.propose(0.20, collate(items, burst))
     assert 0.20 - adj.max_step_down - 1e-12 <= p.value <= 0.20 + adj.max_step_up + 1e-12
     if not label:  # no violation at all: nothing to estimate recall from
-        assert not p.changed and "insufficient" in p.reason
+        assert not p.changed and "thin evidence" in p.reason
     seed_burst = seed_proposal(0.20, collate(items, burst).feedback())
     assert abs(seed_burst.value - 0.20) <= 0.01 + 1e-12
 

@@ -13,12 +13,16 @@ from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import AuditLogEntry, AuditSample, Image, Job, Review, ReviewItem
 from moderation.db.repositories import thresholds as versions
 from moderation.db.repositories.reviews import category_evidence
+from moderation.db.repositories.scorer_profiles import register_profile
 from moderation.db.types import utcnow
 from moderation.domain import ReviewItemKind, RiskTier
 from moderation.scoring.catalog import load_catalog
-from moderation.thresholds.adjusting import adjust_thresholds, propose
+from moderation.services.scorer_profiles import register_scorer
+from moderation.thresholds.adjusting import adjust_thresholds, propose, run_configured
 from moderation.thresholds.evidence import Evidence
+from moderation.thresholds.resolver import resolve_thresholds
 from moderation.thresholds.tiers import ladder_from_base, preset_thresholds
+from tests.fakes import ColourScorer
 from tests.moderation.cli.runner import db_session, fails, ok
 
 SCALES = {"sexual": "probability"}
@@ -96,7 +100,7 @@ def test_thin_or_old_evidence_writes_nothing(engine):
     sessions = make_sessionmaker(engine)
     seed_evidence(sessions, caught=10, audits=misses_below(20, 5), at=utcnow())
     [thin] = run(sessions)
-    assert not thin.changed and "insufficient evidence" in thin.proposal.reason
+    assert not thin.changed and thin.proposal.reason == "thin evidence: 15 violations < 30"
     old = utcnow() - dt.timedelta(days=3)
     seed_evidence(sessions, caught=100, audits=misses_below(), at=old)
     [still] = run(sessions, horizon_s=86400)  # the old evidence is outside the window
@@ -131,7 +135,10 @@ def test_cli_adjust_dry_run_then_write(db_url):
         engine.dispose()
     u = ("--url", db_url, "--scale", "probability")
     dry = json.loads(ok("thresholds", "adjust", "--dry-run", "--json", *u))
-    assert [(o["category"], o["changed"], o["version_id"]) for o in dry] == [("sexual", True, None)]
+    assert dry["profile"] == "every category on scale probability (given)"
+    assert [(o["category"], o["changed"], o["version_id"]) for o in dry["outcomes"]] == [
+        ("sexual", True, None)
+    ]
     out = ok("thresholds", "adjust", "--category", "sexual", "--actor", "ana", *u)
     assert "sexual (recall_target): 0.3000 →" in out and "(version 1)" in out
     with db_session(db_url) as s:
@@ -155,3 +162,131 @@ def test_thresholds_in_force_never_loads_a_model(db_url, settings_factory, monke
     with db_session(db_url) as s:
         th = thresholds_in_force(s, settings)
     assert th["sexual"].scale == "fake_cosine" and set(th) == set(load_catalog().category_names)
+
+
+# --- thin evidence, pins, the scales of what is scored ------------------------------------
+
+
+def test_cli_thin_evidence_writes_nothing_even_outside_the_bounds(db_url):
+    """The issue's reproduction: a hand-set 0.02 (below the probability bounds) and then
+    ``adjust`` with no reviews must not clamp it to 0.05; nor with too few reviews."""
+    url = ("--url", db_url)
+    ok("thresholds", "set", "sexual", "--base", "0.02", "--scale", "probability", "--reason",
+       "x", *url)  # fmt: skip
+    u = (*url, "--scale", "probability")
+    assert "pinned since version 1" in ok("thresholds", "adjust", "--category", "sexual", *u)
+    ok("thresholds", "unpin", "sexual", *url)  # version 2, same cut-offs, unpinned
+    out = ok("thresholds", "adjust", "--category", "sexual", *u)
+    assert (
+        "sexual (recall_target): unchanged at 0.0200 — thin evidence: 0 violations < 30 "
+        "(current 0.02 outside [0.05, 0.95])"
+    ) in out
+    engine = make_engine(db_url)
+    try:
+        seed_evidence(make_sessionmaker(engine), caught=10, audits=misses_below(20, 5),
+                      at=utcnow())  # fmt: skip
+    finally:
+        engine.dispose()
+    [thin] = json.loads(ok("thresholds", "adjust", "--json", *u))["outcomes"]
+    assert (thin["changed"], thin["version_id"]) == (False, None)
+    assert thin["reason"].startswith("thin evidence: 15 violations < 30")
+    seed_out = ok("thresholds", "adjust", "--adjuster", "seed", *u)
+    assert "thin evidence: 30 feedback items < 50" in seed_out
+    with db_session(db_url) as s:
+        assert [v.id for v in versions.history(s, "sexual")] == [2, 1]
+        assert versions.active_versions(s)["sexual"].value == 0.02
+
+
+def test_beat_run_on_thin_evidence_writes_nothing(db_url, settings_factory):
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        with sessions.begin() as s:
+            versions.append_version(s, category="sexual", policy="content_safety",
+                                    cutoffs=ladder_from_base(0.02, "probability"),
+                                    scale="probability", strategy="recall_target",
+                                    reason="old", created_by="adjuster")  # fmt: skip
+        seed_evidence(sessions, caught=10, audits=misses_below(20, 5), at=utcnow())
+        settings = settings_factory(database_url=db_url)
+        run = run_configured(settings, sessions, now=utcnow(), scorer=ColourScorer())
+        [outcome] = run.outcomes
+        assert not outcome.changed and outcome.proposal.reason.startswith("thin evidence")
+        with sessions() as s:
+            assert len(versions.history(s, "sexual")) == 1
+    finally:
+        engine.dispose()
+
+
+def _pin(sessions, base=0.30):
+    with sessions.begin() as s:
+        return versions.append_version(s, category="sexual", policy="content_safety",
+                                       cutoffs=ladder_from_base(base, "probability"),
+                                       scale="probability", strategy="manual", reason="by hand",
+                                       created_by="ana", pinned=True)  # fmt: skip
+
+
+def _adjust(sessions, unpin_min_audited):
+    with sessions.begin() as s:
+        return adjust_thresholds(s, resolve_thresholds(s, SCALES), adjuster="recall_target",
+                                 now=utcnow(), horizon_s=86400, created_by="test",
+                                 unpin_min_audited=unpin_min_audited)  # fmt: skip
+
+
+def test_a_pinned_version_holds_until_enough_audits_arrive_after_it(engine):
+    sessions = make_sessionmaker(engine)
+    # evidence that would lower the threshold, all routed before the pin
+    seed_evidence(sessions, caught=100, audits=misses_below(), at=utcnow() - dt.timedelta(hours=1))
+    pin = _pin(sessions)
+    [held] = _adjust(sessions, unpin_min_audited=250)
+    assert not held.changed and held.version_id is None
+    assert held.proposal.reason == (
+        f"pinned since version {pin.id} (0 audits since < 250 to move it, or "
+        "`moderation thresholds unpin sexual`)"
+    )
+    [forever] = _adjust(sessions, unpin_min_audited=None)
+    assert forever.proposal.reason == (
+        f"pinned since version {pin.id} (until `moderation thresholds unpin sexual`)"
+    )
+    # 300 audits routed after the pin reach the minimum: the adjuster moves it, unpinned
+    seed_evidence(sessions, caught=100, audits=misses_below(), at=utcnow())
+    [moved] = _adjust(sessions, unpin_min_audited=250)
+    assert moved.changed and moved.proposal.value < 0.30 and moved.version_id is not None
+    assert f"(pin of version {pin.id} lifted: 300 audits since ≥ 250)" in moved.proposal.reason
+    with sessions() as s:
+        active = versions.active_versions(s)["sexual"]
+        assert active.id == moved.version_id and not active.pinned
+        assert active.stats["unpinned"] == {"version_id": pin.id, "audited_since_pin": 300}
+    [again] = _adjust(sessions, unpin_min_audited=250)  # no pin any more: nothing in the way
+    assert "pinned" not in again.proposal.reason and "pin of" not in again.proposal.reason
+
+
+def test_cli_adjust_takes_the_scales_of_the_registered_profiles(db_url):
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        seed_evidence(sessions, caught=100, audits=misses_below(), at=utcnow())
+        u = ("--url", db_url)
+        fallback = json.loads(ok("thresholds", "adjust", "--dry-run", "--json", *u))
+        assert fallback["profile_source"] == "settings"
+        assert "no scorer profile registered" in ok("thresholds", "adjust", "--dry-run", *u)
+        register_scorer(sessions, ColourScorer(), worker="gpu0@a", backend="colour")
+        run = json.loads(ok("thresholds", "adjust", "--dry-run", "--json", *u))
+        assert run["profile_source"] == "registered" and "colour test-colour-v1" in run["profile"]
+        [outcome] = run["outcomes"]
+        assert (outcome["category"], outcome["scale"], outcome["changed"]) == (
+            "sexual",
+            "probability",
+            True,
+        )
+        # a second live profile with sexual on another scale: the CLI names and skips it
+        with sessions.begin() as s:
+            register_profile(s, worker="gpu1@b", model_id="gme", backend="gme",
+                             catalog_version="c", now=utcnow(), categories={
+                                 "sexual": {"scale": "gme_cosine", "severity": 3, "base": None}
+                             })  # fmt: skip
+        out = ok("thresholds", "adjust", "--category", "sexual", *u)
+        assert "sexual: skipped — live scorers disagree on its scale: gme_cosine (gpu1@b); " in out
+        with sessions() as s:
+            assert versions.active_versions(s) == {}
+    finally:
+        engine.dispose()
