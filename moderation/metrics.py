@@ -5,6 +5,10 @@ Two kinds of series:
 * **Process metrics** (counters/histograms on the default registry) move where the work
   happens: ``run_batch`` records terminal outcomes, batch sizes and latencies in the scoring
   process; the API counts submissions. Each process exposes its own; Prometheus sums them.
+* **Ops metrics** move in the ops worker (threads pool, one process): what the reaper
+  republished, callbacks given up on, when each beat task last succeeded, and the recall the
+  threshold adjuster estimated. The ops worker serves them on its own port
+  (``on_worker_init`` in ``workers.lifecycle``).
 * **Live collectors** (``QueueDepthCollector``, ``JobStatusCollector``, ``GpuMemoryCollector``)
   ask Redis, Postgres or torch when scraped, so their values are the same whichever process
   answers and nothing has to be kept in sync. The API serves the queue and DB collectors (one
@@ -27,10 +31,11 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -38,17 +43,29 @@ __all__ = [
     "BATCHES",
     "BATCH_SECONDS",
     "BATCH_SIZE",
+    "CALLBACKS",
     "IMAGE_SECONDS",
     "JOBS_FINISHED",
     "JOBS_SKIPPED",
     "JOBS_SUBMITTED",
+    "REAPED",
+    "RECALL_ESTIMATE",
+    "RECALL_LOWER_BOUND",
+    "RECALL_TARGET",
+    "TASK_LAST_SUCCESS",
     "GpuMemoryCollector",
     "JobStatusCollector",
     "QueueDepthCollector",
+    "age_seconds",
     "api_registry",
     "broker_queue_keys",
     "per_image_seconds",
+    "recall_in_force",
     "record_batch",
+    "record_callback",
+    "record_reap",
+    "record_recall",
+    "record_task_success",
     "start_worker_server",
 ]
 
@@ -91,6 +108,40 @@ BATCH_SIZE = Histogram(
 )
 JOBS_SUBMITTED = Counter("moderation_api_jobs_submitted", "Jobs accepted by the API.")
 
+# --- ops worker ---------------------------------------------------------------------------
+REAPED = Counter(
+    "moderation_reaper_jobs",
+    "What the reaper handed back, by action: republished (lost message or stale claim), "
+    "quarantined (stale claim out of attempts), callbacks (pending callbacks re-dispatched).",
+    ["action"],
+)
+CALLBACKS = Counter(
+    "moderation_callbacks",
+    "Decision callbacks by result: sent, or failed (given up for good: a dead letter).",
+    ["result"],
+)
+TASK_LAST_SUCCESS = Gauge(
+    "moderation_task_last_success_timestamp_seconds",
+    "Unix time a beat-scheduled task (reap, adjust, rollup) last finished in this process.",
+    ["task"],
+)
+RECALL_ESTIMATE = Gauge(
+    "moderation_recall_estimate",
+    "The threshold adjuster's recall estimate at the threshold it leaves in force, per category "
+    "(absent when the evidence was too thin to estimate).",
+    ["category"],
+)
+RECALL_LOWER_BOUND = Gauge(
+    "moderation_recall_lower_bound",
+    "The one-sided lower confidence bound of that recall estimate.",
+    ["category"],
+)
+RECALL_TARGET = Gauge(
+    "moderation_recall_target",
+    "The recall the recall_target adjuster holds, per category it estimated.",
+    ["category"],
+)
+
 # kombu's Redis transport keeps one list per priority step: the queue name for step 0 and
 # ``name + "\x06\x16" + step`` for the others (kombu.transport.redis: priority_steps, sep).
 _KOMBU_PRIORITY_SEP = "\x06\x16"
@@ -132,6 +183,53 @@ def record_batch(
             JOBS_FINISHED.labels(status=status).inc(n)
     if skipped:
         JOBS_SKIPPED.inc(skipped)
+
+
+def record_reap(*, republished: int, quarantined: int, callbacks: int) -> None:
+    """Count one reaper run's hand-backs (called in the ops worker)."""
+    for action, n in (
+        ("republished", republished),
+        ("quarantined", quarantined),
+        ("callbacks", callbacks),
+    ):
+        REAPED.labels(action=action).inc(n)
+
+
+def record_callback(*, sent: bool) -> None:
+    CALLBACKS.labels(result="sent" if sent else "failed").inc()
+
+
+def record_task_success(task: str, at: float | None = None) -> None:
+    TASK_LAST_SUCCESS.labels(task=task).set(time.time() if at is None else at)
+
+
+def recall_in_force(evidence: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(estimate, lower bound) at the threshold a recall_target proposal leaves in force — the
+    proposed one, else the current one — or None when the proposal computed no recall (thin
+    evidence, a pinned version, the seed adjuster) or the estimate is undefined."""
+    point = evidence.get("at_proposed") or evidence.get("at_current")
+    if not isinstance(point, Mapping):
+        return None
+    estimate, lower = point.get("recall_estimate"), point.get("recall_lower")
+    if estimate is None or lower is None:
+        return None
+    return float(estimate), float(lower)
+
+
+def record_recall(target: float, estimates: Mapping[str, tuple[float, float]]) -> None:
+    """Replace the recall gauges with one adjuster run's estimates: a category the run could
+    not estimate disappears instead of showing a stale value."""
+    for gauge in (RECALL_ESTIMATE, RECALL_LOWER_BOUND, RECALL_TARGET):
+        gauge.clear()
+    for category, (estimate, lower) in estimates.items():
+        RECALL_ESTIMATE.labels(category=category).set(estimate)
+        RECALL_LOWER_BOUND.labels(category=category).set(lower)
+        RECALL_TARGET.labels(category=category).set(target)
+
+
+def age_seconds(oldest: dt.datetime | None, now: dt.datetime) -> float:
+    """Seconds since ``oldest`` (0 when there is none, never negative)."""
+    return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 
 
 class QueueDepthCollector(Collector):
@@ -184,25 +282,40 @@ class QueueDepthCollector(Collector):
 
 
 class JobStatusCollector(Collector):
-    """``moderation_jobs{status}``: jobs queued and processing now, from the database.
+    """``moderation_jobs{status}``: jobs queued and processing now, from the database, and
+    ``moderation_jobs_oldest_age_seconds{status}``: how long ago the oldest of them was
+    submitted (0 when there is none) — the backlog's age, which a count cannot show.
 
     Only the non-terminal statuses: they are few rows and ``jobs(status, submitted_at)`` is
-    indexed, so the count stays cheap however large the table grows (terminal totals come
-    from the workers' counters instead of a full-table count on every scrape).
+    indexed, so the count and the minimum stay cheap however large the table grows (terminal
+    totals come from the workers' counters instead of a full-table count on every scrape).
     """
 
     STATUSES = ("queued", "processing")
 
-    def __init__(self, count: Callable[[Sequence[str]], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        count: Callable[[Sequence[str]], dict[str, int]],
+        oldest: Callable[[Sequence[str]], Mapping[str, dt.datetime]] | None = None,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.count = count
+        self.oldest = oldest
+        self.now = now
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
             "moderation_jobs", "Jobs currently in a non-terminal status.", labels=["status"]
         )
+        age = GaugeMetricFamily(
+            "moderation_jobs_oldest_age_seconds",
+            "Seconds since the oldest job now in this status was submitted (0: none).",
+            labels=["status"],
+        )
         up = GaugeMetricFamily("moderation_jobs_up", "1 if the database answered the job count.")
         try:
             counts = self.count(self.STATUSES)
+            oldest = self.oldest(self.STATUSES) if self.oldest is not None else None
         except Exception as exc:
             log.warning("job status gauge: database unreachable: %s", exc)
             up.add_metric([], 0)
@@ -212,6 +325,11 @@ class JobStatusCollector(Collector):
             gauge.add_metric([status], float(counts.get(status, 0)))
         up.add_metric([], 1)
         yield gauge
+        if oldest is not None:
+            now = self.now()
+            for status in self.STATUSES:
+                age.add_metric([status], age_seconds(oldest.get(status), now))
+            yield age
         yield up
 
 

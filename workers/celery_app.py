@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from moderation.config import Settings
 
@@ -105,6 +105,7 @@ def make_celery(settings: Settings) -> ModerationCelery:
     worker_process_init.connect(
         lifecycle.on_worker_process_init(app), weak=False, dispatch_uid="moderation-init"
     )
+    worker_init.connect(lifecycle.on_worker_init(app), weak=False, dispatch_uid="moderation-ops")
     worker_process_shutdown.connect(
         lifecycle.on_worker_process_shutdown, weak=False, dispatch_uid="moderation-shutdown"
     )

@@ -99,13 +99,14 @@ def worker_specs(
             )
         )
     if ops:
-        # threads pool: no worker_process_init, so the ops worker never loads a model
+        # threads pool: no worker_process_init, so the ops worker never loads a model; its
+        # one process serves the ops metrics on the port after the scoring workers'
         argv = ["-P", "threads", "-c", "8", "-Q", settings.ops_queue_name, "-l", loglevel]
         specs.append(
             ProcessSpec(
                 "ops",
                 _celery("worker", *argv, "-n", "ops@%h", *CELERY_FLAGS),
-                {"MODERATION_WORKER_METRICS_PORT": "0"},
+                _metrics_env(settings, len(gpus) + cpu) or {"MODERATION_WORKER_METRICS_PORT": "0"},
             )
         )
     if beat:

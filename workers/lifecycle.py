@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "current_context",
+    "on_worker_init",
     "on_worker_process_init",
     "on_worker_process_shutdown",
     "run_pool_batch",
@@ -69,6 +70,27 @@ def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
         # the pool child serves /metrics: the batches, the model and CUDA all live here
         start_worker_server(app.settings.worker_metrics_port, app.settings.worker_metrics_host)
         log.info("scorer %s ready in pid %s", _context.scorer.model_id, os.getpid())
+
+    return init
+
+
+def serves_in_main_process(pool: Any) -> bool:
+    """True for a pool whose tasks run in the worker's own process (threads, solo): there the
+    main process serves /metrics; a prefork pool's child does (``on_worker_process_init``)."""
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    impl = get_implementation(pool)
+    return not (isinstance(impl, type) and issubclass(impl, PreforkPool))
+
+
+def on_worker_init(app: ModerationCelery) -> Callable[..., None]:
+    """The ops worker (threads pool) serves its metrics — reaper, callbacks, beat tasks, the
+    adjuster's recall estimate — from its one process."""
+
+    def init(sender: Any = None, **_: Any) -> None:
+        if sender is not None and serves_in_main_process(getattr(sender, "pool_cls", None)):
+            start_worker_server(app.settings.worker_metrics_port, app.settings.worker_metrics_host)
 
     return init
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import metrics
 from moderation.callbacks import deliver_callback
 from moderation.db.repositories.job_views import JobView, get_job_view
 from moderation.db.repositories.jobs import set_callback_state
@@ -54,6 +55,7 @@ def refresh_dashboard_rollups(app: ModerationCelery) -> dict[str, int]:
             s, utcnow(), settle=dt.timedelta(hours=settings.rollup_settle_hours)
         ),
     )
+    metrics.record_task_success("rollup")
     return {r.view: r.rows for r in done}
 
 
@@ -74,6 +76,10 @@ def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
             published += len(job_ids)
     if lost.callbacks:
         publisher.publish_callbacks(lost.callbacks)
+    metrics.record_reap(
+        republished=published, quarantined=len(lost.quarantined), callbacks=len(lost.callbacks)
+    )
+    metrics.record_task_success("reap")
     if published or lost.quarantined or lost.callbacks:
         log.warning(
             "reaper: republished %d jobs, quarantined %d, re-dispatched %d callbacks",
@@ -112,6 +118,12 @@ def adjust_from_reviews(app: ModerationCelery) -> dict[str, Any]:
                 o.version_id,
                 o.proposal.reason,
             )
+    if app.settings.adjuster == "recall_target":
+        estimates = {o.category: metrics.recall_in_force(o.proposal.evidence) for o in run.outcomes}
+        metrics.record_recall(
+            app.settings.recall_target, {c: e for c, e in estimates.items() if e is not None}
+        )
+    metrics.record_task_success("adjust")
     return run.as_dict()
 
 
@@ -151,6 +163,8 @@ def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
     except Exception as exc:
         log.warning("callback for job %s failed for good: %s", job_id, exc)
         in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "failed"))
+        metrics.record_callback(sent=False)
         return f"failed: {exc}"
     in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "sent"))
+    metrics.record_callback(sent=True)
     return f"sent ({status})"

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from moderation.config import Settings, get_settings
-from moderation.db.repositories.jobs import count_by_status
+from moderation.db.repositories.jobs import count_by_status, oldest_by_status
 from moderation.db.retry import in_transaction
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.metrics import JobStatusCollector, QueueDepthCollector, api_registry
@@ -57,7 +57,10 @@ def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
         JobStatusCollector(
             lambda statuses: in_transaction(
                 sessions, lambda s: count_by_status(s, statuses), give_up_after_s=0
-            )
+            ),
+            lambda statuses: in_transaction(
+                sessions, lambda s: oldest_by_status(s, statuses), give_up_after_s=0
+            ),
         ),
     )
     app.include_router(health.router)

@@ -275,3 +275,14 @@ def count_by_status(session: Session, statuses: Sequence[str]) -> dict[str, int]
         .group_by(JOBS.c.status)
     )
     return {JobStatus(status).value: int(n) for status, n in session.execute(stmt)}
+
+
+def oldest_by_status(session: Session, statuses: Sequence[str]) -> dict[str, dt.datetime]:
+    """When the oldest job in each of ``statuses`` was submitted (statuses with no job are
+    left out); one ``min`` per status, which the ``jobs(status, submitted_at)`` index answers."""
+    stmt = (
+        select(JOBS.c.status, func.min(JOBS.c.submitted_at))
+        .where(JOBS.c.status.in_([JobStatus(s) for s in statuses]))
+        .group_by(JOBS.c.status)
+    )
+    return {JobStatus(status).value: oldest for status, oldest in session.execute(stmt)}
