@@ -26,12 +26,12 @@ several uvicorn processes behind one port, does use multiprocess mode when
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
 import threading
 import time
-import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 

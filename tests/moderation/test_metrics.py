@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import socket
 import types
 import uuid
@@ -16,11 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from moderation.config import Settings
+from moderation.db.repositories.jobs import count_by_status, oldest_by_status
 from moderation.db.session import make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.metrics import (
     GpuMemoryCollector,
+    JobStatusCollector,
     QueueDepthCollector,
+    age_seconds,
     broker_queue_keys,
     per_image_seconds,
     start_worker_server,
@@ -64,6 +68,8 @@ def test_api_metrics_count_submitted_and_queued_jobs_and_queue_depth(api):
     assert after[("moderation_jobs", (("status", "queued"),))] == 3
     assert after[("moderation_jobs", (("status", "processing"),))] == 0
     assert after[("moderation_jobs_up", ())] == 1
+    assert 0 <= after[("moderation_jobs_oldest_age_seconds", (("status", "queued"),))] < 60
+    assert after[("moderation_jobs_oldest_age_seconds", (("status", "processing"),))] == 0
     # two priorities → two messages, in two of kombu's priority lists: both are counted
     assert api.queued_messages() == 2
     assert after[("moderation_queue_depth", (("queue", "api-test.score"),))] == 2
@@ -118,6 +124,38 @@ def test_a_batch_moves_outcome_counters_and_latency_histograms(ctx):
         "skipped": 1,
     }
     assert value("moderation_batch_duration_seconds_sum") > 0
+
+
+def test_job_status_collector_reports_the_backlog_age_from_the_database(engine):
+    now = utcnow()
+    sessions = make_sessionmaker(engine)
+    with session_scope(sessions) as s:
+        register_submissions(s, [Submission.from_bytes(RED)], now - dt.timedelta(seconds=300))
+        register_submissions(s, [Submission.from_bytes(BLACK)], now - dt.timedelta(seconds=20))
+
+    def read(query):
+        def run(statuses):
+            with sessions() as s:
+                return query(s, statuses)
+
+        return run
+
+    collector = JobStatusCollector(read(count_by_status), read(oldest_by_status), now=lambda: now)
+    got = {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in collector.collect()
+        for s in family.samples
+    }
+    assert got[("moderation_jobs", (("status", "queued"),))] == 2
+    assert got[("moderation_jobs_oldest_age_seconds", (("status", "queued"),))] == 300
+    assert got[("moderation_jobs_oldest_age_seconds", (("status", "processing"),))] == 0
+
+
+def test_age_seconds():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert age_seconds(now - dt.timedelta(minutes=2), now) == 120
+    assert age_seconds(None, now) == 0
+    assert age_seconds(now + dt.timedelta(seconds=5), now) == 0  # clock skew: never negative
 
 
 def test_per_image_share():
@@ -199,9 +237,10 @@ def test_launcher_gives_each_scoring_worker_its_own_metrics_port(tmp_path):
     settings = Settings(_env_file=None, worker_metrics_port=9200)  # type: ignore[call-arg]
     specs = worker_specs(settings, gpus=["0", "3"], cpu=2, ops=True, state_dir=tmp_path)
     ports = {s.name: s.env.get("MODERATION_WORKER_METRICS_PORT") for s in specs}
-    assert ports == {"gpu0": "9200", "gpu3": "9201", "cpu0": "9202", "cpu1": "9203", "ops": "0"}
-    off = worker_specs(Settings(_env_file=None), gpus=["0"], ops=False)  # type: ignore[call-arg]
+    assert ports == {"gpu0": "9200", "gpu3": "9201", "cpu0": "9202", "cpu1": "9203", "ops": "9204"}
+    off = worker_specs(Settings(_env_file=None), gpus=["0"], ops=True)  # type: ignore[call-arg]
     assert "MODERATION_WORKER_METRICS_PORT" not in off[0].env
+    assert off[1].env["MODERATION_WORKER_METRICS_PORT"] == "0"  # ops: no port either
 
 
 def _in_process(code: str, env: dict[str, str]) -> str:
