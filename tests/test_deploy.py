@@ -165,7 +165,8 @@ def test_prometheus_scrapes_the_api_and_every_worker_on_their_ports():
     config_mount = next(m for m in prom["volumes"] if "prometheus.yml" in m)
     config = yaml.safe_load((ROOT / config_mount.split(":")[0]).read_text())
     targets = {
-        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        + [f"{n}:{sd['port']}" for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
         for job in config["scrape_configs"]
     }
     all_targets = [t for ts in targets.values() for t in ts]
@@ -180,7 +181,7 @@ def test_prometheus_scrapes_the_api_and_every_worker_on_their_ports():
             assert env["MODERATION_WORKER_METRICS_PORT"] == port, target
             assert env["MODERATION_WORKER_METRICS_HOST"] == "0.0.0.0", target
     scraped_hosts = {t.rsplit(":", 1)[0] for t in all_targets}
-    assert {"api", *GPU_WORKERS} <= scraped_hosts
+    assert {"api", "worker-ops", *GPU_WORKERS} <= scraped_hosts
     # several uvicorn processes behind one port → multiprocess mode on the API
     api = SERVICES["api"]
     if _port_of(api, "--workers") > 1:
