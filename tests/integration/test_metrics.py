@@ -57,3 +57,26 @@ def test_worker_metrics_count_what_the_worker_finished(stack_factory, pg_url):
     assert got[("moderation_batches_total", (("result", "ok"),))] >= 2
     # a CPU worker (no CUDA): no GPU series
     assert not any(name.startswith("moderation_gpu_memory") for name, _ in got)
+
+
+def test_the_ops_worker_serves_the_reaper_metrics(stack_factory, pg_url):
+    """compose's worker-ops command: the threads-pool ops worker serves its own metrics, and a
+    reaper run shows there."""
+    from workers.celery_app import REAP_TASK, make_celery
+
+    port = _free_port()
+    stack = stack_factory(pg_url, worker_metrics_port=port)
+    stack.start_worker("--cpu", "0", "--ops")
+    make_celery(stack.settings).send_task(REAP_TASK)
+
+    def reaped() -> bool:
+        got = _scrape(port)
+        return bool(got) and (
+            ("moderation_task_last_success_timestamp_seconds", (("task", "reap"),)) in got
+        )
+
+    wait_for(reaped, 60, "the ops worker's metrics to show a reaper run", poll=0.5)
+    got = _scrape(port)
+    assert got is not None
+    assert got[("moderation_reaper_jobs_total", (("action", "republished"),))] == 0
+    assert got.get(("moderation_batch_size_count", ()), 0) == 0  # it scores nothing
