@@ -16,6 +16,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_WORKING_PIXELS",
+    "NEEDED_PIXELS",
     "DecodedImage",
     "ImageRejected",
     "decode_image",
@@ -28,10 +29,12 @@ __all__ = [
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 DEFAULT_MAX_PIXELS = 64_000_000
-# What a decoded image keeps at most: larger ones are decoded reduced (JPEG at 1/2, 1/4 or 1/8
-# scale inside the decoder, then resized). Everything downstream needs far less: GME's image
-# processor takes at most 1280 tokens of 28² px (~1.0 MP), open_nsfw 256², PDQ a 64² box
-# average, crop hashes 64² of a window ≥ 90 % of each side. 2048² leaves every one of them 4×.
+# What the hungriest consumer of a decoded image takes: GME's image processor at most 1280
+# tokens of 28² px (~1.0 MP); open_nsfw takes 256², PDQ a 64² box average, crop hashes 64² of a
+# window ≥ 90 % of each side. A reduced decode never goes below it.
+NEEDED_PIXELS = 1024 * 1024
+# What a decoded image keeps at most: larger ones are decoded reduced — JPEGs at 1/2, 1/4 or 1/8
+# scale inside the decoder (so the full-size pixels never exist), others resized after loading.
 DEFAULT_WORKING_PIXELS = 2048 * 2048
 
 
@@ -88,9 +91,12 @@ def decode_image(
     Checks, in order: non-empty, ``len(data) <= max_bytes``, a recognised format from
     ``ALLOWED_FORMATS``, ``width × height <= max_pixels`` (read from the header, before any pixel
     is decoded — the decompression-bomb guard), then a decode (truncation and corruption
-    surface here). Images above ``working_pixels`` come back reduced to ``working_size`` (JPEGs
-    are decoded reduced, so they never occupy full-size memory); ``None`` keeps every pixel.
-    Animated images give their first frame.
+    surface here). Images above ``working_pixels`` come back reduced to at most that many
+    pixels and at least ``min(working_pixels, max(working_pixels / 4, NEEDED_PIXELS))``, aspect
+    ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale (resized further only when that
+    is still above ``working_pixels``), so their full-size pixels never exist; ``None`` keeps
+    every pixel. The recorded ``width``/``height`` stay the original's. Animated images give
+    their first frame.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected("wrong_type", f"expected bytes, got {type(data).__name__}")
@@ -200,18 +206,25 @@ def _load_rgb(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened.seek(0)
-            size = opened.size
-            target = size if working_pixels is None else working_size(*size, working_pixels)
-            if target != size:
-                # JPEG: the decoder scales by 1/2, 1/4 or 1/8 (still ≥ target); others: no-op
-                opened.draft(opened.mode, target)
+            width, height = opened.size
+            over = working_pixels is not None and width * height > working_pixels
+            budget = working_pixels if over else None
+            if budget is not None:
+                # JPEG: the decoder scales by the largest of 1/2, 1/4, 1/8 that keeps the size
+                # at least the floor's; other formats ignore drafts
+                least = min(budget, max(budget // 4, NEEDED_PIXELS))
+                opened.draft(opened.mode, working_size(width, height, least))
             opened.load()
             orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
             image = opened
-            if image.size != target:
+            w, h = image.size
+            if budget is not None and w * h > budget:
+                target = working_size(width, height, budget)
                 if image.mode not in _RESIZABLE_MODES:
                     image = _to_rgb(image)
-                image = image.resize(target, Image.Resampling.BICUBIC)
+                # bilinear (antialiased when shrinking): ~3× cheaper than bicubic, and the model
+                # and PDQ resize again anyway
+                image = image.resize(target, Image.Resampling.BILINEAR)
             turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
             if turn is not None:
                 # transpose copies the pixels, so only when there is something to turn (a

@@ -11,6 +11,8 @@ from PIL import Image
 
 from moderation.hashbank.hashing import PDQ_MIN_QUALITY, compute_pdq, hamming
 from moderation.images import (
+    DEFAULT_WORKING_PIXELS,
+    NEEDED_PIXELS,
     ImageRejected,
     decode_image,
     sha256_hex,
@@ -188,6 +190,18 @@ def test_reduced_decode_turns_upright_and_records_upright_original_size():
     decoded = decode_image(data, working_pixels=120_000)
     assert (decoded.width, decoded.height) == (400, 1200)
     assert decoded.image.size == (200, 600)
+
+
+def test_large_jpegs_decode_straight_at_a_reduced_scale_within_the_bounds():
+    image = Image.linear_gradient("L").resize((4800, 3200)).convert("RGB")
+    decoded = decode_image(encode(image, "JPEG"))  # 15.4 MP, default working size 4.2 MP
+    # 1/2 scale in the decoder already fits: no full-size pixels, no resize
+    assert decoded.image.size == (2400, 1600)
+    assert NEEDED_PIXELS <= 2400 * 1600 <= DEFAULT_WORKING_PIXELS
+    assert (decoded.width, decoded.height) == (4800, 3200)
+    # the floor: never below what the model needs, even where 1/4 scale would fit the budget
+    big = decode_image(encode(image, "JPEG"), working_pixels=2 * NEEDED_PIXELS)
+    assert big.image.size == working_size(4800, 3200, 2 * NEEDED_PIXELS)
 
 
 def test_images_within_the_working_size_keep_every_pixel():
