@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     )
     decode_pixels: int = Field(
         2048 * 2048,
-        ge=1024 * 1024,  # ≥ what the hungriest backend takes (GME: 1280 tokens × 28² ≈ 1.0 MP)
+        ge=1024 * 1024,  # images.NEEDED_PIXELS: what GME takes (1280 tokens × 28² ≈ 1.0 MP)
         description="Larger images are decoded reduced to at most this many pixels.",
     )
 
