@@ -3,7 +3,9 @@ decode, side by side.
 
 Each measurement runs in a fresh subprocess so the peaks do not mix: the child reads the file,
 notes its peak RSS (``VmHWM``), runs ``decode_image`` plus the PDQ hash the decode threads
-compute, and reports how far the peak rose and how long it took.
+compute, and reports how far the peak rose and how long it took. "held" is what the decoded
+image keeps occupying while it waits for the model (look-ahead batches hold 2 × batch_size).
+JPEGs gain at the peak too (decoded at 1/2–1/8 scale); other formats only in what is held.
 
     .venv/bin/python benchmarks/bench_decode_memory.py                  # 8000×6000 JPEG
     .venv/bin/python benchmarks/bench_decode_memory.py --size 8000x8000 --format PNG
@@ -115,6 +117,8 @@ def main() -> None:
     print(f"{'':28}{'full decode':>16}{'reduced decode':>18}")
     print(f"{'peak RSS rise (MiB)':28}{full['rise_mib']:>16.0f}{reduced['rise_mib']:>18.0f}")
     print(f"{'process peak RSS (MiB)':28}{full['peak_mib']:>16.0f}{reduced['peak_mib']:>18.0f}")
+    held = [3 * r["decoded"][0] * r["decoded"][1] / 2**20 for r in (full, reduced)]  # type: ignore[index]
+    print(f"{'held RGB pixels (MiB)':28}{held[0]:>16.1f}{held[1]:>18.1f}")
     print(f"{'decode + PDQ (s)':28}{full['seconds']:>16.2f}{reduced['seconds']:>18.2f}")
     print(f"{'decoded size':28}{'×'.join(map(str, full['decoded'])):>16}"
           f"{'×'.join(map(str, reduced['decoded'])):>18}")  # fmt: skip

@@ -20,6 +20,7 @@ __all__ = [
     "DecodedImage",
     "ImageRejected",
     "decode_image",
+    "reduce_factor",
     "sha256_hex",
     "working_size",
 ]
@@ -34,7 +35,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # window ≥ 90 % of each side. A reduced decode never goes below it.
 NEEDED_PIXELS = 1024 * 1024
 # What a decoded image keeps at most: larger ones are decoded reduced — JPEGs at 1/2, 1/4 or 1/8
-# scale inside the decoder (so the full-size pixels never exist), others resized after loading.
+# scale inside the decoder (so the full-size pixels never exist), others box-reduced by an
+# integer factor after loading (the peak stays, but look-ahead batches hold the small copy).
 DEFAULT_WORKING_PIXELS = 2048 * 2048
 
 
@@ -93,9 +95,9 @@ def decode_image(
     is decoded — the decompression-bomb guard), then a decode (truncation and corruption
     surface here). Images above ``working_pixels`` come back reduced to at most that many
     pixels and at least ``min(working_pixels, max(working_pixels / 4, NEEDED_PIXELS))``, aspect
-    ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale (resized further only when that
-    is still above ``working_pixels``), so their full-size pixels never exist; ``None`` keeps
-    every pixel. The recorded ``width``/``height`` stay the original's. Animated images give
+    ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale, so their full-size pixels never
+    exist; other formats are box-reduced by an integer factor after loading; a bilinear resize
+    follows only where that is still above ``working_pixels``. ``None`` keeps every pixel. The recorded ``width``/``height`` stay the original's. Animated images give
     their first frame.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -217,14 +219,8 @@ def _load_rgb(
             opened.load()
             orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
             image = opened
-            w, h = image.size
-            if budget is not None and w * h > budget:
-                target = working_size(width, height, budget)
-                if image.mode not in _RESIZABLE_MODES:
-                    image = _to_rgb(image)
-                # bilinear (antialiased when shrinking): ~3× cheaper than bicubic, and the model
-                # and PDQ resize again anyway
-                image = image.resize(target, Image.Resampling.BILINEAR)
+            if budget is not None and image.width * image.height > budget:
+                image = _shrink(image, (width, height), least, budget)
             turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
             if turn is not None:
                 # transpose copies the pixels, so only when there is something to turn (a
@@ -241,6 +237,35 @@ def _load_rgb(
     except (ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected("corrupt", f"cannot decode pixels: {exc}") from None
     return rgb, turn is not None and orientation in _TURNS_SIDES
+
+
+def _shrink(image: Image.Image, original: tuple[int, int], least: int, budget: int) -> Image.Image:
+    """``image`` (a loaded ``original``-sized picture, maybe already drafted smaller) within
+    ``least``..``budget`` pixels: an integer box reduction first — one pass, no full-size
+    intermediate, as cheap as a copy — then a resize only if that still exceeds ``budget``."""
+    if image.mode not in _RESIZABLE_MODES:
+        image = _to_rgb(image)
+    factor = reduce_factor(image.width, image.height, least)
+    if factor > 1:
+        image = image.reduce(factor)
+    if image.width * image.height > budget:
+        # bilinear (antialiased when shrinking): ~3× cheaper than bicubic, and the model and
+        # PDQ resize again anyway
+        image = image.resize(working_size(*original, budget), Image.Resampling.BILINEAR)
+    return image
+
+
+def reduce_factor(width: int, height: int, least: int) -> int:
+    """The largest integer factor ``Image.reduce`` can shrink ``width``×``height`` by (sides
+    rounded up) and keep at least ``least`` pixels; 1 when none can."""
+    lo, hi = 1, max(width, height)  # the reduced area only shrinks as the factor grows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if -(-width // mid) * -(-height // mid) >= least:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -15,6 +15,7 @@ from moderation.images import (
     NEEDED_PIXELS,
     ImageRejected,
     decode_image,
+    reduce_factor,
     sha256_hex,
     working_size,
 )
@@ -202,6 +203,29 @@ def test_large_jpegs_decode_straight_at_a_reduced_scale_within_the_bounds():
     # the floor: never below what the model needs, even where 1/4 scale would fit the budget
     big = decode_image(encode(image, "JPEG"), working_pixels=2 * NEEDED_PIXELS)
     assert big.image.size == working_size(4800, 3200, 2 * NEEDED_PIXELS)
+
+
+def test_large_pngs_are_box_reduced_by_an_integer_factor_within_the_bounds():
+    image = Image.linear_gradient("L").resize((3600, 2400)).convert("RGB")
+    decoded = decode_image(encode(image, "PNG"))  # 8.6 MP
+    assert decoded.image.size == (1800, 1200)  # reduce(2): one cheap pass, no resize
+    assert (decoded.width, decoded.height) == (3600, 2400)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "least"),
+    [(3600, 2400, 2**20), (8000, 6000, 2**20), (1001, 999, 1000), (5, 5, 1), (10, 10, 100),
+     (100_000, 3, 10_000), (2048, 2048, 2**22)],
+)  # fmt: skip
+def test_reduce_factor_is_the_largest_that_keeps_least_pixels(width, height, least):
+    f = reduce_factor(width, height, least)
+
+    def area(k: int) -> int:
+        return -(-width // k) * -(-height // k)
+
+    assert f >= 1
+    assert f == 1 or area(f) >= least
+    assert area(f + 1) < least or f + 1 > max(width, height)
 
 
 def test_images_within_the_working_size_keep_every_pixel():
