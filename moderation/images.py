@@ -97,8 +97,9 @@ def decode_image(
     pixels and at least ``min(working_pixels, max(working_pixels / 4, NEEDED_PIXELS))``, aspect
     ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale, so their full-size pixels never
     exist; other formats are box-reduced by an integer factor after loading; a bilinear resize
-    follows only where that is still above ``working_pixels``. ``None`` keeps every pixel. The recorded ``width``/``height`` stay the original's. Animated images give
-    their first frame.
+    follows only where that is still above ``working_pixels``. ``None`` keeps every pixel.
+    The recorded ``width``/``height`` stay the original's. Animated images give their first
+    frame.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected("wrong_type", f"expected bytes, got {type(data).__name__}")
