@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         64_000_000, ge=1024, description="Decompression-bomb guard (width × height)."
     )
+    decode_pixels: int = Field(
+        2048 * 2048,
+        ge=1024 * 1024,  # images.NEEDED_PIXELS: what GME takes (1280 tokens × 28² ≈ 1.0 MP)
+        description="Larger images are decoded reduced to at most this many pixels.",
+    )
 
     # --- API -----------------------------------------------------------------------------
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_WORKING_PIXELS",
+    "NEEDED_PIXELS",
     "DecodedImage",
     "ImageRejected",
     "decode_image",
+    "reduce_factor",
     "sha256_hex",
+    "working_size",
 ]
 
 # Formats a moderation pipeline meets from uploads; everything else (PSD, EPS, ICO…) is refused.
 # EPS would run Ghostscript and is never allowed.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+
+DEFAULT_MAX_PIXELS = 64_000_000
+# What the hungriest consumer of a decoded image takes: GME's image processor at most 1280
+# tokens of 28² px (~1.0 MP); open_nsfw takes 256², PDQ a 64² box average, crop hashes 64² of a
+# window ≥ 90 % of each side. A reduced decode never goes below it.
+NEEDED_PIXELS = 1024 * 1024
+# What a decoded image keeps at most: larger ones are decoded reduced — JPEGs at 1/2, 1/4 or 1/8
+# scale inside the decoder (so the full-size pixels never exist), others box-reduced by an
+# integer factor after loading (the peak stays, but look-ahead batches hold the small copy).
+DEFAULT_WORKING_PIXELS = 2048 * 2048
 
 
 class ImageRejected(ValueError):
@@ -33,7 +51,8 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded upload: RGB pixels (EXIF orientation applied) plus what we record about it."""
+    """A decoded upload: RGB pixels (EXIF orientation applied, reduced to the working size)
+    plus what we record about it — ``width``/``height`` are the original's (upright)."""
 
     image: Image.Image
     sha256: str
@@ -47,15 +66,40 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def working_size(width: int, height: int, budget: int) -> tuple[int, int]:
+    """The size a ``width``×``height`` image is decoded to: its own if it has at most ``budget``
+    pixels, else the largest of (nearly) the same aspect ratio within ``budget`` (sides ≥ 1)."""
+    if width * height <= budget:
+        return width, height
+    scale = math.sqrt(budget / (width * height))
+    w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    if w * h > budget:  # a side clamped to 1 px, or float rounding: shorten the longer side
+        if w >= h:
+            w = min(width, max(1, budget // h))
+        else:
+            h = min(height, max(1, budget // w))
+    return w, h
+
+
 def decode_image(
-    data: bytes, *, max_bytes: int = 25 * 1024 * 1024, max_pixels: int = 64_000_000
+    data: bytes,
+    *,
+    max_bytes: int = 25 * 1024 * 1024,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    working_pixels: int | None = DEFAULT_WORKING_PIXELS,
 ) -> DecodedImage:
     """Decode ``data`` defensively.
 
     Checks, in order: non-empty, ``len(data) <= max_bytes``, a recognised format from
     ``ALLOWED_FORMATS``, ``width × height <= max_pixels`` (read from the header, before any pixel
-    is decoded — the decompression-bomb guard), then a full decode (truncation and corruption
-    surface here). Animated images give their first frame.
+    is decoded — the decompression-bomb guard), then a decode (truncation and corruption
+    surface here). Images above ``working_pixels`` come back reduced to at most that many
+    pixels and at least ``min(working_pixels, max(working_pixels / 4, NEEDED_PIXELS))``, aspect
+    ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale, so their full-size pixels never
+    exist; other formats are box-reduced by an integer factor after loading; a bilinear resize
+    follows only where that is still above ``working_pixels``. ``None`` keeps every pixel.
+    The recorded ``width``/``height`` stay the original's. Animated images give their first
+    frame.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected("wrong_type", f"expected bytes, got {type(data).__name__}")
@@ -64,7 +108,8 @@ def decode_image(
         raise ImageRejected("empty", "the upload has zero bytes")
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
-    opened = _open(data)
+    _raise_pillow_guard(max_pixels)
+    opened = _open(data, max_pixels)
     rgb = None
     try:
         width, height = opened.size
@@ -76,7 +121,7 @@ def decode_image(
                 f"{width}x{height} = {width * height} pixels exceeds the {max_pixels} limit",
             )
         fmt = str(opened.format)
-        rgb = _load_rgb(opened)
+        rgb, turned = _load_rgb(opened, working_pixels, max_pixels)
     finally:
         if rgb is not opened:  # a loaded RGB image is returned as is: closing would free it
             opened.close()
@@ -84,13 +129,41 @@ def decode_image(
         image=rgb,
         sha256=sha256_hex(data),
         byte_size=len(data),
-        width=rgb.width,
-        height=rgb.height,
+        width=height if turned else width,
+        height=width if turned else height,
         format=fmt,
     )
 
 
-def _open(data: bytes) -> Image.Image:
+_guard_lock = threading.Lock()
+
+
+def _raise_pillow_guard(max_pixels: int) -> None:
+    """Let ``max_pixels`` be the limit that decides.
+
+    ``Image.open`` refuses images above 2 × ``Image.MAX_IMAGE_PIXELS`` (~179 MP by default)
+    before our check can run, so a configured limit above it would be silently capped, and
+    ``GifImagePlugin`` checks frames against it too. Pillow's guard is process-wide: it is only
+    ever *raised* (to the largest limit asked for), never lowered, so concurrent decodes with
+    different limits stay safe, and ``decode_image``'s own check still runs on every image.
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or current >= max_pixels:
+        return
+    with _guard_lock:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _too_many_pixels(exc: Exception, max_pixels: int) -> ImageRejected:
+    """Pillow's bomb error, restated against the configured limit (not Pillow's own)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{found.group(1)} pixels" if found else "the image size"
+    return ImageRejected("too_many_pixels", f"{size} exceeds the {max_pixels} limit")
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # our own pixel cap replaces PIL's global DecompressionBombWarning
@@ -99,7 +172,7 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageRejected("not_an_image", _not_an_image_reason(data)) from None
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", str(exc)) from None
+        raise _too_many_pixels(exc, max_pixels) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected("corrupt", f"unreadable image header: {exc}") from None
 
@@ -112,25 +185,88 @@ def _not_an_image_reason(data: bytes) -> str:
         return "the bytes are not a recognised image format"
 
 
-def _load_rgb(opened: Image.Image) -> Image.Image:
+# EXIF orientation → the transpose that shows the image upright (as ImageOps.exif_transpose)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_TURNS_SIDES = {5, 6, 7, 8}
+_RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA"}  # others become RGB first (P would go nearest)
+
+
+def _load_rgb(
+    opened: Image.Image, working_pixels: int | None, max_pixels: int
+) -> tuple[Image.Image, bool]:
+    """The first frame, reduced to the working size, upright, RGB; and whether turning it
+    upright swapped its sides. Reducing comes before turning and converting, so those copies
+    are small too."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened.seek(0)
+            width, height = opened.size
+            over = working_pixels is not None and width * height > working_pixels
+            budget = working_pixels if over else None
+            if budget is not None:
+                # JPEG: the decoder scales by the largest of 1/2, 1/4, 1/8 that keeps the size
+                # at least the floor's; other formats ignore drafts
+                least = min(budget, max(budget // 4, NEEDED_PIXELS))
+                opened.draft(opened.mode, working_size(width, height, least))
             opened.load()
-            # exif_transpose copies the pixels even when there is nothing to turn (a copy
-            # costs ~1.5 ms at 640×480 on this machine, half a JPEG decode)
-            upright = opened.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1)
-            oriented = opened if upright else ImageOps.exif_transpose(opened)
-            rgb = _to_rgb(oriented if oriented is not None else opened)
+            orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
+            image = opened
+            if budget is not None and image.width * image.height > budget:
+                image = _shrink(image, (width, height), least, budget)
+            turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+            if turn is not None:
+                # transpose copies the pixels, so only when there is something to turn (a
+                # copy costs ~1.5 ms at 640×480 on this machine, half a JPEG decode)
+                image = image.transpose(turn)
+            rgb = _to_rgb(image)
     except ImageRejected:
         raise
+    except Image.DecompressionBombError as exc:  # a GIF frame larger than its header said
+        raise _too_many_pixels(exc, max_pixels) from None
     except OSError as exc:
         code = "truncated" if "truncated" in str(exc).lower() else "corrupt"
         raise ImageRejected(code, f"cannot decode pixels: {exc}") from None
-    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except (ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected("corrupt", f"cannot decode pixels: {exc}") from None
-    return rgb
+    return rgb, turn is not None and orientation in _TURNS_SIDES
+
+
+def _shrink(image: Image.Image, original: tuple[int, int], least: int, budget: int) -> Image.Image:
+    """``image`` (a loaded ``original``-sized picture, maybe already drafted smaller) within
+    ``least``..``budget`` pixels: an integer box reduction first — one pass, no full-size
+    intermediate, as cheap as a copy — then a resize only if that still exceeds ``budget``."""
+    if image.mode not in _RESIZABLE_MODES:
+        image = _to_rgb(image)
+    factor = reduce_factor(image.width, image.height, least)
+    if factor > 1:
+        image = image.reduce(factor)
+    if image.width * image.height > budget:
+        # bilinear (antialiased when shrinking): ~3× cheaper than bicubic, and the model and
+        # PDQ resize again anyway
+        image = image.resize(working_size(*original, budget), Image.Resampling.BILINEAR)
+    return image
+
+
+def reduce_factor(width: int, height: int, least: int) -> int:
+    """The largest integer factor ``Image.reduce`` can shrink ``width``×``height`` by (sides
+    rounded up) and keep at least ``least`` pixels; 1 when none can."""
+    lo, hi = 1, max(width, height)  # the reduced area only shrinks as the factor grows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if -(-width // mid) * -(-height // mid) >= least:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -74,7 +74,10 @@ def _decode_file(path: Path, settings: Settings) -> Image.Image:
         raise CliError(f"cannot read: {exc.strerror or exc}") from None
     try:
         decoded = decode_image(
-            data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+            data,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            working_pixels=settings.decode_pixels,
         )
     except ImageRejected as exc:
         raise CliError(f"{exc.code}: {exc.message}") from None

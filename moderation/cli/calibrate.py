@@ -160,6 +160,7 @@ def _run(
             categories=categories,
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_image_pixels,
+            working_pixels=settings.decode_pixels,
             batch_size=settings.batch_size,
             labels_file=labels_file,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),

@@ -63,6 +63,7 @@ def _read(path: Path, settings: Settings) -> tuple[FileResult, Image | None]:
             path.read_bytes(),
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_image_pixels,
+            working_pixels=settings.decode_pixels,
         )
     except ImageRejected as exc:
         result.error_code, result.error = exc.code, exc.message

@@ -82,6 +82,7 @@ def build_context(
         load,
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_image_pixels,
+        working_pixels=settings.decode_pixels,
         threads=decode_threads,
         dihedral=settings.bank_match_flips,
     )

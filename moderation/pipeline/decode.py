@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from moderation.db.repositories.images import Payload
 from moderation.hashbank.hashing import PdqHash, compute_pdq
-from moderation.images import DecodedImage, ImageRejected, decode_image
+from moderation.images import DEFAULT_WORKING_PIXELS, DecodedImage, ImageRejected, decode_image
 
 __all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]
 
@@ -77,12 +77,14 @@ class Decoder:
         *,
         max_bytes: int,
         max_pixels: int,
+        working_pixels: int | None = DEFAULT_WORKING_PIXELS,
         threads: int = 2,
         dihedral: bool = True,
     ) -> None:
         self._load = load
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
+        self._working_pixels = working_pixels
         # also hash the 7 rotations/mirrors (flip-robust bank matching); the DCT is shared
         self._dihedral = dihedral
         self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
@@ -126,7 +128,12 @@ class Decoder:
             return None
         try:
             data = read_payload_bytes(payload, self._max_bytes)
-            image = decode_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+            image = decode_image(
+                data,
+                max_bytes=self._max_bytes,
+                max_pixels=self._max_pixels,
+                working_pixels=self._working_pixels,
+            )
         except ImageRejected as exc:
             return Prepared(job_id, payload.image_id, payload.sha256, None, exc)
         except Exception as exc:  # a decoder bug tripped by hostile bytes is still bad input

@@ -20,6 +20,7 @@ from moderation.db.models import ThresholdVersion
 from moderation.db.repositories import audit_log
 from moderation.db.repositories import thresholds as versions
 from moderation.domain import RiskTier
+from moderation.images import DEFAULT_MAX_PIXELS, DEFAULT_WORKING_PIXELS
 from moderation.scoring.base import Scorer
 from moderation.thresholds.labels import (
     CalibrationError,
@@ -139,7 +140,7 @@ def _gather(
     **limits: int,
 ) -> tuple[list[LabelledScore], list[SkippedRow], Scorer | None]:
     """Stored scores for job_id/sha256 rows; fresh ones for path rows (building the scorer
-    only then). ``limits``: max_bytes, max_pixels, batch_size."""
+    only then). ``limits``: max_bytes, max_pixels, working_pixels, batch_size."""
     found = stored_scores(session, [r for r in rows if r.kind != "path"])
     path_rows = [r for r in rows if r.kind == "path"]
     if not path_rows:
@@ -161,7 +162,8 @@ def calibrate(
     scale: str | None = None,
     categories: Sequence[str] | None = None,
     max_bytes: int = 25 * 1024 * 1024,
-    max_pixels: int = 64_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    working_pixels: int = DEFAULT_WORKING_PIXELS,
     batch_size: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
     labels_file: str = "",
@@ -178,7 +180,8 @@ def calibrate(
         raise CalibrationError(f"no label rows for categories {list(categories or [])}")
     found, skipped, scorer = _gather(
         session, wanted, scorer_factory, on_progress,
-        max_bytes=max_bytes, max_pixels=max_pixels, batch_size=batch_size,
+        max_bytes=max_bytes, max_pixels=max_pixels, working_pixels=working_pixels,
+        batch_size=batch_size,
     )  # fmt: skip
     if not found:
         raise CalibrationError("no usable labelled scores (every image was skipped)")

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import Image, Job, Score
 from moderation.domain import JobStatus
-from moderation.images import ImageRejected, decode_image
+from moderation.images import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_WORKING_PIXELS,
+    ImageRejected,
+    decode_image,
+)
 from moderation.scoring.base import Scorer
 
 __all__ = [
@@ -202,12 +207,14 @@ def stored_scores(session: Session, rows: Sequence[LabelRow]) -> list[LabelledSc
     return out
 
 
-def _load(path: str, max_bytes: int, max_pixels: int) -> PILImage | str:
+def _load(path: str, max_bytes: int, max_pixels: int, working_pixels: int) -> PILImage | str:
     """The decoded image, or the reason it cannot be used."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)  # one byte over the cap is enough to refuse it
-        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels).image
+        return decode_image(
+            data, max_bytes=max_bytes, max_pixels=max_pixels, working_pixels=working_pixels
+        ).image
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
     except ImageRejected as exc:
@@ -215,13 +222,13 @@ def _load(path: str, max_bytes: int, max_pixels: int) -> PILImage | str:
 
 
 def _score_batch(
-    paths: Sequence[str], scorer: Scorer, max_bytes: int, max_pixels: int
+    paths: Sequence[str], scorer: Scorer, max_bytes: int, max_pixels: int, working_pixels: int
 ) -> dict[str, Mapping[str, float] | str]:
     """Scores per path for one batch (one model call), or why the file was left out."""
     out: dict[str, Mapping[str, float] | str] = {}
     images: dict[str, PILImage] = {}
     for path in paths:
-        loaded = _load(path, max_bytes, max_pixels)
+        loaded = _load(path, max_bytes, max_pixels, working_pixels)
         if isinstance(loaded, str):
             out[path] = loaded
         else:
@@ -238,7 +245,8 @@ def score_paths(
     scorer: Scorer,
     *,
     max_bytes: int = 25 * 1024 * 1024,
-    max_pixels: int = 64_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    working_pixels: int = DEFAULT_WORKING_PIXELS,
     batch_size: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[LabelledScore], list[SkippedRow]]:
@@ -258,7 +266,7 @@ def score_paths(
     results: dict[str, Mapping[str, float] | str] = {}
     for start in range(0, len(paths), batch_size):
         batch = paths[start : start + batch_size]
-        results.update(_score_batch(batch, scorer, max_bytes, max_pixels))
+        results.update(_score_batch(batch, scorer, max_bytes, max_pixels, working_pixels))
         if on_progress is not None:
             on_progress(len(results), len(paths))
     out, skipped = [], []

@@ -64,3 +64,14 @@ def test_config_show_masks_secrets():
     table = run_cli("config", "show", env=env)
     assert table.returncode == 0 and "hunter2secret" not in table.stdout
     assert "MODERATION_DATABASE_URL" in table.stdout
+
+
+def test_decode_pixels_default_and_floor_are_the_decoders(monkeypatch):
+    from moderation.images import DEFAULT_WORKING_PIXELS, NEEDED_PIXELS
+
+    assert Settings(_env_file=None).decode_pixels == DEFAULT_WORKING_PIXELS  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_DECODE_PIXELS", str(NEEDED_PIXELS))
+    assert Settings(_env_file=None).decode_pixels == NEEDED_PIXELS  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_DECODE_PIXELS", str(NEEDED_PIXELS - 1))
+    with pytest.raises(ValidationError, match="decode_pixels"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

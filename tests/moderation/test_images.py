@@ -9,7 +9,17 @@ import zlib
 import pytest
 from PIL import Image
 
-from moderation.images import ImageRejected, decode_image, sha256_hex
+from moderation.hashbank.hashing import PDQ_MIN_QUALITY, compute_pdq, hamming
+from moderation.images import (
+    DEFAULT_WORKING_PIXELS,
+    NEEDED_PIXELS,
+    ImageRejected,
+    decode_image,
+    reduce_factor,
+    sha256_hex,
+    working_size,
+)
+from tests.synthetic_images import synthetic_photo
 
 
 def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -106,6 +116,9 @@ def test_decompression_bomb_is_rejected_from_the_header():
     with pytest.raises(ImageRejected) as info:
         decode_image(bomb)
     assert info.value.code == "too_many_pixels"
+    # beyond Pillow's own guard too, the reason quotes the configured limit, not Pillow's
+    assert "exceeds the 64000000 limit" in info.value.message
+    assert "178956970" not in info.value.message
 
 
 def test_pixel_limit_is_configurable():
@@ -122,3 +135,99 @@ def test_disallowed_format_names_the_format():
         decode_image(data)
     assert info.value.code == "not_an_image"
     assert "ICO" in info.value.message
+
+
+def test_configured_pixel_limit_above_pillows_own_guard_is_the_one_that_decides():
+    header_225mp = png_header_only(15_000, 15_000)  # above Pillow's default 178,956,970
+    with pytest.raises(ImageRejected) as info:
+        decode_image(header_225mp, max_pixels=300_000_000)
+    assert info.value.code in {"truncated", "corrupt"}  # past the pixel check: no pixels sent
+    with pytest.raises(ImageRejected) as info:
+        decode_image(header_225mp, max_pixels=200_000_000)
+    assert info.value.code == "too_many_pixels"
+    assert info.value.message == "15000x15000 = 225000000 pixels exceeds the 200000000 limit"
+
+
+@pytest.mark.parametrize(
+    ("size", "budget"),
+    [((640, 480), 307_200), ((6000, 4000), 4_194_304), ((4000, 6000), 1_000_000),
+     ((100_000, 3), 10_000), ((3, 100_000), 10_000), ((1, 10**8), 5), ((8191, 8191), 2**22)],
+)  # fmt: skip
+def test_working_size_fits_the_budget_and_keeps_the_aspect_ratio(size, budget):
+    w, h = working_size(*size, budget)
+    assert w >= 1 and h >= 1 and w * h <= budget
+    if size[0] * size[1] <= budget:
+        assert (w, h) == size
+    else:
+        assert w <= size[0] and h <= size[1]
+        if min(w, h) >= 10:
+            assert abs(w / h - size[0] / size[1]) / (size[0] / size[1]) < 0.02
+            assert w * h > 0.95 * budget  # the largest that fits, not merely one that fits
+
+
+def photo(width: int, height: int) -> Image.Image:
+    return synthetic_photo(11, (width, height))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_are_decoded_reduced_but_record_their_own_size(fmt):
+    data = encode(photo(3000, 2000), fmt)
+    decoded = decode_image(data, working_pixels=600_000)
+    assert (decoded.width, decoded.height) == (3000, 2000)
+    assert decoded.image.size == working_size(3000, 2000, 600_000) == (948, 632)
+    assert decoded.image.mode == "RGB"
+    full = decode_image(data, working_pixels=None)
+    assert full.image.size == (3000, 2000) and (full.width, full.height) == (3000, 2000)
+    # what PDQ sees (a 64×64 box average) barely moves
+    reduced_hash, full_hash = compute_pdq(decoded.image), compute_pdq(full.image)
+    assert full_hash.quality >= PDQ_MIN_QUALITY
+    assert hamming(reduced_hash.hex, full_hash.hex) <= 8
+
+
+def test_reduced_decode_turns_upright_and_records_upright_original_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    data = encode(photo(1200, 400), "JPEG", exif=exif.tobytes())
+    decoded = decode_image(data, working_pixels=120_000)
+    assert (decoded.width, decoded.height) == (400, 1200)
+    assert decoded.image.size == (200, 600)
+
+
+def test_large_jpegs_decode_straight_at_a_reduced_scale_within_the_bounds():
+    image = Image.linear_gradient("L").resize((4800, 3200)).convert("RGB")
+    decoded = decode_image(encode(image, "JPEG"))  # 15.4 MP, default working size 4.2 MP
+    # 1/2 scale in the decoder already fits: no full-size pixels, no resize
+    assert decoded.image.size == (2400, 1600)
+    assert NEEDED_PIXELS <= 2400 * 1600 <= DEFAULT_WORKING_PIXELS
+    assert (decoded.width, decoded.height) == (4800, 3200)
+    # the floor: never below what the model needs, even where 1/4 scale would fit the budget
+    big = decode_image(encode(image, "JPEG"), working_pixels=2 * NEEDED_PIXELS)
+    assert big.image.size == working_size(4800, 3200, 2 * NEEDED_PIXELS)
+
+
+def test_large_pngs_are_box_reduced_by_an_integer_factor_within_the_bounds():
+    image = Image.linear_gradient("L").resize((3600, 2400)).convert("RGB")
+    decoded = decode_image(encode(image, "PNG"))  # 8.6 MP
+    assert decoded.image.size == (1800, 1200)  # reduce(2): one cheap pass, no resize
+    assert (decoded.width, decoded.height) == (3600, 2400)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "least"),
+    [(3600, 2400, 2**20), (8000, 6000, 2**20), (1001, 999, 1000), (5, 5, 1), (10, 10, 100),
+     (100_000, 3, 10_000), (2048, 2048, 2**22)],
+)  # fmt: skip
+def test_reduce_factor_is_the_largest_that_keeps_least_pixels(width, height, least):
+    f = reduce_factor(width, height, least)
+
+    def area(k: int) -> int:
+        return -(-width // k) * -(-height // k)
+
+    assert f >= 1
+    assert f == 1 or area(f) >= least
+    assert area(f + 1) < least or f + 1 > max(width, height)
+
+
+def test_images_within_the_working_size_keep_every_pixel():
+    data = encode(photo(640, 480), "JPEG")
+    assert decode_image(data, working_pixels=640 * 480).image.size == (640, 480)

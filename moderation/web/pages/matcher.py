@@ -189,6 +189,7 @@ async def _image_from(
             return await run_in_threadpool(
                 decode_image, data,
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                working_pixels=settings.decode_pixels,
             )  # fmt: skip
         except ImageRejected as exc:
             errors.append(f"{upload.filename}: {exc.code}: {exc.message}")
