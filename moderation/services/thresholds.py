@@ -1,4 +1,5 @@
-"""Threshold versions as use cases: list, show, set, roll back, pin, unpin.
+"""Threshold versions as use cases: list, show, set, roll back, pin, unpin; and the
+thresholds ``moderation score`` decides with (``scoring_thresholds``).
 
 ``moderation thresholds`` (and any other entry point) calls these with a session in a
 transaction and renders what they return; every write goes through the one writer,
@@ -10,17 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from moderation.db.migrate import current_revision, head_revision
 from moderation.db.repositories import thresholds as repo
 from moderation.db.repositories.thresholds import ThresholdVersionRecord
+from moderation.db.session import DatabaseURLError, make_engine, make_sessionmaker
 from moderation.domain import RiskTier
+from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.scales import known_scales
-from moderation.thresholds.tiers import ladder_from_base
+from moderation.thresholds.tiers import CategoryThresholds, ladder_from_base
 from moderation.thresholds.versions import write_version
 
+if TYPE_CHECKING:
+    from moderation.config import Settings
+    from moderation.scoring.base import Scorer
+
 __all__ = [
+    "ScoringThresholds",
     "ThresholdChange",
     "ThresholdChangeError",
     "ThresholdVersionRecord",
@@ -29,6 +42,7 @@ __all__ = [
     "list_versions",
     "pin",
     "rollback",
+    "scoring_thresholds",
     "set_version",
     "show_version",
     "unpin",
@@ -193,3 +207,43 @@ def unpin(
 ) -> ThresholdChange:
     """A new version with the active cut-offs, unpinned: the adjuster may move it again."""
     return _set_pin(session, category, False, actor=actor, reason=reason)
+
+
+@dataclass(frozen=True)
+class ScoringThresholds:
+    thresholds: dict[str, CategoryThresholds]
+    note: str | None = None  # why no database versions could be read (None: they were)
+
+
+def scoring_thresholds(settings: Settings, scorer: Scorer) -> ScoringThresholds:
+    """The thresholds a one-off scoring (``moderation score``) decides with: the same
+    ``thresholds_for`` the worker uses, with the configured database's active versions when
+    it is there, reachable and migrated; otherwise file > catalog > preset, and a one-line
+    ``note`` saying why the database was left out. Reads only; never creates a database."""
+    url = settings.database_url
+    try:
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not Path(parsed.database).expanduser().is_file():
+                return _without_db(settings, scorer, f"no database at {shown}")
+        engine = make_engine(url)
+    except (DatabaseURLError, SQLAlchemyError, ValueError) as exc:
+        return _without_db(settings, scorer, f"database URL unusable ({exc})")
+    try:
+        revision = current_revision(engine)
+        if revision is None or revision != head_revision():
+            why = f"database {shown} is not migrated (run `moderation db upgrade`)"
+            return _without_db(settings, scorer, why)
+        with make_sessionmaker(engine)() as session:
+            return ScoringThresholds(thresholds_for(session, scorer, settings.thresholds_file))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return _without_db(settings, scorer, f"database {shown} unreachable ({reason})")
+    finally:
+        engine.dispose()
+
+
+def _without_db(settings: Settings, scorer: Scorer, why: str) -> ScoringThresholds:
+    note = f"{why}: thresholds from the thresholds file, catalog and preset (no DB versions)"
+    return ScoringThresholds(thresholds_for(None, scorer, settings.thresholds_file), note)
