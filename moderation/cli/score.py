@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from moderation.domain import TIERS
+
 from ._common import CliError, check_backend, console, err_console, settings_with
 
 if TYPE_CHECKING:
@@ -23,13 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FileResult", "register", "score_files"]
 
-TIER_STYLE = {
-    "clear": "green",
-    "warning": "yellow",
-    "medium": "dark_orange",
-    "high": "red",
-    "extreme": "bold red",
-}
+TIER_STYLE = {tier.value: look.terminal for tier, look in TIERS.items()}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from moderation.db import make_engine, make_sessionmaker
 from moderation.domain import RiskTier
 from moderation.services import thresholds as service
 from moderation.services.thresholds import ThresholdVersionRecord
+from moderation.thresholds.tiers import LADDER
 
 from ._common import CliError, console, settings_with
 
@@ -41,7 +42,7 @@ URL_OPTION = typer.Option(
 )
 ACTOR_OPTION = typer.Option(None, "--actor", help="Who makes the change (default: $USER).")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
-LADDER_NAMES = ("warning", "medium", "high", "extreme")
+LADDER_NAMES = tuple(t.value for t in LADDER)
 
 
 def default_actor(actor: str | None) -> str:
@@ -170,17 +171,14 @@ def show_version(
 
 
 def _parse_cutoffs(text: str) -> dict[RiskTier, float]:
+    names = ",".join(LADDER_NAMES)
     parts = [p.strip() for p in text.split(",")]
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise CliError(
-            f"--cutoffs must be 4 numbers warning,medium,high,extreme: {text!r}"
-        ) from None
-    if len(values) != 4:
-        raise CliError(
-            f"--cutoffs needs 4 numbers (warning,medium,high,extreme), got {len(values)}"
-        )
+        raise CliError(f"--cutoffs must be {len(LADDER)} numbers {names}: {text!r}") from None
+    if len(values) != len(LADDER):
+        raise CliError(f"--cutoffs needs {len(LADDER)} numbers ({names}), got {len(values)}")
     return {RiskTier(n): v for n, v in zip(LADDER_NAMES, values, strict=True)}
 
 
