@@ -119,14 +119,16 @@ class Settings(BaseSettings):
     )
 
     # --- model ---------------------------------------------------------------------------
-    backend: Literal["open_nsfw", "gme", "fake"] = Field(
-        "open_nsfw", description="Scoring backend: open_nsfw (embedded default), gme, fake."
+    backend: str = Field(
+        "open_nsfw",
+        description="Scoring backend, a name in moderation.embedders.registry: open_nsfw "
+        "(embedded default), gme, fake.",
     )
     gme_path: Path | None = Field(
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N.")
-    classifiers: Annotated[list[Literal["open_nsfw"]], NoDecode] = Field(
+    classifiers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Classifiers run beside an embedding backend (gme, fake), e.g. open_nsfw.",
     )
@@ -286,6 +288,25 @@ class Settings(BaseSettings):
         if value.lstrip().startswith("["):
             return json.loads(value)
         return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_registered(cls, value: str) -> str:
+        from moderation.embedders.registry import backend_names
+
+        if value not in backend_names():
+            raise ValueError(f"unknown backend {value!r}; one of {', '.join(backend_names())}")
+        return value
+
+    @field_validator("classifiers", mode="after")
+    @classmethod
+    def _classifiers_registered(cls, value: list[str]) -> list[str]:
+        from moderation.embedders.registry import classifier_names
+
+        unknown = [name for name in value if name not in classifier_names()]
+        if unknown:
+            raise ValueError(f"unknown classifiers {unknown}; one of {classifier_names()}")
+        return value
 
     @field_validator("api_tokens", mode="after")
     @classmethod

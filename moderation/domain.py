@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 __all__ = [
+    "TIERS",
     "BankKind",
     "JobStatus",
     "ReviewItemKind",
@@ -12,6 +14,7 @@ __all__ = [
     "ReviewLabel",
     "RiskTier",
     "ScoreSource",
+    "TierLook",
 ]
 
 
@@ -49,6 +52,29 @@ class RiskTier(enum.StrEnum):
 
 
 _TIER_ORDER = list(RiskTier)
+
+
+@dataclass(frozen=True)
+class TierLook:
+    """What every surface shows and does for one tier (the content-safety defaults)."""
+
+    action: str  # what the policy asks for: allow, watch, review_now
+    colour: str  # charts, swatches and the decision line (dashboard)
+    badge: str  # background of the tier badge (review page)
+    terminal: str  # rich style in the CLI tables
+    badge_text: str = ""  # badge text colour when the default would not read
+
+
+# The one per-tier table: thresholds.tiers.ACTIONS, the dashboard's colours and badges and the
+# CLI's styles all read it, so adding a tier means the enum above, this table, the built-in
+# scales' cut-offs (thresholds/scales.py) and a migration of the risk_tier DB enum.
+TIERS: dict[RiskTier, TierLook] = {
+    RiskTier.CLEAR: TierLook("allow", "#adb5bd", "#e9ecef", "green"),
+    RiskTier.WARNING: TierLook("watch", "#fcc419", "#fff3bf", "yellow"),
+    RiskTier.MEDIUM: TierLook("review_now", "#fd7e14", "#ffd8a8", "dark_orange"),
+    RiskTier.HIGH: TierLook("review_now", "#e8590c", "#ffa8a8", "red"),
+    RiskTier.EXTREME: TierLook("review_now", "#c92a2a", "#c92a2a", "bold red", "#fff"),
+}
 
 
 class ScoreSource(enum.StrEnum):

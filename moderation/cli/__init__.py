@@ -48,12 +48,13 @@ def main() -> None:
     from sqlalchemy.exc import OperationalError
 
     from moderation.db.session import DatabaseURLError
+    from moderation.thresholds.scales import UnknownScale
 
     try:
         app()
     except ValidationError as exc:
         _fail("; ".join(_describe_setting_error(e) for e in exc.errors()))
-    except (CliError, DatabaseURLError, SettingsError) as exc:
+    except (CliError, DatabaseURLError, SettingsError, UnknownScale) as exc:
         _fail(str(exc))
     except OperationalError as exc:
         reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]

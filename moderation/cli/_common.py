@@ -6,7 +6,7 @@ from rich.console import Console
 
 from moderation.config import Settings, get_settings
 
-__all__ = ["CliError", "console", "err_console", "settings_with"]
+__all__ = ["CliError", "check_backend", "console", "err_console", "settings_with"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,3 +21,11 @@ def settings_with(**overrides: object) -> Settings:
     base = get_settings()
     changes = {k: v for k, v in overrides.items() if v is not None}
     return base.model_copy(update=changes) if changes else base
+
+
+def check_backend(backend: str | None) -> None:
+    """``--backend`` must name a registered backend; the error lists them all."""
+    from moderation.embedders.registry import backend_names
+
+    if backend is not None and backend not in backend_names():
+        raise CliError(f"unknown backend {backend!r}; choose one of {', '.join(backend_names())}")

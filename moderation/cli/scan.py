@@ -11,7 +11,7 @@ from rich.table import Table
 
 from moderation.domain import RiskTier
 
-from ._common import CliError, console, settings_with
+from ._common import CliError, check_backend, console, settings_with
 
 __all__ = ["register"]
 
@@ -20,17 +20,23 @@ def scan(
     directory: Path = typer.Argument(..., exists=True, help="Folder (or one file) of images."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
     url: str | None = typer.Option(None, "--url", help="Database URL (default: the SQLite file)."),
-    backend: str | None = typer.Option(None, "--backend", help="open_nsfw, gme or fake."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="A registered backend: open_nsfw, gme, fake, …"
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per forward."),
 ) -> None:
     """Score every image in DIR through the pipeline and print tiers and failures."""
     from moderation.db.migrate import upgrade
     from moderation.db.session import make_engine, make_sessionmaker
+    from moderation.embedders.registry import BackendUnavailable
     from moderation.pipeline.scan import find_images, scan_paths
-    from moderation.scoring.scorers import build_scorer
+    from moderation.scoring.catalog import CatalogError
+    from moderation.scoring.scorers import ScorerConfigError, build_scorer
     from moderation.services.pattern_vectors import DbPatternVectors
     from moderation.services.scorer_profiles import registered_scorer
+    from moderation.thresholds.scales import UnknownScale
 
+    check_backend(backend)
     settings = settings_with(database_url=url, backend=backend, batch_size=batch_size)
     paths = find_images(directory, recursive=recursive)
     if not paths:
@@ -39,8 +45,11 @@ def scan(
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     try:
-        with console.status(f"loading the {settings.backend} scorer…"):
-            scorer = build_scorer(settings, shared=DbPatternVectors(sessions))
+        try:
+            with console.status(f"loading the {settings.backend} scorer…"):
+                scorer = build_scorer(settings, shared=DbPatternVectors(sessions))
+        except (CatalogError, ScorerConfigError, BackendUnavailable, UnknownScale) as exc:
+            raise CliError(str(exc)) from None
         columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
         # the threshold adjuster adjusts the categories and scales of what is scored (this)
         worker = f"scan@{socket.gethostname()}"

@@ -12,7 +12,9 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from ._common import CliError, console, err_console, settings_with
+from moderation.domain import TIERS
+
+from ._common import CliError, check_backend, console, err_console, settings_with
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -23,13 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FileResult", "register", "score_files"]
 
-TIER_STYLE = {
-    "clear": "green",
-    "warning": "yellow",
-    "medium": "dark_orange",
-    "high": "red",
-    "extreme": "bold red",
-}
+TIER_STYLE = {tier.value: look.terminal for tier, look in TIERS.items()}
 
 
 @dataclass
@@ -190,7 +186,8 @@ def score(
     backend: str | None = typer.Option(
         None,
         "--backend",
-        help="open_nsfw (embedded default), gme or fake; default MODERATION_BACKEND.",
+        help="A registered backend: open_nsfw (embedded default), gme, fake, …; default "
+        "MODERATION_BACKEND.",
     ),
     gme_path: Path | None = typer.Option(None, "--gme-path", help="GME weights directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
@@ -202,16 +199,23 @@ def score(
     from moderation.embedders.registry import BackendUnavailable
     from moderation.scoring.catalog import CatalogError
     from moderation.scoring.scorers import ScorerConfigError, build_scorer
-    from moderation.thresholds.tiers import preset_thresholds
+    from moderation.services.thresholds import scoring_thresholds
+    from moderation.thresholds.overrides import ThresholdsFileError
+    from moderation.thresholds.scales import UnknownScale
 
-    if backend is not None and backend not in ("open_nsfw", "gme", "fake"):
-        raise CliError(f"unknown backend {backend!r}; choose open_nsfw, gme or fake")
+    check_backend(backend)
     settings = settings_with(backend=backend, catalog_file=patterns, gme_path=gme_path)
     try:
         scorer = build_scorer(settings)
-    except (CatalogError, ScorerConfigError, BackendUnavailable) as exc:
+    except (CatalogError, ScorerConfigError, BackendUnavailable, UnknownScale) as exc:
         raise CliError(str(exc)) from None
-    thresholds = preset_thresholds(scorer.scales, scorer.severities, scorer.base_thresholds)
+    try:
+        resolved = scoring_thresholds(settings, scorer)
+    except ThresholdsFileError as exc:
+        raise CliError(str(exc)) from None
+    if resolved.note:
+        err_console.print(f"note: {escape(resolved.note)}", highlight=False, soft_wrap=True)
+    thresholds = resolved.thresholds
     results = score_files(images, scorer, thresholds, settings)
     for r in results:
         if r.error is not None:

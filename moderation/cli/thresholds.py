@@ -14,9 +14,10 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from moderation.db import make_engine, make_sessionmaker
-from moderation.db.repositories import audit_log
-from moderation.db.repositories import thresholds as repo
 from moderation.domain import RiskTier
+from moderation.services import thresholds as service
+from moderation.services.thresholds import ThresholdVersionRecord
+from moderation.thresholds.tiers import LADDER
 
 from ._common import CliError, console, settings_with
 
@@ -41,7 +42,7 @@ URL_OPTION = typer.Option(
 )
 ACTOR_OPTION = typer.Option(None, "--actor", help="Who makes the change (default: $USER).")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
-LADDER_NAMES = ("warning", "medium", "high", "extreme")
+LADDER_NAMES = tuple(t.value for t in LADDER)
 
 
 def default_actor(actor: str | None) -> str:
@@ -64,7 +65,7 @@ def open_session(url: str | None) -> Iterator[Session]:
         engine.dispose()
 
 
-def _as_dict(v: repo.ThresholdVersionRecord) -> dict[str, Any]:
+def _as_dict(v: ThresholdVersionRecord) -> dict[str, Any]:
     return {
         "id": v.id,
         "category": v.category,
@@ -82,7 +83,7 @@ def _as_dict(v: repo.ThresholdVersionRecord) -> dict[str, Any]:
     }
 
 
-def _table(records: list[repo.ThresholdVersionRecord], title: str) -> Table:
+def _table(records: list[ThresholdVersionRecord], title: str) -> Table:
     table = Table(title=title)
     for column in (
         "id",
@@ -126,10 +127,10 @@ def list_versions(
     """The active version of every category, or a history (--category, --all), newest first."""
     with open_session(url) as session:
         if category or show_all:
-            records = repo.history(session, category, limit=limit)
+            records = service.list_versions(session, category, limit=limit)
             title = f"threshold history{f' of {category}' if category else ''}"
         else:
-            records = sorted(repo.active_versions(session).values(), key=lambda v: v.category)
+            records = service.active_versions(session)
             title = "active thresholds (categories without a version use the preset)"
     if as_json:
         typer.echo(json.dumps([_as_dict(v) for v in records], indent=2))
@@ -139,6 +140,16 @@ def list_versions(
         console.print(_table(records, title))
 
 
+@contextlib.contextmanager
+def _change(url: str | None) -> Iterator[Session]:
+    """``open_session`` whose ``ThresholdChangeError`` becomes the CLI's one-line error."""
+    try:
+        with open_session(url) as session:
+            yield session
+    except service.ThresholdChangeError as exc:
+        raise CliError(str(exc)) from None
+
+
 @thresholds_app.command("show")
 def show_version(
     version_id: int = typer.Argument(..., help="Threshold version id."),
@@ -146,12 +157,9 @@ def show_version(
     url: str | None = URL_OPTION,
 ) -> None:
     """One version in full: cut-offs, strategy, reason and the evidence (stats) behind it."""
-    with open_session(url) as session:
-        version = repo.get_version(session, version_id)
-        if version is None:
-            raise CliError(f"no threshold version {version_id}")
-        active = repo.active_versions(session, [version.category])[version.category]
-    data = _as_dict(version) | {"active": active.id == version.id}
+    with _change(url) as session:
+        view = service.show_version(session, version_id)
+    data = _as_dict(view.version) | {"active": view.active}
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -163,29 +171,15 @@ def show_version(
 
 
 def _parse_cutoffs(text: str) -> dict[RiskTier, float]:
+    names = ",".join(LADDER_NAMES)
     parts = [p.strip() for p in text.split(",")]
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise CliError(
-            f"--cutoffs must be 4 numbers warning,medium,high,extreme: {text!r}"
-        ) from None
-    if len(values) != 4:
-        raise CliError(
-            f"--cutoffs needs 4 numbers (warning,medium,high,extreme), got {len(values)}"
-        )
+        raise CliError(f"--cutoffs must be {len(LADDER)} numbers {names}: {text!r}") from None
+    if len(values) != len(LADDER):
+        raise CliError(f"--cutoffs needs {len(LADDER)} numbers ({names}), got {len(values)}")
     return {RiskTier(n): v for n, v in zip(LADDER_NAMES, values, strict=True)}
-
-
-def _set_cutoffs(base: float | None, cutoffs: str | None, scale: str) -> dict[RiskTier, float]:
-    from moderation.thresholds.tiers import ladder_from_base
-
-    if (base is None) == (cutoffs is None):
-        raise CliError("give exactly one of --base or --cutoffs")
-    try:
-        return ladder_from_base(base, scale) if base is not None else _parse_cutoffs(str(cutoffs))
-    except (KeyError, ValueError) as exc:
-        raise CliError(str(exc).strip("'\"")) from None
 
 
 @thresholds_app.command("set")
@@ -199,40 +193,20 @@ def set_version(
     url: str | None = URL_OPTION,
 ) -> None:
     """Append a hand-set version for CATEGORY (it becomes active, pinned)."""
-    who = default_actor(actor)
-    with open_session(url) as session:
-        previous = repo.active_versions(session, [category]).get(category)
-        scale = scale or (previous.scale if previous else None)
-        if scale is None:
-            raise CliError(f"{category} has no version yet: pass --scale (gme_cosine, probability)")
-        try:
-            record = repo.append_version(
-                session,
-                category=category,
-                policy=settings_with().policy,
-                cutoffs=_set_cutoffs(base, cutoffs, scale),
-                scale=scale,
-                strategy="manual",
-                reason=reason,
-                created_by=who,
-                stats={"previous_version_id": previous and previous.id},
-                pinned=True,
-            )
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        audit_log.record_action(
+    ladder = _parse_cutoffs(cutoffs) if cutoffs is not None else None
+    with _change(url) as session:
+        change = service.set_version(
             session,
-            actor=who,
-            action="thresholds.set",
-            target_type="threshold_version",
-            target_id=record.id,
-            details={
-                "category": category,
-                "value": record.value,
-                "previous_version_id": previous and previous.id,
-            },
+            category,
+            reason=reason,
+            actor=default_actor(actor),
+            policy=settings_with().policy,
+            base=base,
+            cutoffs=ladder,
+            scale=scale,
         )
-    console.print(f"{category}: version {record.id} active (base {record.value:.4f}, {scale})")
+    v = change.version
+    console.print(f"{category}: version {v.id} active (base {v.value:.4f}, {v.scale})")
 
 
 @thresholds_app.command("rollback")
@@ -245,79 +219,14 @@ def rollback(
 ) -> None:
     """Make an older version of CATEGORY active again, as a new pinned version (history is
     kept)."""
-    who = default_actor(actor)
-    with open_session(url) as session:
-        versions = repo.history(session, category, limit=2)
-        if not versions:
-            raise CliError(f"{category} has no threshold versions")
-        if to is None and len(versions) < 2:
-            raise CliError(
-                f"{category} has only one version ({versions[0].id}); nothing to roll back to"
-            )
-        target = repo.get_version(session, to) if to is not None else versions[1]
-        if target is None or target.category != category:
-            raise CliError(f"version {to} is not a version of {category}")
-        record = repo.append_version(
-            session,
-            category=category,
-            policy=target.policy,
-            cutoffs=target.cutoffs,
-            scale=target.scale,
-            strategy=target.strategy,
-            reason=reason or f"rollback to version {target.id}",
-            created_by=who,
-            stats=dict(target.stats),
-            restored_from_id=target.id,
-            pinned=True,
-        )
-        audit_log.record_action(
-            session,
-            actor=who,
-            action="thresholds.rollback",
-            target_type="threshold_version",
-            target_id=record.id,
-            details={
-                "category": category,
-                "restored_from_id": target.id,
-                "replaced_version_id": versions[0].id,
-            },
+    with _change(url) as session:
+        change = service.rollback(
+            session, category, actor=default_actor(actor), to=to, reason=reason
         )
     console.print(
-        f"{category}: version {record.id} active, restoring version {target.id} "
-        f"(base {record.value:.4f})"
+        f"{category}: version {change.version.id} active, restoring version "
+        f"{change.restored_from_id} (base {change.version.value:.4f})"
     )
-
-
-def _set_pin(category: str, pinned: bool, reason: str | None, who: str, url: str | None) -> int:
-    """Append a version of ``category`` with the active cut-offs and ``pinned``; its id."""
-    verb = "pin" if pinned else "unpin"
-    with open_session(url) as session:
-        active = repo.active_versions(session, [category]).get(category)
-        if active is None:
-            raise CliError(f"{category} has no threshold version to {verb}")
-        if active.pinned == pinned:
-            raise CliError(f"{category} is already {verb}ned (version {active.id})")
-        record = repo.append_version(
-            session,
-            category=category,
-            policy=active.policy,
-            cutoffs=active.cutoffs,
-            scale=active.scale,
-            strategy=active.strategy,
-            reason=reason or f"{verb}ned by {who}",
-            created_by=who,
-            stats={"previous_version_id": active.id},
-            pinned=pinned,
-        )
-        audit_log.record_action(
-            session,
-            actor=who,
-            action=f"thresholds.{verb}",
-            target_type="threshold_version",
-            target_id=record.id,
-            details={"category": category, "previous_version_id": active.id},
-        )
-    return record.id
 
 
 @thresholds_app.command("pin")
@@ -329,8 +238,9 @@ def pin(
 ) -> None:
     """Pin CATEGORY's active cut-offs (a new version carrying them): the adjuster leaves them
     alone until `unpin`, or until MODERATION_ADJUST_UNPIN_MIN_AUDITED audits arrive."""
-    version = _set_pin(category, True, reason, default_actor(actor), url)
-    console.print(f"{category}: pinned (version {version}, same cut-offs)")
+    with _change(url) as session:
+        change = service.pin(session, category, actor=default_actor(actor), reason=reason)
+    console.print(f"{category}: pinned (version {change.version.id}, same cut-offs)")
 
 
 @thresholds_app.command("unpin")
@@ -341,8 +251,9 @@ def unpin(
     url: str | None = URL_OPTION,
 ) -> None:
     """Hand CATEGORY back to the adjuster (a new unpinned version with the same cut-offs)."""
-    version = _set_pin(category, False, reason, default_actor(actor), url)
-    console.print(f"{category}: unpinned (version {version}, same cut-offs)")
+    with _change(url) as session:
+        change = service.unpin(session, category, actor=default_actor(actor), reason=reason)
+    console.print(f"{category}: unpinned (version {change.version.id}, same cut-offs)")
 
 
 @thresholds_app.command("adjust")

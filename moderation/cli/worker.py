@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ._common import CliError, console, settings_with
+
+if TYPE_CHECKING:
+    from moderation.config import Settings
 
 __all__ = ["register"]
 
@@ -34,9 +39,25 @@ def worker(
     )
     if not specs:
         raise CliError("nothing to run: give --gpus, --cpu N (N > 0), --ops or --beat")
+    if gpu_list or cpu_count:
+        _check_scorer(settings)
     console.print(f"starting {', '.join(s.name for s in specs)}", highlight=False)
     stop_timeout = settings.batch_time_limit_s + 30
     raise typer.Exit(Supervisor(specs, stop_timeout_s=stop_timeout).run())
+
+
+def _check_scorer(settings: Settings) -> None:
+    """Start-up check, before any process starts: the backend, catalog and every category's
+    score scale (``check_scales``) must be usable — one line, exit 2, not a crash per batch."""
+    from moderation.embedders.registry import BackendUnavailable
+    from moderation.scoring.catalog import CatalogError
+    from moderation.scoring.scorers import ScorerConfigError, scorer_profile
+    from moderation.thresholds.scales import UnknownScale
+
+    try:
+        scorer_profile(settings)
+    except (BackendUnavailable, CatalogError, ScorerConfigError, UnknownScale) as exc:
+        raise CliError(str(exc)) from None
 
 
 def beat(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:

@@ -11,6 +11,8 @@ __all__ = [
     "CLASSIFIERS",
     "EMBEDDERS",
     "BackendUnavailable",
+    "backend_names",
+    "classifier_names",
     "load_classifier",
     "load_embedder",
     "resolve",
@@ -25,6 +27,18 @@ EMBEDDERS: dict[str, str] = {
 CLASSIFIERS: dict[str, str] = {
     "open_nsfw": "moderation.embedders.open_nsfw:OpenNsfwClassifier",
 }
+
+
+def backend_names() -> list[str]:
+    """Every name ``MODERATION_BACKEND`` / ``--backend`` accepts: a classifier (scoring
+    alone, e.g. the embedded default ``open_nsfw``) or an embedder over the catalog."""
+    return sorted(set(CLASSIFIERS) | set(EMBEDDERS))
+
+
+def classifier_names() -> list[str]:
+    """Every name ``MODERATION_CLASSIFIERS`` accepts."""
+    return sorted(CLASSIFIERS)
+
 
 # What to install when a backend's module cannot be imported.
 _EXTRAS = {"gme": "pip install 'moderation[gme]' (torch==2.13.0 first on CPU machines)"}

@@ -25,7 +25,7 @@ from moderation.db.repositories.results import (
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
 from moderation.scoring.base import ScoreSet
-from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.tiers import ACTIONS, CategoryThresholds, Decision, decide
 
 from .context import PipelineContext
@@ -222,13 +222,7 @@ def _persist(
 ) -> _Written:
     """Write terminal states and results in one transaction (the caller acks after it)."""
     scorer = ctx.scorer
-    thresholds = resolve_thresholds(
-        session,
-        scorer.scales,
-        scorer.severities,
-        scorer.base_thresholds,
-        thresholds_file=ctx.thresholds_file,
-    )
+    thresholds = thresholds_for(session, scorer, ctx.thresholds_file)
     scored = jobs_repo.finish_scored(
         session,
         [p.job_id for p in ok],

@@ -16,6 +16,7 @@ from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import RiskTier
 from moderation.scoring.base import Scorer
+from moderation.thresholds.scales import check_scales
 
 from .decode import Decoder
 from .hooks import PipelineHooks, build_hooks
@@ -77,6 +78,7 @@ def build_context(
     def load(job_ids: Sequence[int]) -> dict:  # type: ignore[type-arg]
         return in_transaction(sessions, lambda s: load_payloads(s, job_ids))
 
+    check_scales(scorer.scales)  # an unregistered scale fails at start-up, never per decision
     limit_blas_threads()
     decoder = Decoder(
         load,

@@ -34,6 +34,7 @@ from moderation.scoring.base import (
     score_embeddings,
 )
 from moderation.scoring.catalog import Catalog, load_catalog
+from moderation.thresholds.scales import check_scales
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -378,9 +379,11 @@ def build_scorer(
     catalog: Catalog | None = None,
     shared: SharedPatternVectors | None = None,
 ) -> Scorer:
-    """The scorer ``settings`` describe (backend, classifiers, catalog, cache, batch size).
+    """The scorer ``settings`` describe (backend, classifiers, catalog, cache, batch size);
+    ``UnknownScale`` when a category's score scale is not registered (``check_scales``).
 
-    ``open_nsfw`` → the classifier alone; ``gme``/``fake`` → an ``EmbeddingScorer`` over the
+    A classifier backend (``open_nsfw``) → the classifier alone; an embedder (``gme``, ``fake``)
+    → an ``EmbeddingScorer`` over the
     catalog, combined with any ``settings.classifiers`` (run first). The catalog's severities
     apply to classifier categories too. Pattern vectors come from the file cache under
     ``settings.pattern_cache_dir``, then ``shared`` (the database of a worker or ``scan``;
@@ -388,12 +391,15 @@ def build_scorer(
     """
     catalog = catalog if catalog is not None else load_catalog(settings.catalog_file)
     classifiers = _classifier_scorers(settings, catalog)
-    if settings.backend == "open_nsfw":
-        return classifiers[0]
-    embedder = _load_embedder(settings)
-    cache = PatternVectorCache(settings.pattern_cache_dir)
-    scorer = EmbeddingScorer(embedder, catalog, cache, shared)
-    return CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+    if _classifier_backend(settings):
+        built: Scorer = classifiers[0]
+    else:
+        embedder = _load_embedder(settings)
+        cache = PatternVectorCache(settings.pattern_cache_dir)
+        scorer = EmbeddingScorer(embedder, catalog, cache, shared)
+        built = CombinedScorer([*classifiers, scorer]) if classifiers else scorer
+    check_scales(built.scales)  # an unregistered scale fails here, once, not per decision
+    return built
 
 
 def _classifier_scorers(settings: Settings, catalog: Catalog) -> list[ClassifierScorer]:
@@ -432,8 +438,15 @@ def _severity(catalog: Catalog, category: str) -> int:
 
 
 def _classifier_names(settings: Settings) -> list[str]:
-    names = ["open_nsfw"] if settings.backend == "open_nsfw" else settings.classifiers
+    names = [settings.backend] if _classifier_backend(settings) else settings.classifiers
     return list(dict.fromkeys(names))
+
+
+def _classifier_backend(settings: Settings) -> bool:
+    """Whether the backend is a classifier scoring alone (like the default ``open_nsfw``)."""
+    from moderation.embedders.registry import CLASSIFIERS
+
+    return settings.backend in CLASSIFIERS
 
 
 def scorer_profile(settings: Settings, catalog: Catalog | None = None) -> ScorerProfile:
@@ -448,10 +461,12 @@ def scorer_profile(settings: Settings, catalog: Catalog | None = None) -> Scorer
         cls = resolve(name, CLASSIFIERS)  # the class only: its category and scale
         severity = _severity(catalog, cls.category)
         parts.append(ScorerProfile({cls.category: cls.scale}, {cls.category: severity}, {}))
-    if settings.backend != "open_nsfw":
+    if not _classifier_backend(settings):
         if settings.backend not in EMBEDDERS:
             resolve(settings.backend, EMBEDDERS)  # raises BackendUnavailable, like build_scorer
         # the registry's names are the embedders' own (EmbedderInfo.name)
         scales = dict.fromkeys(catalog.category_names, embedding_scale(settings.backend))
         parts.append(ScorerProfile(scales, dict(catalog.severities), dict(catalog.thresholds)))
-    return ScorerProfile.merged(parts)
+    profile = ScorerProfile.merged(parts)
+    check_scales(profile.scales)
+    return profile

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from sqlalchemy.orm import Session
 
-from moderation.db.repositories import audit_log
 from moderation.db.repositories import thresholds as versions
 from moderation.db.repositories.reviews import category_evidence, reviewed_categories
 from moderation.db.repositories.scorer_profiles import live_profiles
@@ -30,6 +29,7 @@ from moderation.thresholds.adjusters import Proposal, RecallTargetAdjuster, seed
 from moderation.thresholds.evidence import Evidence
 from moderation.thresholds.resolver import thresholds_in_force
 from moderation.thresholds.tiers import CategoryThresholds, ladder_from_base
+from moderation.thresholds.versions import write_version
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
@@ -219,28 +219,20 @@ def adjust_category(
     }
     if pin is not None:
         stats["unpinned"] = {"version_id": pin.id, "audited_since_pin": audited_since_pin}
-    record = versions.append_version(
+    record = write_version(
         session,
+        kind="adjust",
         category=category,
         policy=policy,
         cutoffs=ladder_from_base(proposal.value, current.scale),
         scale=current.scale,
         strategy=proposal.strategy,
         reason=proposal.reason,
-        created_by=created_by,
-        stats=stats,
-    )
-    audit_log.record_action(
-        session,
         actor=created_by,
-        action="thresholds.adjust",
-        target_type="threshold_version",
-        target_id=record.id,
+        stats=stats,
         details={
-            "category": category,
             "adjuster": adjuster,
             "previous": proposal.previous,
-            "value": record.value,
             "previous_version_id": current.version_id,
             "reason": proposal.reason,
         },

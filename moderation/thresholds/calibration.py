@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.db.models import ThresholdVersion
-from moderation.db.repositories import audit_log
 from moderation.db.repositories import thresholds as versions
 from moderation.domain import RiskTier
 from moderation.images import DEFAULT_MAX_PIXELS, DEFAULT_WORKING_PIXELS
@@ -39,6 +38,7 @@ from moderation.thresholds.strategies import (
     score_summary,
 )
 from moderation.thresholds.tiers import ladder_from_base
+from moderation.thresholds.versions import write_version
 
 __all__ = [
     "CalibrationError",
@@ -225,30 +225,23 @@ def write_versions(
             "skipped_rows": len(run.skipped),
             "ladder": "policy.ladder_from_base",
         }
-        record = versions.append_version(
+        record = write_version(
             session,
+            kind="calibrate",
             category=c.category,
             policy=policy,
             cutoffs=c.cutoffs,
             scale=c.scale,
             strategy=run.strategy,
             reason=reason or f"calibrate: {c.result.reason}",
-            created_by=actor,
-            stats=stats,
-        )
-        c.version_id = record.id
-        audit_log.record_action(
-            session,
             actor=actor,
-            action="thresholds.calibrate",
-            target_type="threshold_version",
-            target_id=record.id,
+            stats=stats,
             details={
-                "category": c.category,
                 "threshold": c.result.threshold,
                 "strategy": run.strategy,
                 "labels_file": run.labels_file,
                 "previous_version_id": c.previous.id if c.previous else None,
             },
         )
+        c.version_id = record.id
     run.written = True

@@ -1,9 +1,11 @@
 """The one resolver of the thresholds in force: DB version > thresholds file > catalog > preset.
 
-Every surface that turns scores into tiers — the worker, ``moderation scan``, ``moderation
-score``, the API, the dashboard's matcher page, the adjuster — asks ``resolve_thresholds`` (or
-``thresholds_in_force``, which first works out the scorer's scales), so the same image gets the
-same tier everywhere.
+Every surface that turns scores into tiers asks ``thresholds_for`` (the scorer it decides
+with, a session or None, the thresholds file): the worker's batches and ``moderation scan``
+(``pipeline.batch``), ``moderation score`` (through ``services.thresholds.scoring_thresholds``,
+which finds the database when one is configured and migrated), the dashboard's matcher page,
+the adjuster (``thresholds_in_force``). So the same image and scorer get the same tier
+everywhere. (The API only submits jobs and reads the decisions the worker wrote.)
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from moderation.thresholds.tiers import CategoryThresholds, preset_thresholds
 if TYPE_CHECKING:
     from moderation.config import Settings
     from moderation.scoring.base import Scorer
+    from moderation.scoring.scorers import ScorerProfile
 
-__all__ = ["resolve_thresholds", "thresholds_in_force"]
+__all__ = ["resolve_thresholds", "thresholds_for", "thresholds_in_force"]
 
 
 def resolve_thresholds(
-    session: Session,
+    session: Session | None,
     scales: Mapping[str, str],
     severities: Mapping[str, int] | None = None,
     bases: Mapping[str, float] | None = None,
@@ -44,12 +47,15 @@ def resolve_thresholds(
 
     DB versions win because they are the audited, deliberate changes (calibration, ``thresholds
     set``, rollback, the adaptive adjuster); the file is deployment configuration and the
-    catalog's base is the pattern author's default.
+    catalog's base is the pattern author's default. ``session`` None: no database (step 1 is
+    skipped), as for ``moderation score`` without one.
     """
     check_scales(scales)
     resolved = preset_thresholds(scales, severities, bases)
     if thresholds_file is not None:
         resolved = apply_overrides(resolved, load_thresholds_file(thresholds_file), severities)
+    if session is None:
+        return resolved
     for category, version in versions.active_versions(session, scales).items():
         if version.scale != scales[category]:
             continue
@@ -62,6 +68,22 @@ def resolve_thresholds(
             source="version",
         )
     return resolved
+
+
+def thresholds_for(
+    session: Session | None,
+    scorer: Scorer | ScorerProfile,
+    thresholds_file: Path | str | None,
+) -> dict[str, CategoryThresholds]:
+    """The thresholds ``scorer`` decides with now: ``resolve_thresholds`` over its scales,
+    severities and catalog bases. The one call every deciding surface makes."""
+    return resolve_thresholds(
+        session,
+        scorer.scales,
+        scorer.severities,
+        scorer.base_thresholds,
+        thresholds_file=thresholds_file,
+    )
 
 
 def thresholds_in_force(
@@ -86,10 +108,4 @@ def thresholds_in_force(
     from moderation.scoring.scorers import scorer_profile
 
     profile = scorer if scorer is not None else scorer_profile(settings)
-    return resolve_thresholds(
-        session,
-        profile.scales,
-        profile.severities,
-        profile.base_thresholds,
-        thresholds_file=settings.thresholds_file,
-    )
+    return thresholds_for(session, profile, settings.thresholds_file)

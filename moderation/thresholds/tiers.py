@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from moderation.domain import RiskTier
+from moderation.domain import TIERS, RiskTier
 from moderation.thresholds.scales import scale_spec
 
 __all__ = [
@@ -28,15 +28,9 @@ __all__ = [
 ]
 
 # Non-clear tiers, least to most severe; a cut-off is the lowest score that reaches the tier.
-LADDER: tuple[RiskTier, ...] = (RiskTier.WARNING, RiskTier.MEDIUM, RiskTier.HIGH, RiskTier.EXTREME)
+LADDER: tuple[RiskTier, ...] = tuple(t for t in RiskTier if t is not RiskTier.CLEAR)
 
-ACTIONS: dict[RiskTier, str] = {
-    RiskTier.CLEAR: "allow",
-    RiskTier.WARNING: "watch",
-    RiskTier.MEDIUM: "review_now",
-    RiskTier.HIGH: "review_now",
-    RiskTier.EXTREME: "review_now",
-}
+ACTIONS: dict[RiskTier, str] = {tier: look.action for tier, look in TIERS.items()}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from moderation.config import Settings
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.types import utcnow
+from moderation.domain import TIERS
 from moderation.web.deps import DashboardState, Page, current_viewer
 from moderation.web.formatting import FILTERS
 from moderation.web.pages import PAGE_MODULES
@@ -80,6 +81,7 @@ def _templates(nav: list[Page]) -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(FILTERS)
     templates.env.globals["nav"] = nav
+    templates.env.globals["tier_looks"] = {t.value: look for t, look in TIERS.items()}
     return templates
 
 

@@ -166,12 +166,13 @@ class Playground:
         from moderation.embedders.registry import BackendUnavailable
         from moderation.scoring.catalog import CatalogError
         from moderation.scoring.scorers import ScorerConfigError, build_scorer, scorer_embedder
+        from moderation.thresholds.scales import UnknownScale
 
         build = self._build or build_scorer
         log.info("matcher playground: loading the %s backend", self.settings.backend)
         try:
             scorer = build(self.settings)
-        except (ScorerConfigError, BackendUnavailable, CatalogError) as exc:
+        except (ScorerConfigError, BackendUnavailable, CatalogError, UnknownScale) as exc:
             raise PlaygroundUnavailable(str(exc)) from exc
         except Exception as exc:  # unreadable weights, a broken model dir: a message, not a 500
             log.exception("matcher playground: the %s backend failed to load", self.backend)

@@ -22,7 +22,7 @@ from moderation.images import ALLOWED_FORMATS, DecodedImage, ImageRejected, deco
 from moderation.scoring.base import ScoreSet
 from moderation.thresholds.overrides import ThresholdsFileError
 from moderation.thresholds.presets import SCORE_BANDS
-from moderation.thresholds.resolver import resolve_thresholds
+from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.tiers import CategoryThresholds, Decision, decide
 from moderation.web.deps import DashboardState, Page, render
 from moderation.web.pages.overview import TIER_COLORS
@@ -213,10 +213,7 @@ def _evaluate(
     analysed = image if isinstance(image, AnalysedImage) else playground.analyse(image)
     with state.sessions() as session:
         begin_read_only(session)
-        thresholds = resolve_thresholds(
-            session, scorer.scales, scorer.severities, scorer.base_thresholds,
-            thresholds_file=playground.settings.thresholds_file,
-        )  # fmt: skip
+        thresholds = thresholds_for(session, scorer, playground.settings.thresholds_file)
     values = {c: s.score for c, s in analysed.scores.items()}
     decision = decide(values, thresholds, playground.settings.policy)
     matched = playground.match(analysed, texts) if playground.embedder is not None else []

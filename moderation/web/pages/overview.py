@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from moderation.db import views
-from moderation.domain import RiskTier
+from moderation.domain import TIERS, RiskTier
 from moderation.web import charts
 from moderation.web.deps import NowDep, Page, SessionDep, render, window_hours
 
@@ -23,10 +23,7 @@ PAGE = Page(path="/overview", title="Overview", order=1)
 router = APIRouter()
 
 OUTCOME_COLORS = {"scored": "#2f9e44", "failed": "#e03131", "quarantined": "#7048e8"}
-TIER_COLORS = {
-    RiskTier.CLEAR: "#adb5bd", RiskTier.WARNING: "#fcc419", RiskTier.MEDIUM: "#fd7e14",
-    RiskTier.HIGH: "#e8590c", RiskTier.EXTREME: "#c92a2a",
-}  # fmt: skip
+TIER_COLORS = {tier: look.colour for tier, look in TIERS.items()}
 KIND_COLORS = {"queue": "#1971c2", "audit": "#0ca678", "direct": "#868e96"}
 BIN_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120)
 MAX_BARS = 300

@@ -38,7 +38,8 @@ def test_set_list_show_rollback_round_trip(db_url):
         entries = audit_log.entries(s, target_type="threshold_version")
         actions = [e.action for e in entries]
         assert actions == ["thresholds.rollback"] * 2 + ["thresholds.set"] * 3
-        assert entries[1].details == {"category": "weapons", "restored_from_id": 1,
+        # the one writer (thresholds.versions.write_version) always logs category and value
+        assert entries[1].details == {"category": "weapons", "value": 0.2, "restored_from_id": 1,
                                       "replaced_version_id": 2}  # fmt: skip
     assert "restores 1" in ok("thresholds", "list", "--all", *u)
     assert '"miss_rate_upper"' not in ok("thresholds", "show", "4", *u)  # manual: no evidence
@@ -98,7 +99,7 @@ def test_hand_set_versions_are_pinned_and_pin_unpin_write_versions(db_url):
             "thresholds.pin",
             "thresholds.unpin",
         ]
-        assert entries[2].details == {"category": "weapons", "previous_version_id": 1}
+        assert entries[2].details == {"category": "weapons", "value": 0.2, "previous_version_id": 1}
     shown = json.loads(ok("thresholds", "list", "--all", "--json", *u))
     assert [v["pinned"] for v in shown] == [True, True, False, True]
 
