@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from moderation.thresholds.presets import DEFAULT_TAG_LABELS, policy_named
+
 __all__ = [
     "ROLES",
     "ApiToken",
@@ -139,7 +141,15 @@ class Settings(BaseSettings):
     )
 
     # --- policy --------------------------------------------------------------------------
-    policy: str = Field("content_safety", description="Named threshold policy preset.")
+    policy: str = Field(
+        "content_safety",
+        description="Named policy: content_safety, ecommerce or album_tagging (docs/policies.md).",
+    )
+    tag_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TAG_LABELS),
+        description="Album-tagging vocabulary (comma-separated): the labels a job's tags are "
+        "chosen from.",
+    )
     thresholds_file: Path | None = Field(
         None,
         description="YAML of per-category thresholds overriding the preset "
@@ -273,7 +283,21 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
         return value
 
-    @field_validator("api_tokens", "callback_allowlist", "classifiers", mode="before")
+    @field_validator("policy")
+    @classmethod
+    def _policy_known(cls, value: str) -> str:
+        policy_named(value)  # raises naming every policy
+        return value
+
+    @field_validator("tag_labels", mode="after")
+    @classmethod
+    def _tag_labels_usable(cls, value: list[str]) -> list[str]:
+        labels = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if not labels:
+            raise ValueError("tag_labels needs at least one label")
+        return labels
+
+    @field_validator("api_tokens", "callback_allowlist", "classifiers", "tag_labels", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if not isinstance(value, str):
