@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from moderation import metrics
@@ -26,19 +25,15 @@ from moderation.db.repositories.results import (
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
 from moderation.scoring.base import ScoreSet
-from moderation.scoring.scorers import embedding_scale, score_keeping_vectors, scorer_embedder
-from moderation.scoring.texts import match_scores
-from moderation.thresholds.presets import AlbumTagging, Policy, policy_named
+from moderation.scoring.scorers import score_keeping_vectors
+from moderation.scoring.texts import Scenario, make_scenarios
+from moderation.thresholds.presets import policy_named
 from moderation.thresholds.resolver import resolve_thresholds
 from moderation.thresholds.scenarios import (
     JobContext,
     JobOptions,
-    MatchOutcome,
     apply_policy,
     context_thresholds,
-    match_outcome,
-    scenario_record,
-    tags_for,
     wants_tags,
 )
 from moderation.thresholds.tiers import ACTIONS, CategoryThresholds, Decision, decide
@@ -235,26 +230,15 @@ def _score(
             base = fresh[p.sha256]
         scores[p.job_id] = {**base, **(match.scores if match else {})}
     rows = {sha: i for i, sha in enumerate(shas)}
-    scenarios = {
-        p.job_id: _scenario(ctx, policy, options[p.job_id], vectors, rows.get(p.sha256)) for p in ok
-    }
-    return scores, pre, scenarios
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """What a job asked for beyond safety, and what it got (``thresholds.scenarios``)."""
-
-    options: JobOptions
-    match: MatchOutcome | None = None
-    tagging: AlbumTagging | None = None
-    error: str | None = None  # why a match or tags could not be made
-
-    def record(self) -> dict[str, object] | None:
-        out = scenario_record(self.match, self.tagging, self.options.context)
-        if self.error is not None:
-            out = {**(out or {}), "error": self.error}
-        return out
+    made = make_scenarios(
+        ctx.scorer,
+        policy,
+        [options[p.job_id] for p in ok],
+        vectors,
+        [rows.get(p.sha256) for p in ok],
+        ctx.tag_vocabulary,
+    )
+    return scores, pre, dict(zip([p.job_id for p in ok], made, strict=True))
 
 
 def _options(claim: Claim) -> JobOptions:
@@ -263,30 +247,6 @@ def _options(claim: Claim) -> JobOptions:
         tags=claim.want_tags,
         context=JobContext.parse(claim.context),
     )
-
-
-def _scenario(
-    ctx: PipelineContext,
-    policy: Policy,
-    options: JobOptions,
-    vectors: np.ndarray | None,
-    row: int | None,
-) -> Scenario:
-    tags = wants_tags(options, policy)
-    if not (options.match_text or tags):
-        return Scenario(options)
-    embedder = scorer_embedder(ctx.scorer)
-    if embedder is None or vectors is None or row is None:
-        # the API refuses such jobs up front; one queued before a backend change lands here
-        return Scenario(options, error="the scoring backend cannot embed text")
-    image = vectors[row : row + 1]
-    scale = embedding_scale(embedder.info.name)
-    match = None
-    if options.match_text:
-        cosine = float(match_scores(embedder, image, [options.match_text])[0])
-        match = match_outcome(cosine, scale, options.context)
-    tagging = tags_for(ctx.tag_vocabulary().label_scores(image)[0]) if tags else None
-    return Scenario(options, match, tagging)
 
 
 @dataclass(frozen=True)

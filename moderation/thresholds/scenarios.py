@@ -162,7 +162,8 @@ def match_outcome(
             image_complexity=context.image_complexity,
             rules=scale_spec(scale).context,
         )
-        accept, review = moved, review + (moved - accept)
+        # rounded: a cut-off a caller reads back should not carry float noise (0.27999…)
+        accept, review = round(moved, 6), round(review + (moved - accept), 6)
     cut = EcommercePreset(accept=accept, review=review)
     return MatchOutcome(float(score), ecommerce_verdict(score, cut), accept, review)
 
