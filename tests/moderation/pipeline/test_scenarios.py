@@ -94,7 +94,9 @@ def test_match_text_is_scored_and_kept_with_the_decision(make_ctx):
 
 def test_ecommerce_policy_acts_on_the_match(make_ctx):
     ctx = make_ctx("ecommerce")
-    review_image = png_of(FakeEmbedder.image_matching("red shoes"))  # shares 1 of 6 words with the text
+    review_image = png_of(
+        FakeEmbedder.image_matching("red shoes")
+    )  # shares 1 of 6 words with the text
     ids = submit(
         ctx,
         (SHOE, JobOptions(match_text=TITLE)),
@@ -106,7 +108,9 @@ def test_ecommerce_policy_acts_on_the_match(make_ctx):
     assert [rows[i].action for i in ids] == ["allow", "reject_listing", "allow"]
     assert {rows[i].policy for i in ids} == {"ecommerce"}
     # a partial match lands between the cut-offs: listing review
-    mid = submit(ctx, (review_image, JobOptions(match_text="red sneakers boots laces leather trainers")))
+    mid = submit(
+        ctx, (review_image, JobOptions(match_text="red sneakers boots laces leather trainers"))
+    )
     run_batch(ctx, mid)
     match = decisions(ctx)[mid[0]].scenario["match"]
     assert 0.25 <= match["score"] < 0.32, match
@@ -168,7 +172,9 @@ def test_context_moves_the_jobs_thresholds(make_ctx):
         "context": {"candidates": None, "criticality": "high", "image_complexity": "normal"}
     }
     with session_scope(ctx.sessions) as s:
-        tier = s.scalar(select(Score.tier).where(Score.job_id == ids[1], Score.category == "sexual"))
+        tier = s.scalar(
+            select(Score.tier).where(Score.job_id == ids[1], Score.category == "sexual")
+        )
     assert tier == RiskTier.WARNING  # score rows are tiered with the job's thresholds too
 
 
