@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -64,3 +67,33 @@ def test_config_show_masks_secrets():
     table = run_cli("config", "show", env=env)
     assert table.returncode == 0 and "hunter2secret" not in table.stdout
     assert "MODERATION_DATABASE_URL" in table.stdout
+
+
+def test_policy_must_be_a_registered_name(monkeypatch):
+    for name in ("content_safety", "ecommerce", "album_tagging"):
+        monkeypatch.setenv("MODERATION_POLICY", name)
+        assert Settings(_env_file=None).policy == name  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_POLICY", "nonsense_xyz")
+    with pytest.raises(ValidationError, match="album_tagging, content_safety, ecommerce"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_unknown_policy_fails_at_start_up_with_the_names(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "moderation", "config", "show"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**env, "MODERATION_POLICY": "nonsense_xyz"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert "invalid MODERATION_POLICY" in result.stderr
+    assert "album_tagging, content_safety, ecommerce" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tag_labels_are_comma_separated_and_not_empty(monkeypatch):
+    monkeypatch.setenv("MODERATION_TAG_LABELS", "cat, dog ,cat")
+    assert Settings(_env_file=None).tag_labels == ["cat", "dog"]  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_TAG_LABELS", " , ")
+    with pytest.raises(ValidationError, match="at least one label"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
