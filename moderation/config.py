@@ -313,6 +313,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _policy_fits_backend(self) -> Settings:
+        from moderation.embedders.registry import EMBEDDERS
+
+        if policy_named(self.policy).needs_text and self.backend not in EMBEDDERS:
+            raise ValueError(
+                f"policy {self.policy} compares images with texts: it needs a backend that "
+                f"embeds text ({', '.join(sorted(EMBEDDERS))}), not {self.backend}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _time_limits_ordered(self) -> Settings:
         # A batch still running when Redis redelivers its messages would be scored twice over.
         if (

@@ -126,6 +126,11 @@ class Policy:
     match_decides: bool = False  # the image–text match verdict sets the action (ecommerce)
     tags_by_default: bool = False  # every job gets album tags unless it asks not to
 
+    @property
+    def needs_text(self) -> bool:
+        """Whether the policy is pointless without a backend that embeds text."""
+        return self.match_decides or self.tags_by_default
+
 
 POLICIES: dict[str, Policy] = {
     p.name: p

@@ -70,6 +70,7 @@ def test_config_show_masks_secrets():
 
 
 def test_policy_must_be_a_registered_name(monkeypatch):
+    monkeypatch.setenv("MODERATION_BACKEND", "fake")
     for name in ("content_safety", "ecommerce", "album_tagging"):
         monkeypatch.setenv("MODERATION_POLICY", name)
         assert Settings(_env_file=None).policy == name  # type: ignore[call-arg]
@@ -97,3 +98,10 @@ def test_tag_labels_are_comma_separated_and_not_empty(monkeypatch):
     monkeypatch.setenv("MODERATION_TAG_LABELS", " , ")
     with pytest.raises(ValidationError, match="at least one label"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("policy", ["ecommerce", "album_tagging"])
+def test_text_policies_need_a_backend_that_embeds_text(policy):
+    with pytest.raises(ValidationError, match="embeds text"):
+        Settings(_env_file=None, policy=policy, backend="open_nsfw")  # type: ignore[call-arg]
+    assert Settings(_env_file=None, policy=policy, backend="fake").policy == policy  # type: ignore[call-arg]

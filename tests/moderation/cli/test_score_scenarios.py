@@ -31,7 +31,9 @@ def test_match_text_verdicts_and_the_ecommerce_action(tmp_path):
     assert [r["match"]["verdict"] for r in safety] == ["accept", "reject"]
     assert [r["decision"]["action"] for r in safety] == ["allow", "allow"]
     assert "tags" not in safety[0]  # not asked, not the album policy
-    shop = rows(run_cli(*args, tmp_path=tmp_path, MODERATION_POLICY="ecommerce"))
+    shop = rows(
+        run_cli(*args, tmp_path=tmp_path, MODERATION_POLICY="ecommerce", MODERATION_BACKEND="fake")
+    )
     assert [r["decision"]["action"] for r in shop] == ["allow", "reject_listing"]
     assert {r["decision"]["policy"] for r in shop} == {"ecommerce"}
 
@@ -47,12 +49,18 @@ def test_tags_by_flag_and_by_the_album_policy(tmp_path):
     assert asked[0]["tags"][0]["label"] == "cat"
     album = rows(
         run_cli(
-            "--backend", "fake", "--json", cat, tmp_path=tmp_path, MODERATION_POLICY="album_tagging"
+            "--backend",
+            "fake",
+            "--json",
+            cat,
+            tmp_path=tmp_path,
+            MODERATION_POLICY="album_tagging",
+            MODERATION_BACKEND="fake",
         )
     )
     assert album[0]["tags"][0]["label"] == "cat"
     off = run_cli("--backend", "fake", "--json", "--no-tags", cat, tmp_path=tmp_path,
-                  MODERATION_POLICY="album_tagging")  # fmt: skip
+                  MODERATION_POLICY="album_tagging", MODERATION_BACKEND="fake")  # fmt: skip
     assert "tags" not in rows(off)[0]
     custom = run_cli("--backend", "fake", "--json", "--tags", cat, tmp_path=tmp_path,
                      MODERATION_TAG_LABELS="dog,bird")  # fmt: skip
@@ -94,6 +102,7 @@ def test_bad_scenario_options_and_policies_fail_clearly(tmp_path):
         (["--backend", "fake", "--context", "candidates=many", cat], {}, "integer"),
         (["--backend", "fake", "--match-text", "x" * 501, cat], {}, "longer than 500"),
         ([cat], {"MODERATION_POLICY": "nonsense_xyz"}, "album_tagging, content_safety, ecommerce"),
+        ([cat], {"MODERATION_POLICY": "ecommerce"}, "needs a backend that embeds text"),
     ]
     for args, env, needle in cases:
         result = run_cli(*args, tmp_path=tmp_path, **env)
