@@ -82,25 +82,30 @@ class Client:
         external_id: str | None = None,
         callback_url: str | None = None,
         priority: int = 0,
+        **scenario: Any,
     ) -> dict[str, Any]:
-        """Submit one image (a path or bytes); returns the accepted job."""
+        """Submit one image (a path or bytes); returns the accepted job. ``scenario``:
+        ``match_text``, ``tags``, ``context`` (docs/policies.md); None values are not sent."""
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
         body = {
             "image_base64": base64.b64encode(data).decode(),
             "external_id": external_id,
             "callback_url": callback_url,
             "priority": priority,
+            **{k: v for k, v in scenario.items() if v is not None},
         }
         return dict(self._call("POST", "/v1/jobs", json=body))
 
     def submit_many(
-        self, images: Sequence[str | Path | bytes], *, priority: int = 0
+        self, images: Sequence[str | Path | bytes], *, priority: int = 0, **scenario: Any
     ) -> list[dict[str, Any]]:
-        """Submit several images in one request (the batch form)."""
+        """Submit several images in one request (the batch form), each with ``scenario``."""
+        extra = {k: v for k, v in scenario.items() if v is not None}
         jobs = []
         for image in images:
             data = image if isinstance(image, bytes) else Path(image).read_bytes()
-            jobs.append({"image_base64": base64.b64encode(data).decode(), "priority": priority})
+            encoded = base64.b64encode(data).decode()
+            jobs.append({"image_base64": encoded, "priority": priority, **extra})
         return list(self._call("POST", "/v1/jobs/batch", json={"jobs": jobs}))
 
     def get(self, job_id: int) -> dict[str, Any]:

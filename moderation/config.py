@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from moderation.thresholds.presets import DEFAULT_TAG_LABELS, policy_named
+
 __all__ = [
     "ROLES",
     "ApiToken",
@@ -141,7 +143,15 @@ class Settings(BaseSettings):
     )
 
     # --- policy --------------------------------------------------------------------------
-    policy: str = Field("content_safety", description="Named threshold policy preset.")
+    policy: str = Field(
+        "content_safety",
+        description="Named policy: content_safety, ecommerce or album_tagging (docs/policies.md).",
+    )
+    tag_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TAG_LABELS),
+        description="Album-tagging vocabulary (comma-separated): the labels a job's tags are "
+        "chosen from.",
+    )
     thresholds_file: Path | None = Field(
         None,
         description="YAML of per-category thresholds overriding the preset "
@@ -280,7 +290,21 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
         return value
 
-    @field_validator("api_tokens", "callback_allowlist", "classifiers", mode="before")
+    @field_validator("policy")
+    @classmethod
+    def _policy_known(cls, value: str) -> str:
+        policy_named(value)  # raises naming every policy
+        return value
+
+    @field_validator("tag_labels", mode="after")
+    @classmethod
+    def _tag_labels_usable(cls, value: list[str]) -> list[str]:
+        labels = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if not labels:
+            raise ValueError("tag_labels needs at least one label")
+        return labels
+
+    @field_validator("api_tokens", "callback_allowlist", "classifiers", "tag_labels", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -313,6 +337,17 @@ class Settings(BaseSettings):
     def _tokens_well_formed(cls, value: list[SecretStr]) -> list[SecretStr]:
         _parse_tokens(value)
         return value
+
+    @model_validator(mode="after")
+    def _policy_fits_backend(self) -> Settings:
+        from moderation.embedders.registry import EMBEDDERS
+
+        if policy_named(self.policy).needs_text and self.backend not in EMBEDDERS:
+            raise ValueError(
+                f"policy {self.policy} compares images with texts: it needs a backend that "
+                f"embeds text ({', '.join(sorted(EMBEDDERS))}), not {self.backend}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _time_limits_ordered(self) -> Settings:

@@ -195,6 +195,11 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # last publish of its broker message; NULL = never published (the reaper publishes it)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # the seed's scenarios (0012): a text to match the image against (e.g. a listing title),
+    # album tags asked for (None: the policy's default), the decision context
+    match_text: Mapped[str | None] = mapped_column(Text)
+    want_tags: Mapped[bool | None] = mapped_column(Boolean)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
     image: Mapped[Image] = relationship(lazy="raise")
     scores: Mapped[list[Score]] = relationship(
@@ -344,6 +349,8 @@ class Decision(Base):
         ForeignKey("bank_entries.id", ondelete="SET NULL")
     )
     match_distance: Mapped[int | None] = mapped_column(SmallInteger)
+    # what the scenarios gave (0012): {"match": …, "tags": […], "context": …}; None if none
+    scenario: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
     job: Mapped[Job] = relationship(back_populates="decision")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from moderation import metrics
 from moderation.db.repositories import jobs as jobs_repo
 from moderation.db.repositories.images import ImageFacts, record_facts
-from moderation.db.repositories.jobs import ClaimResult, JobFailure
+from moderation.db.repositories.jobs import Claim, ClaimResult, JobFailure
 from moderation.db.repositories.results import (
     DecisionRow,
     ScoreRow,
@@ -25,7 +25,17 @@ from moderation.db.repositories.results import (
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
 from moderation.scoring.base import ScoreSet
+from moderation.scoring.scorers import score_keeping_vectors
+from moderation.scoring.texts import Scenario, make_scenarios
+from moderation.thresholds.presets import policy_named
 from moderation.thresholds.resolver import thresholds_for
+from moderation.thresholds.scenarios import (
+    JobContext,
+    JobOptions,
+    apply_policy,
+    context_thresholds,
+    wants_tags,
+)
 from moderation.thresholds.tiers import ACTIONS, CategoryThresholds, Decision, decide
 
 from .context import PipelineContext
@@ -140,7 +150,7 @@ def _run_group(
     }
     ok = [prepared[j] for j in claimed if j in prepared and prepared[j].image is not None]
     try:
-        scores, pre = _score(ctx, ok)
+        scores, pre, scenarios = _score(ctx, ok, claim)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.exception("scoring failed for jobs %s", [p.job_id for p in ok])
@@ -154,7 +164,7 @@ def _run_group(
         raise BatchError(reason) from exc
     written = in_transaction(
         ctx.sessions,
-        lambda s: _persist(ctx, s, ok, scores, pre, failures, claim, ctx.clock()),
+        lambda s: _persist(ctx, s, ok, scores, pre, scenarios, failures, claim, ctx.clock()),
         **_retry(ctx),
     )
     outcome.merge(written.outcome)
@@ -168,17 +178,23 @@ def _run_group(
 
 
 def _score(
-    ctx: PipelineContext, ok: Sequence[Prepared]
-) -> tuple[dict[int, ScoreSet], dict[int, PreScore]]:
-    """Scores per job: hook matches, reused scores, and one forward for the rest."""
+    ctx: PipelineContext, ok: Sequence[Prepared], claim: ClaimResult
+) -> tuple[dict[int, ScoreSet], dict[int, PreScore], dict[int, Scenario]]:
+    """Scores per job: hook matches, reused scores, and one forward for the rest; plus the
+    scenarios (match, tags) of the jobs that ask for them."""
     pre: dict[int, PreScore] = {}
     if ctx.hooks.pre_score is not None and ok:
         results = ctx.hooks.pre_score(ok)
         pre = {p.job_id: r for p, r in zip(ok, results, strict=True) if r is not None}
+    policy = policy_named(ctx.policy)
+    options = {p.job_id: _options(claim.claimed[p.job_id]) for p in ok}
+    # a job comparing its image with texts needs the image's vector: it skips reuse
+    texts = {j for j, o in options.items() if o.match_text or wants_tags(o, policy)}
     need = [p for p in ok if not (p.job_id in pre and pre[p.job_id].skip_model)]
+    needed = {p.job_id for p in need}
     reused: dict[int, ScoreSet] = {}
     if ctx.reuse_scores and need:
-        image_ids = sorted({p.image_id for p in need})
+        image_ids = sorted({p.image_id for p in need if p.job_id not in texts})
         reused = in_transaction(
             ctx.sessions,
             lambda s: reusable_scores(
@@ -188,20 +204,49 @@ def _score(
                 catalog_version=ctx.scorer.catalog_version,
             ),
             **_retry(ctx),
-        )
+        ) if image_ids else {}  # fmt: skip
     # Duplicate images inside one batch go through the model once.
-    to_model = {p.sha256: p.image.image for p in need if p.image_id not in reused and p.image}
+    to_model = {
+        p.sha256: p.image.image
+        for p in ok
+        if p.image and (p.job_id in texts or (p.job_id in needed and p.image_id not in reused))
+    }
     shas = list(to_model)
-    forward = ctx.scorer.score_images([to_model[s] for s in shas]) if shas else []
+    forward: list[ScoreSet] = []
+    vectors = None
+    if shas:
+        forward, vectors = score_keeping_vectors(ctx.scorer, [to_model[s] for s in shas])
     if len(forward) != len(shas):
         raise RuntimeError(f"scorer returned {len(forward)} results for {len(shas)} images")
     fresh = dict(zip(shas, forward, strict=True))
     scores: dict[int, ScoreSet] = {}
     for p in ok:
         match = pre.get(p.job_id)
-        base = {} if match and match.skip_model else reused.get(p.image_id) or fresh[p.sha256]
+        if match and match.skip_model:
+            base: ScoreSet = {}
+        elif p.image_id in reused and p.job_id not in texts:
+            base = reused[p.image_id]
+        else:
+            base = fresh[p.sha256]
         scores[p.job_id] = {**base, **(match.scores if match else {})}
-    return scores, pre
+    rows = {sha: i for i, sha in enumerate(shas)}
+    made = make_scenarios(
+        ctx.scorer,
+        policy,
+        [options[p.job_id] for p in ok],
+        vectors,
+        [rows.get(p.sha256) for p in ok],
+        ctx.tag_vocabulary,
+    )
+    return scores, pre, dict(zip([p.job_id for p in ok], made, strict=True))
+
+
+def _options(claim: Claim) -> JobOptions:
+    return JobOptions(
+        match_text=claim.match_text,
+        tags=claim.want_tags,
+        context=JobContext.parse(claim.context),
+    )
 
 
 @dataclass(frozen=True)
@@ -216,6 +261,7 @@ def _persist(
     ok: Sequence[Prepared],
     scores: Mapping[int, ScoreSet],
     pre: Mapping[int, PreScore],
+    scenarios: Mapping[int, Scenario],
     failures: Mapping[int, JobFailure],
     claim: ClaimResult,
     now: dt.datetime,
@@ -233,15 +279,19 @@ def _persist(
     score_rows: list[ScoreRow] = []
     decision_rows: list[DecisionRow] = []
     decided: list[DecidedJob] = []
+    policy = policy_named(ctx.policy)
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
         # a hash similarity is not on the category's scale: the match's tier floor speaks for it
         model = {c: v for c, v in values.items() if scores[job_id][c].source != _HASH}
-        decision = decide(model, thresholds, ctx.policy)
-        decision = _with_floor(decision, pre.get(job_id), thresholds)
-        decided.append(DecidedJob(job_id, decision, model, thresholds))
-        decision_rows.append(_decision_row(job_id, decision, pre.get(job_id)))
-        score_rows += _score_rows(job_id, scores[job_id], decision, thresholds)
+        scenario = scenarios[job_id]
+        job_thresholds = context_thresholds(thresholds, scenario.options.context)
+        decision = decide(model, job_thresholds, ctx.policy)
+        decision = _with_floor(decision, pre.get(job_id), job_thresholds)
+        decision = apply_policy(decision, policy, scenario.match)
+        decided.append(DecidedJob(job_id, decision, model, job_thresholds))
+        decision_rows.append(_decision_row(job_id, decision, pre.get(job_id), scenario))
+        score_rows += _score_rows(job_id, scores[job_id], decision, job_thresholds)
     insert_scores(session, score_rows)
     insert_decisions(session, decision_rows)
     ctx.hooks.route_review(session, decided)
@@ -286,7 +336,9 @@ def _with_floor(
     )
 
 
-def _decision_row(job_id: int, decision: Decision, match: PreScore | None) -> DecisionRow:
+def _decision_row(
+    job_id: int, decision: Decision, match: PreScore | None, scenario: Scenario
+) -> DecisionRow:
     return DecisionRow(
         job_id=job_id,
         tier=decision.tier,
@@ -297,6 +349,7 @@ def _decision_row(job_id: int, decision: Decision, match: PreScore | None) -> De
         threshold_versions=dict(decision.threshold_versions),
         matched_bank_entry_id=match.bank_entry_id if match else None,
         match_distance=match.distance if match else None,
+        scenario=scenario.record(),
     )
 
 

@@ -16,6 +16,9 @@ from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import RiskTier
 from moderation.scoring.base import Scorer
+from moderation.scoring.scorers import scorer_embedder
+from moderation.scoring.texts import TagVocabulary, TextUnsupported
+from moderation.thresholds.presets import DEFAULT_TAG_LABELS
 from moderation.thresholds.scales import check_scales
 
 from .decode import Decoder
@@ -33,6 +36,7 @@ class PipelineContext:
     max_attempts: int = 3
     reuse_scores: bool = True
     policy: str = "content_safety"
+    tag_labels: tuple[str, ...] = DEFAULT_TAG_LABELS  # album-tagging vocabulary
     thresholds_file: Path | None = None  # YAML overrides, below DB versions (resolve_thresholds)
     callback_min_tier: RiskTier = RiskTier.HIGH
     hooks: PipelineHooks = field(default_factory=PipelineHooks)
@@ -41,8 +45,20 @@ class PipelineContext:
     clock: Callable[[], dt.datetime] = utcnow
     db_give_up_after_s: float = 60.0
 
+    _tags: TagVocabulary | None = field(default=None, init=False, repr=False)
+
     def close(self) -> None:
         self.decoder.close()
+
+    def tag_vocabulary(self) -> TagVocabulary:
+        """The tag labels embedded once, on first use (``TextUnsupported`` without an
+        embedding backend)."""
+        if self._tags is None:
+            embedder = scorer_embedder(self.scorer)
+            if embedder is None:
+                raise TextUnsupported("the scorer has no embedding backend to embed tag labels")
+            self._tags = TagVocabulary(embedder, self.tag_labels)
+        return self._tags
 
 
 def limit_blas_threads() -> None:
@@ -96,6 +112,7 @@ def build_context(
         max_attempts=settings.max_attempts,
         reuse_scores=settings.reuse_scores,
         policy=settings.policy,
+        tag_labels=tuple(settings.tag_labels),
         thresholds_file=settings.thresholds_file,
         callback_min_tier=min_tier,
         hooks=build_hooks(settings, sessions),

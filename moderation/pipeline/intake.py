@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from moderation.db.repositories.images import NewImage, upsert_images
 from moderation.db.repositories.jobs import NewJob, create_jobs
 from moderation.images import sha256_hex
+from moderation.thresholds.scenarios import JobOptions
 
-__all__ = ["Submission", "register_submissions"]
+__all__ = ["OptionsRefused", "Submission", "check_options", "register_submissions"]
+
+
+class OptionsRefused(ValueError):
+    """A job asks for something this deployment cannot do (e.g. text matching without an
+    embedding backend); the message says why."""
+
+
+def check_options(options: JobOptions, backend: str) -> None:
+    """Refuse, before a job is queued, what the configured backend cannot do: ``match_text``
+    and album tags need a backend that embeds text (``gme`` or ``fake``)."""
+    from moderation.scoring.texts import backend_embeds_text
+
+    if backend_embeds_text(backend):
+        return
+    asked = [n for n, v in (("match_text", options.match_text), ("tags", options.tags)) if v]
+    if asked:
+        raise OptionsRefused(
+            f"{' and '.join(asked)} need a backend that embeds text (gme or fake); "
+            f"MODERATION_BACKEND={backend} cannot"
+        )
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,7 @@ class Submission:
     callback_url: str | None = None
     # names the submission across re-runs of its insert transaction (``create_jobs``)
     intake_key: str | None = None
+    options: JobOptions = field(default_factory=JobOptions)  # match_text, tags, context
 
     @classmethod
     def from_bytes(cls, data: bytes, **fields: object) -> Submission:
@@ -63,6 +85,9 @@ def register_submissions(
                 priority=s.priority,
                 callback_url=s.callback_url,
                 intake_key=s.intake_key,
+                match_text=s.options.match_text,
+                want_tags=s.options.tags,
+                context=s.options.context.as_dict() if s.options.context else None,
             )
             for s in submissions
         ],

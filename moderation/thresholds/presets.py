@@ -8,15 +8,19 @@ from dataclasses import dataclass
 
 __all__ = [
     "ALBUM_TAGGING",
+    "DEFAULT_TAG_LABELS",
     "ECOMMERCE",
     "POLICIES",
+    "POLICY_NAMES",
     "SCORE_BANDS",
     "AlbumTag",
     "AlbumTagging",
     "AlbumTaggingPreset",
     "EcommercePreset",
+    "Policy",
     "album_tags",
     "ecommerce_verdict",
+    "policy_named",
     "score_band",
 ]
 
@@ -71,6 +75,13 @@ class AlbumTaggingPreset:
 
 ALBUM_TAGGING = AlbumTaggingPreset()
 
+# The default album-tagging vocabulary (``MODERATION_TAG_LABELS`` replaces it).
+DEFAULT_TAG_LABELS: tuple[str, ...] = (
+    "person", "portrait", "group of people", "child", "cat", "dog", "bird", "food", "coffee",
+    "drink", "landscape", "mountain", "beach", "sea", "city street", "building", "car",
+    "flower", "tree", "sunset", "night sky", "rocket", "astronaut", "document", "screenshot",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class AlbumTag:
@@ -102,9 +113,56 @@ def album_tags(
     return AlbumTagging(tags=tags, threshold=threshold, retries=retries)
 
 
-# Named policies (``settings.policy``): what each is for and its constants.
-POLICIES: dict[str, object] = {
-    "content_safety": "tier ladders per score scale (moderation.thresholds.scales)",
-    "ecommerce": ECOMMERCE,
-    "album_tagging": ALBUM_TAGGING,
+@dataclass(frozen=True)
+class Policy:
+    """One named policy (``MODERATION_POLICY``): how a job's outcome is turned into an action.
+
+    Every policy tiers the safety scores the same way (the content-safety ladder of each score
+    scale); they differ in what else decides the action and what a job gets by default.
+    """
+
+    name: str
+    description: str
+    match_decides: bool = False  # the image–text match verdict sets the action (ecommerce)
+    tags_by_default: bool = False  # every job gets album tags unless it asks not to
+
+    @property
+    def needs_text(self) -> bool:
+        """Whether the policy is pointless without a backend that embeds text."""
+        return self.match_decides or self.tags_by_default
+
+
+POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy(
+            "content_safety",
+            "recall-first safety tiers decide (base 0.18 on GME cosine); a match_text match "
+            "and tags are reported but never change the action",
+        ),
+        Policy(
+            "ecommerce",
+            "marketplace listing check: a job with match_text is accepted (≥ 0.32), sent to "
+            "listing review (≥ 0.25) or rejected by its image–text match; a safety violation "
+            "still wins",
+            match_decides=True,
+        ),
+        Policy(
+            "album_tagging",
+            "photo-album tagging: every job gets tags (≥ 0.25, up to 10, fallback 0.8×) unless "
+            "it sends tags=false; safety tiers are kept",
+            tags_by_default=True,
+        ),
+    )
 }
+POLICY_NAMES: tuple[str, ...] = tuple(sorted(POLICIES))
+
+
+def policy_named(name: str) -> Policy:
+    """The policy ``name``; ``ValueError`` naming every policy when unknown."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown policy {name!r}; choose one of: {', '.join(POLICY_NAMES)}"
+        ) from None

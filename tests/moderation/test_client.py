@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -46,3 +47,28 @@ def test_errors_carry_status_and_detail(client):
     with pytest.raises(ApiError) as info:
         client.get(424242)
     assert info.value.status == 404 and "424242" in str(info.value.detail)
+
+
+def test_scenario_options_are_sent(client):
+    job = client.submit(png_bytes((3, 3, 3)), context={"criticality": "high"}, match_text=None)
+    assert client.get(job["id"])["context"]["criticality"] == "high"
+    many = client.submit_many([png_bytes((4, 4, 4))], context={"candidates": 12})
+    assert client.get(many[0]["id"])["context"]["candidates"] == 12
+    # the test API runs open_nsfw: a match_text reaches it and is refused with the reason
+    with pytest.raises(ApiError, match="embeds text") as err:
+        client.submit_many([png_bytes((5, 5, 5))], match_text="red shoes")
+    assert err.value.status == 422
+
+
+def test_submit_command_sends_context_and_refuses_bad_context(client, tmp_path):
+    from tests.moderation.cli.runner import fails, ok
+
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes((6, 6, 6)))
+    url, token = str(client._http.base_url).rstrip("/"), TOKENS["alice"]
+    out = ok("submit", str(path), "--url", url, "--token", token, "--context", "criticality=low")
+    job_id = int(re.search(r"│\s*(\d+)\s*│\s*queued", out).group(1))
+    assert client.get(job_id)["context"]["criticality"] == "low"
+    fails("submit", str(path), "--url", url, "--token", token, "--context", "x=1", match="unknown")
+    fails("submit", str(path), "--url", url, "--token", token, "--match-text", "shoes",
+          match="embeds text")  # fmt: skip

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -75,3 +78,41 @@ def test_decode_pixels_default_and_floor_are_the_decoders(monkeypatch):
     monkeypatch.setenv("MODERATION_DECODE_PIXELS", str(NEEDED_PIXELS - 1))
     with pytest.raises(ValidationError, match="decode_pixels"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_policy_must_be_a_registered_name(monkeypatch):
+    monkeypatch.setenv("MODERATION_BACKEND", "fake")
+    for name in ("content_safety", "ecommerce", "album_tagging"):
+        monkeypatch.setenv("MODERATION_POLICY", name)
+        assert Settings(_env_file=None).policy == name  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_POLICY", "nonsense_xyz")
+    with pytest.raises(ValidationError, match="album_tagging, content_safety, ecommerce"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_unknown_policy_fails_at_start_up_with_the_names(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "moderation", "config", "show"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**env, "MODERATION_POLICY": "nonsense_xyz"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert "invalid MODERATION_POLICY" in result.stderr
+    assert "album_tagging, content_safety, ecommerce" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tag_labels_are_comma_separated_and_not_empty(monkeypatch):
+    monkeypatch.setenv("MODERATION_TAG_LABELS", "cat, dog ,cat")
+    assert Settings(_env_file=None).tag_labels == ["cat", "dog"]  # type: ignore[call-arg]
+    monkeypatch.setenv("MODERATION_TAG_LABELS", " , ")
+    with pytest.raises(ValidationError, match="at least one label"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("policy", ["ecommerce", "album_tagging"])
+def test_text_policies_need_a_backend_that_embeds_text(policy):
+    with pytest.raises(ValidationError, match="embeds text"):
+        Settings(_env_file=None, policy=policy, backend="open_nsfw")  # type: ignore[call-arg]
+    assert Settings(_env_file=None, policy=policy, backend="fake").policy == policy  # type: ignore[call-arg]

@@ -17,6 +17,7 @@ PURE_MODULES = [
     "moderation.thresholds.tiers",
     "moderation.thresholds.context",
     "moderation.thresholds.presets",
+    "moderation.thresholds.scenarios",
     "moderation.thresholds.strategies",
     "moderation.thresholds.audit",
     "moderation.thresholds.evidence",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,7 +21,14 @@ from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 from moderation.metrics import JOBS_SUBMITTED
-from moderation.pipeline.intake import Submission, register_submissions
+from moderation.pipeline.intake import (
+    OptionsRefused,
+    Submission,
+    check_options,
+    register_submissions,
+)
+from moderation.services.confidence import confidence_of
+from moderation.thresholds.scenarios import JobContext, JobOptions
 
 from ..auth import Principal
 from ..deps import ApiState, StateDep, require_role
@@ -50,6 +58,9 @@ _FIELDS = {
     "external_id": {"type": "string"},
     "callback_url": {"type": "string"},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+    "match_text": {"type": "string"},
+    "tags": {"type": "boolean"},
+    "context": {"type": "string", "description": "a JSON object (see ContextIn)"},
 }
 SINGLE_DOC = _body_doc(
     JsonSubmission,
@@ -67,6 +78,9 @@ BATCH_DOC = _body_doc(
         "properties": {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
             "priority": _FIELDS["priority"],
+            "match_text": _FIELDS["match_text"],
+            "tags": _FIELDS["tags"],
+            "context": _FIELDS["context"],
         },
     },
 )
@@ -78,6 +92,25 @@ class _Item:
     external_id: str | None = None
     callback_url: str | None = None
     priority: int = 0
+    options: JobOptions = JobOptions()
+
+
+def _options(s: JsonSubmission) -> JobOptions:
+    try:
+        context = JobContext(**s.context.model_dump()) if s.context is not None else None
+        return JobOptions(match_text=s.match_text, tags=s.tags, context=context)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _form_fields(form: Any) -> dict[str, Any]:
+    fields = {k: form[k] for k in _FIELDS if k in form}
+    if "context" in fields:
+        try:
+            fields["context"] = json.loads(fields["context"])
+        except ValueError:
+            raise HTTPException(422, "multipart field 'context' is not a JSON object") from None
+    return fields
 
 
 def _decode_b64(value: str, index: int) -> bytes:
@@ -94,11 +127,15 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
         uploads = form.getlist("files" if batch else "file")
         if not uploads or any(isinstance(u, str) for u in uploads):
             raise HTTPException(422, f"multipart field {'files' if batch else 'file'!r} missing")
-        fields = JsonSubmission.model_validate(
-            {"image_base64": "", **{k: form[k] for k in _FIELDS if k in form}}
-        )
+        fields = JsonSubmission.model_validate({"image_base64": "", **_form_fields(form)})
         return [
-            _Item(await u.read(), fields.external_id, fields.callback_url, fields.priority)  # type: ignore[union-attr]
+            _Item(
+                await u.read(),  # type: ignore[union-attr]
+                fields.external_id,
+                fields.callback_url,
+                fields.priority,
+                _options(fields),
+            )
             for u in uploads
         ]
     if ctype.startswith("application/json"):
@@ -106,7 +143,13 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
         parsed = (BatchSubmission if batch else JsonSubmission).model_validate_json(raw)
         subs = parsed.jobs if isinstance(parsed, BatchSubmission) else [parsed]
         return [
-            _Item(_decode_b64(s.image_base64, i), s.external_id, s.callback_url, s.priority)
+            _Item(
+                _decode_b64(s.image_base64, i),
+                s.external_id,
+                s.callback_url,
+                s.priority,
+                _options(s),
+            )
             for i, s in enumerate(subs)
         ]
     raise HTTPException(415, "send multipart/form-data or application/json")
@@ -121,6 +164,10 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
             raise HTTPException(
                 413, f"image {i}: exceeds the {settings.max_upload_bytes}-byte limit"
             )
+        try:
+            check_options(item.options, settings.backend)
+        except OptionsRefused as exc:
+            raise HTTPException(422, str(exc)) from None
         if item.callback_url:
             try:
                 check_callback_url(item.callback_url, settings.callback_allowlist)
@@ -136,6 +183,7 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
             callback_url=item.callback_url,
             # a re-run of the transaction below after a lost COMMIT finds these jobs
             intake_key=uuid.uuid4().hex,
+            options=item.options,
         )
         for item in items
     ]
@@ -195,14 +243,23 @@ def _visible(principal: Principal) -> str | None:
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: int, state: StateDep, principal: Submitter) -> JobOut:
-    """Status, per-category scores, tier and threshold versions of one job."""
-    view = in_transaction(
-        state.sessions, lambda s: get_job_view(s, job_id), give_up_after_s=API_DB_RETRY_S
+    """Status, per-category scores and confidence levels, tier, threshold versions, and the
+    match verdict and tags the job asked for."""
+    view, confidence = in_transaction(
+        state.sessions, lambda s: _job_with_confidence(s, job_id), give_up_after_s=API_DB_RETRY_S
     )
     owner = _visible(principal)
     if view is None or (owner is not None and view.submitted_by != owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    return JobOut.of(view)
+    return JobOut.of(view, confidence)
+
+
+def _job_with_confidence(session: Any, job_id: int) -> tuple[Any, dict[str, str | None]]:
+    view = get_job_view(session, job_id)
+    if view is None:
+        return None, {}
+    model = {s.category: s.score for s in view.scores if s.source != "hash_match"}
+    return view, confidence_of(session, model)
 
 
 @router.get("", response_model=JobList)

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from moderation.db.repositories.job_views import JobView
+from moderation.thresholds.scenarios import MAX_MATCH_TEXT
 
 __all__ = [
     "BankMatchOut",
     "BatchSubmission",
+    "ContextIn",
     "JobAccepted",
     "JobList",
     "JobOut",
     "JsonSubmission",
     "ScoreOut",
 ]
+
+
+class ContextIn(BaseModel):
+    """The seed's decision context (docs/policies.md): it moves this job's thresholds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int | None = Field(
+        None, ge=0, description="Competing texts/listings: > 10 stricter, < 3 looser."
+    )
+    criticality: Literal["low", "normal", "high"] = Field(
+        "normal", description="Cost of a wrong match: high stricter, low looser."
+    )
+    image_complexity: Literal["low", "normal", "high"] = Field(
+        "normal", description="Busy images match many texts weakly: high stricter."
+    )
 
 
 class JsonSubmission(BaseModel):
@@ -29,6 +47,17 @@ class JsonSubmission(BaseModel):
         None, max_length=2000, description="POSTed the decision when its tier is high enough."
     )
     priority: int = Field(0, ge=0, le=9, description="0 (default) … 9 (most urgent).")
+    match_text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MATCH_TEXT,
+        description="A text the image should match (e.g. a listing title): the decision "
+        "carries match accept/review/reject. Needs an embedding backend (gme, fake).",
+    )
+    tags: bool | None = Field(
+        None, description="Album tags for the image (default: the policy's, album_tagging on)."
+    )
+    context: ContextIn | None = Field(None, description="Decision context (docs/policies.md).")
 
 
 class BatchSubmission(BaseModel):
@@ -62,6 +91,19 @@ class BankMatchOut(BaseModel):
     reason: str | None = None
 
 
+class MatchOut(BaseModel):
+    score: float = Field(description="Image–text cosine of the embedding backend.")
+    verdict: str = Field(description="accept, review or reject (docs/policies.md).")
+    accept: float = Field(description="The accept cut-off applied (after context).")
+    review: float = Field(description="The review cut-off applied (after context).")
+
+
+class TagOut(BaseModel):
+    label: str
+    score: float
+    confidence: float = Field(description="min(score / 0.5, 1), the seed's tag confidence.")
+
+
 class JobOut(BaseModel):
     id: int
     status: str
@@ -86,9 +128,20 @@ class JobOut(BaseModel):
         None, description="Set when a hash-bank entry matched the image (why it matched)."
     )
     scores: list[ScoreOut]
+    match_text: str | None = None
+    context: dict[str, Any] | None = None
+    match: MatchOut | None = Field(None, description="The image–text match of match_text.")
+    tags: list[TagOut] | None = Field(None, description="Album tags, when the job got them.")
+    scenario_error: str | None = Field(None, description="Why a match or tags were not made.")
+    confidence: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Per category: high, medium, low or none (the score against the "
+        "category's observed p80/p40/p20); null while fewer than 20 scores are stored.",
+    )
 
     @classmethod
-    def of(cls, view: JobView) -> JobOut:
+    def of(cls, view: JobView, confidence: dict[str, str | None] | None = None) -> JobOut:
+        scenario = view.scenario or {}
         return cls(
             id=view.id,
             status=str(view.status),
@@ -111,6 +164,12 @@ class JobOut(BaseModel):
             callback_state=view.callback_state,
             bank_match=BankMatchOut(**vars(view.bank_match)) if view.bank_match else None,
             scores=[ScoreOut(**vars(s)) for s in view.scores],
+            match_text=view.match_text,
+            context=view.context,
+            match=MatchOut(**scenario["match"]) if "match" in scenario else None,
+            tags=[TagOut(**t) for t in scenario["tags"]] if "tags" in scenario else None,
+            scenario_error=scenario.get("error"),
+            confidence=confidence or {},
         )
 
 

@@ -65,6 +65,10 @@ class JobView:
     matched_bank_entry_id: int | None = None
     bank_match: BankMatchView | None = None
     scores: list[ScoreView] = field(default_factory=list)
+    match_text: str | None = None  # what the job asked for (0012) …
+    want_tags: bool | None = None
+    context: dict[str, Any] | None = None
+    scenario: dict[str, Any] | None = None  # … and what its decision made of it
 
 
 def _base_query() -> Select[Any]:
@@ -147,6 +151,10 @@ def _view(
         matched_bank_entry_id=decision.matched_bank_entry_id if decision else None,
         bank_match=bank_match,
         scores=scores,
+        match_text=job.match_text,
+        want_tags=job.want_tags,
+        context=dict(job.context) if job.context is not None else None,
+        scenario=dict(decision.scenario) if decision and decision.scenario else None,
     )
 
 

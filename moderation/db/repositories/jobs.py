@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +42,9 @@ class NewJob:
     priority: int = 0
     callback_url: str | None = None
     intake_key: str | None = None  # unique; a job with a known key is not inserted again
+    match_text: str | None = None  # the seed's scenarios (``thresholds.scenarios.JobOptions``)
+    want_tags: bool | None = None
+    context: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class JobFailure:
 class Claim:
     attempt: int  # delivery number of this claim (1 = first)
     callback_url: str | None
+    match_text: str | None = None
+    want_tags: bool | None = None
+    context: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ def create_jobs(
             submitted_by=j.submitted_by,
             priority=j.priority,
             callback_url=j.callback_url,
+            match_text=j.match_text,
+            want_tags=j.want_tags,
+            context=dict(j.context) if j.context is not None else None,
             status=JobStatus.QUEUED,
             attempts=0,
             submitted_at=now,
@@ -145,15 +155,23 @@ def claim_jobs(
             worker=worker,
             started_at=now,
         )
-        .returning(JOBS.c.id, JOBS.c.attempts, JOBS.c.error, JOBS.c.callback_url)
+        .returning(
+            JOBS.c.id,
+            JOBS.c.attempts,
+            JOBS.c.error,
+            JOBS.c.callback_url,
+            JOBS.c.match_text,
+            JOBS.c.want_tags,
+            JOBS.c.context,
+        )
     )
     claimed: dict[int, Claim] = {}
     give_up: dict[int, str | None] = {}
-    for job_id, attempts, error, callback_url in session.execute(stmt).all():
+    for job_id, attempts, error, callback_url, *options in session.execute(stmt).all():
         if attempts > max_attempts:
             give_up[job_id] = error
         else:
-            claimed[job_id] = Claim(attempts, callback_url)
+            claimed[job_id] = Claim(attempts, callback_url, *options)
     for job_id, error in give_up.items():
         last = error or "the worker died or hit its time limit while processing it"
         session.execute(

@@ -52,6 +52,7 @@ class DecisionRow:
     threshold_versions: Mapping[str, int | None]
     matched_bank_entry_id: int | None = None
     match_distance: int | None = None
+    scenario: Mapping[str, Any] | None = None  # match verdict, tags, context (0012)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def insert_decisions(session: Session, rows: Sequence[DecisionRow]) -> None:
                 "threshold_versions": dict(r.threshold_versions),
                 "matched_bank_entry_id": r.matched_bank_entry_id,
                 "match_distance": r.match_distance,
+                "scenario": dict(r.scenario) if r.scenario is not None else None,
             }
             for r in rows
         ],

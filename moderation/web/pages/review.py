@@ -47,6 +47,7 @@ from moderation.db.repositories.reviews import (
 from moderation.domain import ReviewLabel, RiskTier
 from moderation.images import ALLOWED_FORMATS, ImageRejected
 from moderation.pipeline.decode import read_payload_bytes
+from moderation.services.confidence import confidence_of
 from moderation.web.deps import DashboardState, Page, render
 
 __all__ = [
@@ -77,14 +78,18 @@ class ScoreRow:
     phrasing: str | None
     tier: RiskTier
     asked: bool  # one of the item's review categories
+    confidence: str | None = None  # the seed's level among observed scores (None: too few)
 
 
 def score_rows(
-    scores: Mapping[str, tuple[float, str | None, RiskTier]], asked: Sequence[str]
+    scores: Mapping[str, tuple[float, str | None, RiskTier]],
+    asked: Sequence[str],
+    confidence: Mapping[str, str | None] | None = None,
 ) -> list[ScoreRow]:
     """Every scored category, highest score first (the reviewer reads the top first)."""
+    levels = confidence or {}
     rows = [
-        ScoreRow(category, score, phrasing, RiskTier(tier), category in asked)
+        ScoreRow(category, score, phrasing, RiskTier(tier), category in asked, levels.get(category))
         for category, (score, phrasing, tier) in scores.items()
     ]
     return sorted(rows, key=lambda r: (-r.score, r.category))
@@ -178,7 +183,9 @@ def review(request: Request) -> HTMLResponse:
             now=state.clock(),
             audit_max_wait_s=_settings(request).review_audit_max_wait_s,
         )
-    return _page(request, claimed[0] if claimed else None, reviewer)
+        item = claimed[0] if claimed else None
+        levels = confidence_of(session, {c: v[0] for c, v in item.scores.items()}) if item else {}
+    return _page(request, item, reviewer, confidence=levels)
 
 
 def _page(
@@ -188,6 +195,7 @@ def _page(
     *,
     error: str | None = None,
     status_code: int = 200,
+    confidence: Mapping[str, str | None] | None = None,
 ) -> HTMLResponse:
     context: dict[str, object] = {
         "item": item,
@@ -198,7 +206,7 @@ def _page(
     }
     if item is not None:
         asked = list(item.review_categories) or [c for c in [item.category] if c]
-        rows = score_rows(item.scores, asked)
+        rows = score_rows(item.scores, asked, confidence)
         context.update(
             asked=asked,
             rows=rows,

@@ -192,3 +192,28 @@ def test_image_route_serves_only_images_with_their_real_type(queue, client):
 
 def test_seed_times_are_pinned():
     assert NOW.tzinfo is not None and RiskTier.EXTREME.rank == 4
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_each_score_shows_its_confidence_level(queue, client):
+    from moderation.db.models import Score
+    from moderation.domain import ScoreSource
+    from tests.review_seed import _job
+
+    db_url, _ = queue
+    html = client().get("/review").text
+    row = re.search(r'<tr id="score-weapons".*?</tr>', html, re.S)
+    assert row and '<td class="confidence">—</td>' in row.group(0)  # too few observed scores
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine).begin() as s:
+            for i in range(30):  # observed weapons scores well below the queued item's
+                job = _job(s, png_bytes((i, 1, 2)))
+                s.add(Score(job_id=job.id, category="weapons", score=0.01 * i / 30,
+                            source=ScoreSource.EMBEDDING, tier=RiskTier.CLEAR))  # fmt: skip
+    finally:
+        engine.dispose()
+    html = client().get("/review").text  # the same claim, shown again
+    row = re.search(r'<tr id="score-weapons".*?</tr>', html, re.S)
+    assert row and '<td class="confidence">high</td>' in row.group(0)
+    assert "<th title=" in html and ">confidence</th>" in html
