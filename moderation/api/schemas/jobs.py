@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from moderation.db.repositories.job_views import JobView
+from moderation.services.jobs import JobView
 
 __all__ = [
     "BankMatchOut",
