@@ -33,6 +33,7 @@ from moderation.db.migrate import upgrade
 from moderation.db.models import ReviewItem
 from moderation.db.repositories import reviews as repo
 from moderation.domain import ReviewLabel
+from moderation.services import reviews as service
 
 console = Console(width=160)
 ADMIN_URL = os.environ.get(
@@ -87,12 +88,12 @@ def run(url: str, reviewers: int, batch: int) -> tuple[int, float, int]:
         while True:
             now = dt.datetime.now(dt.UTC)
             with sessions.begin() as s:
-                items = repo.claim_items(s, reviewer=name, n=batch, lease_s=600, now=now)
+                items = service.claim_items(s, reviewer=name, n=batch, lease_s=600, now=now)
             if not items:
                 return
             with sessions.begin() as s:
                 for item in items:
-                    repo.record_review(
+                    service.record_review(
                         s,
                         item_id=item.item_id,
                         reviewer=name,

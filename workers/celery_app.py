@@ -13,14 +13,25 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from moderation.config import Settings
+from moderation.pipeline.publish import (
+    ADJUST_TASK,
+    CALLBACK_TASK,
+    REAP_TASK,
+    ROLLUP_TASK,
+    SCORE_TASK,
+    broker_transport_options,
+)
 
-__all__ = ["ModerationCelery", "make_celery", "ops_routes"]
-
-SCORE_TASK = "moderation.score_jobs"
-CALLBACK_TASK = "moderation.send_callback"
-REAP_TASK = "moderation.reap"
-ROLLUP_TASK = "moderation.refresh_rollups"
-ADJUST_TASK = "moderation.adjust_thresholds"
+__all__ = [
+    "ADJUST_TASK",
+    "CALLBACK_TASK",
+    "REAP_TASK",
+    "ROLLUP_TASK",
+    "SCORE_TASK",
+    "ModerationCelery",
+    "make_celery",
+    "ops_routes",
+]
 
 
 class ModerationCelery(Celery):  # type: ignore[misc]
@@ -61,15 +72,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
-        "broker_transport_options": {
-            "visibility_timeout": settings.job_visibility_timeout_s,
-            "global_keyprefix": settings.broker_key_prefix,
-            # fail fast on a dead Redis so retries (with backoff) take over instead of hanging
-            "socket_timeout": 10,
-            "socket_connect_timeout": 5,
-            "retry_on_timeout": True,
-            "health_check_interval": 10,
-        },
+        "broker_transport_options": broker_transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # a worker waits out a Redis outage
         "task_acks_late": True,
@@ -95,7 +98,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings) -> ModerationCelery:
-    """The app used by workers, beat and (for publishing only) the API and CLI."""
+    """The app of the workers and beat (the API and CLI publish through
+    ``moderation.pipeline.publish.publishing_client`` instead)."""
     from . import lifecycle, tasks
 
     app = ModerationCelery("moderation", set_as_current=False)

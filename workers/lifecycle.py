@@ -39,17 +39,16 @@ _heartbeat: ProfileHeartbeat | None = None
 
 def build_worker_context(app: ModerationCelery, hostname: str) -> PipelineContext:
     """Scorer + engine + decoder for one pool process (heavy imports happen here, not before)."""
+    from moderation.pipeline.publish import Publisher
     from moderation.scoring.scorers import build_scorer
     from moderation.services.pattern_vectors import DbPatternVectors
-
-    from .publish import Publisher
 
     settings = app.settings
     engine = make_engine(settings.database_url, echo=settings.db_echo, pool_size=2)
     sessions = make_sessionmaker(engine)
     # pattern vectors: this host's files, else the ones another host stored in the DB
     scorer = build_scorer(settings, shared=DbPatternVectors(sessions))
-    publisher = Publisher(app)
+    publisher = Publisher(settings, app)
     return build_context(
         settings,
         scorer,

@@ -17,9 +17,8 @@ from moderation.db.retry import in_transaction
 from moderation.db.rollups import refresh_rollups
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.db.types import utcnow
-from moderation.pipeline.reaper import LostWork, find_lost_work
-
-from .publish import Publisher
+from moderation.pipeline.publish import Publisher
+from moderation.services import requeue
 
 if TYPE_CHECKING:
     from moderation.config import Settings
@@ -60,38 +59,12 @@ def refresh_dashboard_rollups(app: ModerationCelery) -> dict[str, int]:
 
 
 def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
-    """Requeue stale claims, publish never-published jobs, re-dispatch stuck callbacks."""
+    """The beat task's body: ``moderation.services.requeue.reap_and_publish``."""
     settings = app.settings
-    sessions = sessions_for(settings)
-    lost: LostWork = in_transaction(
-        sessions,
-        lambda s: find_lost_work(
-            s, utcnow(), stale_claim_s=settings.stale_claim_s, max_attempts=settings.max_attempts
-        ),
-    )
-    publisher = Publisher(app)
-    published = 0
-    for priority, job_ids in sorted(lost.republish.items()):
-        if publisher.enqueue(sessions, job_ids, priority):
-            published += len(job_ids)
-    if lost.callbacks:
-        publisher.publish_callbacks(lost.callbacks)
-    metrics.record_reap(
-        republished=published, quarantined=len(lost.quarantined), callbacks=len(lost.callbacks)
-    )
+    done = requeue.reap_and_publish(settings, sessions_for(settings), Publisher(settings, app))
+    metrics.record_reap(**done)
     metrics.record_task_success("reap")
-    if published or lost.quarantined or lost.callbacks:
-        log.warning(
-            "reaper: republished %d jobs, quarantined %d, re-dispatched %d callbacks",
-            published,
-            len(lost.quarantined),
-            len(lost.callbacks),
-        )
-    return {
-        "republished": published,
-        "quarantined": len(lost.quarantined),
-        "callbacks": len(lost.callbacks),
-    }
+    return done
 
 
 def adjust_from_reviews(app: ModerationCelery) -> dict[str, Any]:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from moderation.config import Settings, get_settings
-from moderation.db.repositories.jobs import count_by_status, oldest_by_status
 from moderation.db.retry import in_transaction
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.metrics import JobStatusCollector, QueueDepthCollector, api_registry
+from moderation.pipeline.publish import Publisher
+from moderation.services.jobs import count_by_status, oldest_by_status
 
 from .auth import TokenAuthenticator
 from .deps import ApiState
@@ -24,13 +24,11 @@ from .routes import health, jobs, metrics, reviews
 __all__ = ["create_app", "create_app_from_env"]
 
 
-def create_app(settings: Settings, *, publisher: Any = None) -> FastAPI:
-    """The API for ``settings``; ``publisher`` defaults to Celery on the configured broker."""
+def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
+    """The API for ``settings``; ``publisher`` defaults to a Celery client on the configured
+    broker (``moderation.pipeline.publish``: tasks by name, no import of ``workers``)."""
     if publisher is None:
-        from workers.celery_app import make_celery
-        from workers.publish import Publisher
-
-        publisher = Publisher(make_celery(settings))
+        publisher = Publisher(settings)
     engine = make_engine(
         settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
     )

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
-from moderation.db.repositories.tokens import find_token, token_hash
 from moderation.db.retry import in_transaction
+from moderation.services.tokens import find_token, token_hash
 
 __all__ = ["ROLE_RANK", "Principal", "TokenAuthenticator"]
 

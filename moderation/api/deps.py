@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
+from moderation.pipeline.publish import Publisher
 
 from .auth import Principal, TokenAuthenticator
 
@@ -21,7 +22,7 @@ __all__ = ["ApiState", "CurrentPrincipal", "StateDep", "require_role"]
 class ApiState:
     settings: Settings
     sessions: sessionmaker[Session]
-    publisher: object  # workers.publish.Publisher (typed loosely: no Celery import here)
+    publisher: Publisher
     auth: TokenAuthenticator
 
 

@@ -15,7 +15,6 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from moderation.config import Settings
-from moderation.db.repositories import banks as repo
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import BankKind
 from moderation.hashbank.banks import (
@@ -27,6 +26,7 @@ from moderation.hashbank.banks import (
 )
 from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pdq
 from moderation.images import ImageRejected, decode_image
+from moderation.services import banks as bank_service
 
 from ._common import CliError, console, settings_with
 
@@ -146,10 +146,10 @@ def list_(
 ) -> None:
     """Bank entries, newest first, with counts per bank and category."""
     with _session(settings_with(database_url=url)) as session:
-        entries = repo.list_entries(
+        entries = bank_service.list_entries(
             session, bank=bank, category=category, include_disabled=include_disabled, limit=limit
         )
-        counts = repo.stats(session)
+        counts = bank_service.stats(session)
     if as_json:
         console.print_json(json.dumps([_entry_json(e) for e in entries]))
         return
@@ -165,7 +165,7 @@ def list_(
         console.print(f"{name}: {c.enabled} enabled, {c.disabled} disabled", highlight=False)
 
 
-def _entry_json(e: repo.BankEntryRecord) -> dict[str, object]:
+def _entry_json(e: bank_service.BankEntryRecord) -> dict[str, object]:
     return {
         "id": e.id,
         "bank": e.bank.value,
@@ -187,10 +187,10 @@ def _set_enabled(
 ) -> None:
     with _session(settings_with(database_url=url)) as session:
         try:
-            entry = repo.set_enabled(
+            entry = bank_service.set_enabled(
                 session, entry_id, enabled=enabled, actor=_actor(by), reason=reason
             )
-        except repo.UnknownBankEntry as exc:
+        except bank_service.UnknownBankEntry as exc:
             raise CliError(str(exc)) from None
     state = "enabled" if entry.enabled else "disabled"
     console.print(f"bank entry #{entry.id} ({entry.bank.value}) is {state}", highlight=False)
@@ -236,7 +236,7 @@ def match(
     with _session(settings) as session:
         matcher.refresh(session)
         nearest = matcher.nearest(pdq, top, flips=settings.bank_match_flips)
-        details = repo.get_entries(session, [h.entry_id for h in nearest])
+        details = bank_service.get_entries(session, [h.entry_id for h in nearest])
     verdict = match_before_scoring(pdq, matcher, settings)
     if as_json:
         console.print_json(json.dumps(_match_json(pdq, nearest, details, verdict, settings)))
@@ -268,7 +268,7 @@ def _verdict_text(verdict: BankMatch | None, pdq: PdqHash, settings: Settings) -
 def _print_match(
     pdq: PdqHash,
     nearest: list[BankHit],
-    details: dict[int, repo.BankEntryRecord],
+    details: dict[int, bank_service.BankEntryRecord],
     verdict: BankMatch | None,
     settings: Settings,
     bank_size: int,
@@ -295,7 +295,7 @@ def _print_match(
 def _match_json(
     pdq: PdqHash,
     nearest: list[BankHit],
-    details: dict[int, repo.BankEntryRecord],
+    details: dict[int, bank_service.BankEntryRecord],
     verdict: BankMatch | None,
     settings: Settings,
 ) -> dict[str, object]:

@@ -22,24 +22,16 @@ def _sessions():  # type: ignore[no-untyped-def]
 
 
 def _list(status: JobStatus, limit: int) -> None:
-    from sqlalchemy import select
-
-    from moderation.db.models import Job
     from moderation.db.session import session_scope
+    from moderation.services.jobs import list_stopped_jobs
 
     with session_scope(_sessions()) as s:
-        rows = s.execute(
-            select(
-                Job.id, Job.external_id, Job.attempts, Job.error_code, Job.error, Job.finished_at
-            )
-            .where(Job.status == status)
-            .order_by(Job.id.desc())
-            .limit(limit)
-        ).all()
+        jobs = list_stopped_jobs(s, status, limit)
     table = Table(title=f"{status.value} jobs (newest {limit})")
     for column in ("id", "external id", "attempts", "code", "reason", "finished"):
         table.add_column(column, overflow="fold")
-    for row in rows:
+    for j in jobs:
+        row = (j.id, j.external_id, j.attempts, j.error_code, j.error, j.finished_at)
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
 
@@ -62,8 +54,8 @@ def show(job_id: int = typer.Argument(...)) -> None:
     import json
 
     from moderation.api.schemas.jobs import JobOut
-    from moderation.db.repositories.job_views import get_job_view
     from moderation.db.session import session_scope
+    from moderation.services.jobs import get_job_view
 
     with session_scope(_sessions()) as s:
         view = get_job_view(s, job_id)
@@ -75,29 +67,25 @@ def show(job_id: int = typer.Argument(...)) -> None:
 @jobs_app.command("retry")
 def retry(job_ids: list[int] = typer.Argument(..., help="Failed or quarantined job ids.")) -> None:
     """Requeue failed/quarantined jobs with a fresh attempt count and publish them."""
-    from moderation.db.repositories.jobs import retry_jobs
-    from moderation.db.retry import in_transaction
-    from workers.celery_app import make_celery
-    from workers.publish import Publisher
+    from moderation.pipeline.publish import Publisher
+    from moderation.services.requeue import retry_and_publish
 
-    sessions = _sessions()
-    done = in_transaction(sessions, lambda s: retry_jobs(s, job_ids))
-    missing = sorted(set(job_ids) - set(done))
-    if done:
-        published = Publisher(make_celery(settings_with())).enqueue(sessions, done)
-        note = "" if published else " (broker unreachable: the reaper will publish them)"
-        console.print(f"requeued {done}{note}", highlight=False)
-    if missing:
-        raise CliError(f"not failed/quarantined (or unknown): {missing}")
+    retried = retry_and_publish(_sessions(), Publisher(settings_with()), job_ids)
+    if retried.requeued:
+        note = "" if retried.published else " (broker unreachable: the reaper will publish them)"
+        console.print(f"requeued {retried.requeued}{note}", highlight=False)
+    if retried.missing:
+        raise CliError(f"not failed/quarantined (or unknown): {retried.missing}")
 
 
 @jobs_app.command("reap")
 def reap() -> None:
     """Run the reaper once: requeue stale claims, publish never-published jobs."""
-    from workers.celery_app import make_celery
-    from workers.ops import reap_and_publish
+    from moderation.pipeline.publish import Publisher
+    from moderation.services.requeue import reap_and_publish
 
-    console.print(reap_and_publish(make_celery(settings_with())))
+    settings = settings_with()
+    console.print(reap_and_publish(settings, _sessions(), Publisher(settings)))
 
 
 def register(app: typer.Typer) -> None:

@@ -26,26 +26,22 @@ def add(
     role: str = typer.Argument(..., help="submitter, reviewer or admin"),
 ) -> None:
     """Create a token and print its secret (shown once)."""
-    from sqlalchemy.exc import IntegrityError
-
-    from moderation.db.repositories.tokens import create_token
     from moderation.db.session import session_scope
+    from moderation.services.tokens import create_token
 
     try:
         with session_scope(_sessions()) as s:
             secret = create_token(s, name, role)
-    except ValueError as exc:
+    except ValueError as exc:  # unknown role, or TokenExists
         raise CliError(str(exc)) from None
-    except IntegrityError:
-        raise CliError(f"a token named {name!r} already exists") from None
     console.print(secret, highlight=False)
 
 
 @tokens_app.command("list")
 def list_() -> None:
     """Token names, roles and whether they are revoked."""
-    from moderation.db.repositories.tokens import list_tokens
     from moderation.db.session import session_scope
+    from moderation.services.tokens import list_tokens
 
     with session_scope(_sessions()) as s:
         rows = list_tokens(s)
@@ -60,9 +56,9 @@ def list_() -> None:
 @tokens_app.command("revoke")
 def revoke(name: str = typer.Argument(...)) -> None:
     """Revoke a token by name (API processes notice within 10 s)."""
-    from moderation.db.repositories.tokens import revoke_token
     from moderation.db.session import session_scope
     from moderation.db.types import utcnow
+    from moderation.services.tokens import revoke_token
 
     with session_scope(_sessions()) as s:
         if not revoke_token(s, name, utcnow()):

@@ -26,7 +26,7 @@ def worker(
     loglevel: str = typer.Option("info", "--loglevel", "-l"),
 ) -> None:
     """Start scoring workers (one per GPU, or --cpu N), supervised; SIGTERM drains them."""
-    from workers.launcher import Supervisor, parse_gpus, worker_specs
+    from moderation.cli.launcher import Supervisor, parse_gpus, worker_specs
 
     settings = settings_with()
     try:
@@ -62,7 +62,7 @@ def _check_scorer(settings: Settings) -> None:
 
 def beat(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:
     """Run the Celery beat scheduler (the reaper of stale claims, periodic jobs)."""
-    from workers.launcher import Supervisor, worker_specs
+    from moderation.cli.launcher import Supervisor, worker_specs
 
     specs = worker_specs(settings_with(), ops=False, beat=True, loglevel=loglevel)
     raise typer.Exit(Supervisor(specs, stop_timeout_s=10).run())

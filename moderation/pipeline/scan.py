@@ -7,14 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
-from moderation.db.models import Decision, Job, Score
+from moderation.db.repositories.scores import job_outcomes
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
-from moderation.domain import JobStatus
 from moderation.images import sha256_hex
 from moderation.scoring.base import Scorer
 
@@ -120,21 +118,10 @@ def _report(session: Session, ids: list[int], scorer: str) -> ScanReport:
 
 
 def _add_to_report(session: Session, report: ScanReport, ids: list[int]) -> None:
-    rows = session.execute(
-        select(Score.category, Score.tier, func.count())
-        .where(Score.job_id.in_(ids))
-        .group_by(Score.category, Score.tier)
-    ).all()
-    for category, tier, n in rows:
+    outcomes = job_outcomes(session, ids)
+    for category, tier, n in outcomes.score_tiers:
         tiers = report.tiers.setdefault(category, {})
-        tiers[str(tier)] = tiers.get(str(tier), 0) + int(n)
-    for tier, n in session.execute(
-        select(Decision.tier, func.count()).where(Decision.job_id.in_(ids)).group_by(Decision.tier)
-    ).all():
-        report.decisions[str(tier)] = report.decisions.get(str(tier), 0) + int(n)
-    failed = session.execute(
-        select(Job.external_id, Job.error_code, Job.error)
-        .where(Job.id.in_(ids), Job.status.in_((JobStatus.FAILED, JobStatus.QUARANTINED)))
-        .order_by(Job.id)
-    ).all()
-    report.failures += [(str(p), str(c), str(e)) for p, c, e in failed]
+        tiers[tier] = tiers.get(tier, 0) + n
+    for tier, n in outcomes.decision_tiers:
+        report.decisions[tier] = report.decisions.get(tier, 0) + n
+    report.failures += [(str(p), str(c), str(e)) for p, c, e in outcomes.failures]

@@ -13,10 +13,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import ThresholdVersion
 from moderation.db.repositories import thresholds as versions
 from moderation.domain import RiskTier
 from moderation.images import DEFAULT_MAX_PIXELS, DEFAULT_WORKING_PIXELS
@@ -81,19 +79,14 @@ class CalibrationRun:
         return [c for c in self.categories if c.error is not None]
 
 
-def _version_scales(session: Session, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    query = select(ThresholdVersion.id, ThresholdVersion.scale).where(ThresholdVersion.id.in_(ids))
-    return dict(session.execute(query).all())
-
-
 def _scales(
     session: Session, found: list[LabelledScore], scorer: Scorer | None, scale: str | None
 ) -> dict[str, str]:
     """Score scale per category: the scorer's, else ``scale``, else the scale of the threshold
     version each stored score was tiered with. Conflicts and unknowns are errors."""
-    hints = _version_scales(session, {s.version_id for s in found if s.version_id is not None})
+    hints = versions.version_scales(
+        session, {s.version_id for s in found if s.version_id is not None}
+    )
     out: dict[str, str] = {}
     for item in found:
         category = item.row.category

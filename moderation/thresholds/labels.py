@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL.Image import Image as PILImage
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import Image, Job, Score
-from moderation.domain import JobStatus
+from moderation.db.repositories.scores import (
+    ScoredJob,
+    jobs_by_id,
+    newest_scored_jobs,
+    scores_of,
+)
 from moderation.images import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_WORKING_PIXELS,
@@ -161,21 +164,11 @@ def _fail_rows(problem: str, rows: Sequence[LabelRow]) -> CalibrationError:
     return CalibrationError(f"{problem}: {shown}{more}")
 
 
-def _jobs_for(session: Session, rows: Sequence[LabelRow]) -> dict[int, Job]:
+def _jobs_for(session: Session, rows: Sequence[LabelRow]) -> dict[int, ScoredJob]:
     """The job behind each row: the job itself, or the newest scored job of the image."""
-    by_row: dict[int, Job] = {}
-    ids = {int(r.ref) for r in rows if r.kind == "job_id"}
-    jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
-    shas = {r.ref for r in rows if r.kind == "sha256"}
-    newest: dict[str, Job] = {}
-    if shas:
-        query = (
-            select(Image.sha256, Job)
-            .join(Job, Job.image_id == Image.id)
-            .where(Image.sha256.in_(shas), Job.status == JobStatus.SCORED)
-            .order_by(Job.id)
-        )
-        newest = dict(session.execute(query).all())  # ordered by id: newest wins
+    by_row: dict[int, ScoredJob] = {}
+    jobs = jobs_by_id(session, {int(r.ref) for r in rows if r.kind == "job_id"})
+    newest = newest_scored_jobs(session, {r.ref for r in rows if r.kind == "sha256"})
     for r in rows:
         job = jobs.get(int(r.ref)) if r.kind == "job_id" else newest.get(r.ref)
         if job is not None:
@@ -191,9 +184,7 @@ def stored_scores(session: Session, rows: Sequence[LabelRow]) -> list[LabelledSc
     if not rows:
         return []
     jobs = _jobs_for(session, rows)
-    job_ids = {j.id for j in jobs.values()}
-    query = select(Score).where(Score.job_id.in_(job_ids))
-    scores = {(s.job_id, s.category): s for s in session.scalars(query)}
+    scores = scores_of(session, {j.id for j in jobs.values()})
     out, missing = [], []
     for r in rows:
         job = jobs[r.line]

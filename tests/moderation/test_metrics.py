@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
+from moderation.cli.launcher import worker_specs
 from moderation.config import Settings
 from moderation.db.repositories.jobs import count_by_status, oldest_by_status
 from moderation.db.session import make_sessionmaker, session_scope
@@ -33,7 +34,6 @@ from moderation.pipeline.batch import run_batch
 from moderation.pipeline.context import build_context
 from moderation.pipeline.intake import Submission, register_submissions
 from tests.fakes import ColourScorer, png_bytes
-from workers.launcher import worker_specs
 
 RED = png_bytes((255, 0, 0))
 BLACK = png_bytes((0, 0, 0))

@@ -15,8 +15,6 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from moderation.callbacks import CallbackRefused, check_callback_url
-from moderation.db.repositories.job_views import get_job_view, list_job_views
-from moderation.db.repositories.jobs import retry_jobs
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
@@ -28,6 +26,8 @@ from moderation.pipeline.intake import (
     register_submissions,
 )
 from moderation.services.confidence import confidence_of
+from moderation.services.jobs import get_job_view, list_job_views
+from moderation.services.requeue import retry_and_publish
 from moderation.thresholds.scenarios import JobContext, JobOptions
 
 from ..auth import Principal
@@ -293,8 +293,6 @@ def list_jobs(
 @router.post("/{job_id}/retry", status_code=202, response_model=JobOut)
 def retry_job(job_id: int, state: StateDep, principal: Admin) -> JobOut:
     """Requeue a failed or quarantined job with a fresh attempt count (admin)."""
-    done = in_transaction(state.sessions, lambda s: retry_jobs(s, [job_id]))
-    if not done:
+    if not retry_and_publish(state.sessions, state.publisher, [job_id]).requeued:
         raise HTTPException(409, f"job {job_id} does not exist or is not failed/quarantined")
-    state.publisher.enqueue(state.sessions, done)  # type: ignore[attr-defined]
     return get_job(job_id, state, principal)

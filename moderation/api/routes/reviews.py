@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from moderation.db.repositories import reviews as repo
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
+from moderation.services import reviews as service
 
 from ..auth import Principal
 from ..deps import StateDep, require_role
@@ -32,7 +32,7 @@ API_DB_RETRY_S = 10
 def claim_next(
     state: StateDep,
     principal: Reviewer,
-    n: Annotated[int, Query(ge=1, le=repo.MAX_CLAIM)] = 1,
+    n: Annotated[int, Query(ge=1, le=service.MAX_CLAIM)] = 1,
 ) -> ClaimedList:
     """Claim up to ``n`` items (highest priority, then oldest; audit items waiting longer than
     ``review_audit_max_wait_s`` first) for ``review_lease_s`` seconds.
@@ -41,7 +41,7 @@ def claim_next(
     settings = state.settings
     items = in_transaction(
         state.sessions,
-        lambda s: repo.claim_items(
+        lambda s: service.claim_items(
             s,
             reviewer=principal.name,
             n=n,
@@ -59,7 +59,7 @@ def post_review(body: ReviewIn, state: StateDep, principal: Reviewer) -> ReviewR
     """Record a verdict: 404 unknown item, 409 claimed by another reviewer, 422 bad body."""
 
     def write(session):  # type: ignore[no-untyped-def]
-        return repo.record_review(
+        return service.record_review(
             session,
             item_id=body.item_id,
             reviewer=principal.name,
@@ -68,16 +68,16 @@ def post_review(body: ReviewIn, state: StateDep, principal: Reviewer) -> ReviewR
             other_category=body.other_category,
             note=body.note,
             now=utcnow(),
-            banking=repo.BankingOptions.from_settings(state.settings),
+            banking=service.BankingOptions.from_settings(state.settings),
         )
 
     try:
         result = in_transaction(state.sessions, write, give_up_after_s=API_DB_RETRY_S)
-    except repo.UnknownReviewItem as exc:
+    except service.UnknownReviewItem as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except repo.ClaimConflict as exc:
+    except service.ClaimConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except repo.InvalidReview as exc:
+    except service.InvalidReview as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return ReviewRecorded.of(result)
 
@@ -90,7 +90,7 @@ def get_reviews(
     del principal
     views = in_transaction(
         state.sessions,
-        lambda s: repo.list_reviews(s, job_id=job_id),
+        lambda s: service.list_reviews(s, job_id=job_id),
         give_up_after_s=API_DB_RETRY_S,
     )
     return ReviewList(reviews=[ReviewOut.of(v) for v in views])

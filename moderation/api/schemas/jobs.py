@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moderation.db.repositories.job_views import JobView
+from moderation.services.jobs import JobView
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT
 
 __all__ = [

@@ -6,8 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moderation.db.repositories.reviews import ClaimedItem, ReviewResult, ReviewView
 from moderation.domain import ReviewLabel
+from moderation.services.reviews import ClaimedItem, ReviewResult, ReviewView
 
 __all__ = [
     "ClaimedItemOut",

@@ -13,7 +13,15 @@ from sqlalchemy.orm import Session
 from moderation.db.models import BankEntry, Decision, Image, Job, Score
 from moderation.domain import JobStatus
 
-__all__ = ["BankMatchView", "JobView", "ScoreView", "get_job_view", "list_job_views"]
+__all__ = [
+    "BankMatchView",
+    "JobView",
+    "ScoreView",
+    "StoppedJob",
+    "get_job_view",
+    "list_job_views",
+    "list_stopped_jobs",
+]
 
 
 @dataclass(frozen=True)
@@ -181,3 +189,26 @@ def list_job_views(
     if submitted_by is not None:
         query = query.where(Job.submitted_by == submitted_by)
     return _views(session, session.execute(query).all())
+
+
+@dataclass(frozen=True)
+class StoppedJob:
+    """A failed or quarantined job with its reason (``moderation jobs failed|quarantined``)."""
+
+    id: int
+    external_id: str | None
+    attempts: int
+    error_code: str | None
+    error: str | None
+    finished_at: dt.datetime | None
+
+
+def list_stopped_jobs(session: Session, status: JobStatus, limit: int) -> list[StoppedJob]:
+    """The newest ``limit`` jobs in ``status``, newest first."""
+    rows = session.execute(
+        select(Job.id, Job.external_id, Job.attempts, Job.error_code, Job.error, Job.finished_at)
+        .where(Job.status == status)
+        .order_by(Job.id.desc())
+        .limit(limit)
+    ).all()
+    return [StoppedJob(*row) for row in rows]

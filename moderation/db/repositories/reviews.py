@@ -1,4 +1,7 @@
-"""The human review queue: claim items under a lease, record reviews, load evidence.
+"""The human review queue's storage: claim items under a lease, store votes, load evidence.
+
+What a review *does* (validation, closing the item, banking, the audit log) is the use case
+``moderation.services.reviews.record_review``; this module reads and writes rows.
 
 Claims are leases, not locks: ``claim_items`` hands out open items (and items whose lease ran
 out) with ``claimed_by``/``claim_expires_at`` set, so a reviewer who walks away loses nothing
@@ -17,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -32,26 +35,24 @@ from moderation.thresholds.evidence import (
     label_is_violation,
 )
 
-from .audit_log import record_action
-
-if TYPE_CHECKING:
-    from moderation.config import Settings
-
 __all__ = [
-    "BankingOptions",
-    "ClaimConflict",
+    "MAX_CLAIM",
     "ClaimedItem",
-    "InvalidReview",
-    "ReviewResult",
+    "ItemState",
+    "PreviousVote",
     "ReviewView",
     "UnknownReviewItem",
     "category_evidence",
     "claim_items",
     "evidence_records",
     "list_reviews",
-    "record_review",
+    "lock_item",
+    "mark_done",
+    "review_job_id",
     "reviewed_categories",
+    "reviewed_of",
     "routed_categories",
+    "upsert_review",
 ]
 
 MAX_CLAIM = 100  # items one call may claim; more is a misuse (a reviewer reads them one by one)
@@ -59,14 +60,6 @@ MAX_CLAIM = 100  # items one call may claim; more is a misuse (a reviewer reads 
 
 class UnknownReviewItem(LookupError):
     """No review item with that id."""
-
-
-class ClaimConflict(RuntimeError):
-    """The item is claimed by another reviewer whose lease has not expired."""
-
-
-class InvalidReview(ValueError):
-    """The review contradicts itself or the item (label/other_category, category)."""
 
 
 @dataclass(frozen=True)
@@ -89,22 +82,6 @@ class ClaimedItem:
     # the categories a label is asked for (queued category first, then audited ones)
     review_categories: tuple[str, ...] = ()
     created_at: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class ReviewResult:
-    """What ``record_review`` did."""
-
-    review_id: int
-    item_id: int
-    job_id: int
-    category: str
-    label: ReviewLabel
-    replaced: bool  # the same reviewer had labelled this (job, category): their vote replaced
-    item_done: bool
-    remaining_categories: tuple[str, ...]  # review categories still without any review
-    banked: str | None  # banks.BankAddResult.outcome when a violation was confirmed, else None
-    bank_entry_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,14 +175,6 @@ def claim_items(
     )
     if not claimed:
         return []
-    record_action(
-        session,
-        actor=reviewer,
-        action="review.claim",
-        target_type="review_items",
-        target_id=None,
-        details={"item_ids": sorted(claimed), "lease_s": lease_s, "expires": expires.isoformat()},
-    )
     items = _load_items(session, [i for i in ids if i in claimed])
     return [items[i] for i in ids if i in claimed]
 
@@ -268,6 +237,12 @@ def _review_categories(item: ReviewItem, audited: Iterable[str]) -> tuple[str, .
     return tuple(dict.fromkeys([*first, *audited]))
 
 
+def review_job_id(session: Session, item_id: int) -> int | None:
+    """The job of review item ``item_id``, or None when there is no such item."""
+    job_id: int | None = session.scalar(select(ReviewItem.job_id).where(ReviewItem.id == item_id))
+    return job_id
+
+
 def routed_categories(session: Session, item_id: int) -> tuple[str, ...]:
     """The categories review item ``item_id`` asks labels for. Raises ``UnknownReviewItem``."""
     item = session.get(ReviewItem, item_id)
@@ -278,99 +253,62 @@ def routed_categories(session: Session, item_id: int) -> tuple[str, ...]:
     )
 
 
-# --- recording reviews --------------------------------------------------------------------
-
-
-def _check_label(
-    label: ReviewLabel | str, category: str, other_category: str | None
-) -> tuple[ReviewLabel, str | None]:
-    try:
-        label = ReviewLabel(label)
-    except ValueError:
-        raise InvalidReview(
-            f"label must be one of {[v.value for v in ReviewLabel]}, got {label!r}"
-        ) from None
-    other = other_category.strip() if other_category is not None else None
-    if label is ReviewLabel.OTHER_CATEGORY:
-        if not other:
-            raise InvalidReview("label other_category needs other_category (the right category)")
-        if other == category:
-            raise InvalidReview(f"other_category must differ from the reviewed {category!r}")
-    elif other is not None:
-        raise InvalidReview(f"other_category is only allowed with label other_category ({label})")
-    return label, other or None
+# --- recording reviews (the use case is moderation.services.reviews.record_review) --------
 
 
 @dataclass(frozen=True)
-class BankingOptions:
-    """How a confirmed violation is banked (``settings.bank_min_quality``, ``bank_crop_grid``,
-    ``bank_crop_keep``); the defaults are the settings' defaults."""
+class ItemState:
+    """A review item as a review sees it (``lock_item``)."""
 
-    min_quality: int = 50
-    crop_grid: int = 0
-    crop_keep: float = 0.96
+    id: int
+    job_id: int
+    category: str | None
+    status: ReviewItemStatus
+    claimed_by: str | None
+    claim_expires_at: dt.datetime | None
+    review_categories: tuple[str, ...]  # queued category first, then audited ones
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BankingOptions:
-        return cls(settings.bank_min_quality, settings.bank_crop_grid, settings.bank_crop_keep)
+
+@dataclass(frozen=True)
+class PreviousVote:
+    label: str
+    other_category: str | None
 
 
-def record_review(
-    session: Session,
-    *,
-    item_id: int,
-    reviewer: str,
-    label: ReviewLabel,
-    category: str | None = None,
-    other_category: str | None = None,
-    note: str | None = None,
-    now: dt.datetime,
-    banking: BankingOptions | None = None,
-) -> ReviewResult:
-    """Record ``reviewer``'s verdict on one category of review item ``item_id``.
-
-    - ``category`` defaults to the item's own; it must be one of the item's review categories
-      (``InvalidReview`` otherwise, or when label and ``other_category`` contradict).
-    - An item claimed by someone else whose lease is live → ``ClaimConflict``. Open, expired
-      and done items may be reviewed: a second reviewer's review of a done item is *kept*
-      (agreement between reviewers is measured from it).
-    - The same reviewer reviewing the same (job, category) again *replaces* their vote: the
-      row keeps its id and gets the new label, note and time (one vote per reviewer, as
-      ``feedback.collate`` counts them); the old vote stays in the audit log.
-    - The item is done once each review category has a review; the reviewer's claim ends.
-    - ``violation`` banks the image as a confirmed violation of ``category``, and
-      ``other_category`` as one of ``other_category`` (``banks.add_confirmed_violation``, same
-      transaction, with ``banking``'s quality floor and crop windows); an image with no hash is
-      recorded as ``banked="no_hash"``, not an error.
-    Every review appends an ``audit_log`` entry. Raises ``UnknownReviewItem``.
-    """
-    if not reviewer:
-        raise InvalidReview("reviewer must be named")
+def lock_item(session: Session, item_id: int) -> ItemState:
+    """Review item ``item_id``, locked until the transaction ends on PostgreSQL (reviews of
+    one item are serialised, so "done" is exact). Raises ``UnknownReviewItem``."""
     query = select(ReviewItem).where(ReviewItem.id == item_id)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()  # serialises reviews of one item (done is exact)
+        query = query.with_for_update()
     item = session.scalars(query).one_or_none()
     if item is None:
         raise UnknownReviewItem(f"no review item {item_id}")
-    wanted = _review_categories(
-        item, _audited_categories(session, [item.job_id]).get(item.job_id, ())
+    audited = _audited_categories(session, [item.job_id]).get(item.job_id, ())
+    return ItemState(
+        id=item.id,
+        job_id=item.job_id,
+        category=item.category,
+        status=ReviewItemStatus(item.status),
+        claimed_by=item.claimed_by,
+        claim_expires_at=item.claim_expires_at,
+        review_categories=_review_categories(item, audited),
     )
-    category = (category or "").strip() or (wanted[0] if wanted else "")
-    if not category:
-        raise InvalidReview(f"review item {item_id} has no category: pass one")
-    if wanted and category not in wanted:
-        raise InvalidReview(f"review item {item_id} asks for {list(wanted)}, not {category!r}")
-    label, other = _check_label(label, category, other_category)
-    if (
-        item.status == ReviewItemStatus.CLAIMED
-        and item.claimed_by not in (None, reviewer)
-        and item.claim_expires_at is not None
-        and item.claim_expires_at > now
-    ):
-        raise ClaimConflict(
-            f"review item {item_id} is claimed by {item.claimed_by} until "
-            f"{item.claim_expires_at.isoformat()}"
-        )
+
+
+def upsert_review(
+    session: Session,
+    *,
+    item: ItemState,
+    reviewer: str,
+    category: str,
+    label: ReviewLabel,
+    other_category: str | None,
+    note: str | None,
+    now: dt.datetime,
+) -> tuple[int, PreviousVote | None]:
+    """Insert ``reviewer``'s vote on (job, ``category``), or overwrite their earlier one (the
+    row keeps its id). Returns the review id and the vote it replaced, if any."""
     existing = session.scalars(
         select(Review).where(
             Review.job_id == item.job_id,
@@ -378,7 +316,6 @@ def record_review(
             Review.reviewer == reviewer,
         )
     ).one_or_none()
-    previous = None
     if existing is None:
         review = Review(
             job_id=item.job_id,
@@ -386,92 +323,41 @@ def record_review(
             reviewer=reviewer,
             category=category,
             label=label,
-            other_category=other,
+            other_category=other_category,
             note=note,
             created_at=now,
         )
         session.add(review)
+        previous = None
     else:
         review = existing
-        previous = {"label": str(existing.label), "other_category": existing.other_category}
-        review.label, review.other_category, review.note = label, other, note
+        previous = PreviousVote(str(existing.label), existing.other_category)
+        review.label, review.other_category, review.note = label, other_category, note
         review.review_item_id, review.created_at = item.id, now
     session.flush()
+    return review.id, previous
 
-    reviewed = set(
+
+def reviewed_of(session: Session, job_id: int, categories: Iterable[str]) -> set[str]:
+    """Which of ``categories`` have any review of job ``job_id``."""
+    return set(
         session.scalars(
             select(Review.category).where(
-                Review.job_id == item.job_id, Review.category.in_(list(wanted) or [category])
+                Review.job_id == job_id, Review.category.in_(list(categories))
             )
         )
     )
-    remaining = tuple(c for c in wanted if c not in reviewed)
-    done = not remaining
-    if done:
-        item.status = ReviewItemStatus.DONE
-        item.done_at = item.done_at or now
-        item.claim_expires_at = None
-        item.claimed_by = item.claimed_by or reviewer
-
-    options = banking or BankingOptions()
-    banked, entry_id = _bank(session, item.job_id, label, category, other, reviewer, options)
-    record_action(
-        session,
-        actor=reviewer,
-        action="review.record",
-        target_type="review_item",
-        target_id=item.id,
-        details={
-            "review_id": review.id,
-            "job_id": item.job_id,
-            "category": category,
-            "label": label.value,
-            "other_category": other,
-            "replaced": previous,
-            "item_done": done,
-            "banked": banked,
-            "bank_entry_id": entry_id,
-        },
-    )
-    return ReviewResult(
-        review_id=review.id,
-        item_id=item.id,
-        job_id=item.job_id,
-        category=category,
-        label=label,
-        replaced=previous is not None,
-        item_done=done,
-        remaining_categories=remaining,
-        banked=banked,
-        bank_entry_id=entry_id,
-    )
 
 
-def _bank(
-    session: Session,
-    job_id: int,
-    label: ReviewLabel,
-    category: str,
-    other: str | None,
-    reviewer: str,
-    options: BankingOptions,
-) -> tuple[str | None, int | None]:
-    """Bank a confirmed violation's image; (outcome, entry id) or (None, None)."""
-    confirmed = category if label is ReviewLabel.VIOLATION else other
-    if label is ReviewLabel.NOT_VIOLATION or confirmed is None:
-        return None, None
-    from moderation.hashbank.banks import add_confirmed_violation  # heavy (PDQ, images): late
-
-    result = add_confirmed_violation(
-        session,
-        job_id=job_id,
-        category=confirmed,
-        reviewer=reviewer,
-        min_quality=options.min_quality,
-        crop_grid=options.crop_grid,
-        crop_keep=options.crop_keep,
-    )
-    return result.outcome, result.entry.id if result.entry is not None else None
+def mark_done(session: Session, item_id: int, reviewer: str, now: dt.datetime) -> None:
+    """Close item ``item_id``: done (first done time kept), its claim ended."""
+    item = session.get(ReviewItem, item_id)
+    assert item is not None  # locked by lock_item in this transaction
+    item.status = ReviewItemStatus.DONE
+    item.done_at = item.done_at or now
+    item.claim_expires_at = None
+    item.claimed_by = item.claimed_by or reviewer
+    session.flush()
 
 
 def list_reviews(session: Session, *, job_id: int) -> list[ReviewView]:

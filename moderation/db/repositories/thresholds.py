@@ -20,6 +20,7 @@ __all__ = [
     "append_version",
     "get_version",
     "history",
+    "version_scales",
 ]
 
 
@@ -117,3 +118,12 @@ def history(
     if category is not None:
         query = query.where(ThresholdVersion.category == category)
     return [_record(row) for row in session.scalars(query)]
+
+
+def version_scales(session: Session, version_ids: Iterable[int]) -> dict[int, str]:
+    """The score scale of each of ``version_ids`` (unknown ids are absent)."""
+    ids = set(version_ids)
+    if not ids:
+        return {}
+    query = select(ThresholdVersion.id, ThresholdVersion.scale).where(ThresholdVersion.id.in_(ids))
+    return {row.id: row.scale for row in session.execute(query)}

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from moderation.config import ROLES
 from moderation.db.models import ApiToken
 
-__all__ = ["TokenRecord", "create_token", "find_token", "list_tokens", "revoke_token", "token_hash"]
+__all__ = ["TokenRecord", "find_token", "insert_token", "list_tokens", "revoke_token"]
 
 
 @dataclass(frozen=True)
@@ -24,25 +21,17 @@ class TokenRecord:
     revoked_at: dt.datetime | None
 
 
-def token_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def create_token(session: Session, name: str, role: str) -> str:
-    """Store a new token and return its secret (shown once; only its hash is kept)."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-    secret = secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, role=role, token_sha256=token_hash(secret)))
+def insert_token(session: Session, name: str, role: str, token_sha256: str) -> None:
+    """Store a token by its hash (``IntegrityError`` at flush when the name is taken)."""
+    session.add(ApiToken(name=name, role=role, token_sha256=token_sha256))
     session.flush()
-    return secret
 
 
-def find_token(session: Session, secret: str) -> tuple[str, str] | None:
-    """(name, role) of a live token, or None."""
+def find_token(session: Session, token_sha256: str) -> tuple[str, str] | None:
+    """(name, role) of the live token with that hash, or None."""
     row = session.execute(
         select(ApiToken.name, ApiToken.role).where(
-            ApiToken.token_sha256 == token_hash(secret), ApiToken.revoked_at.is_(None)
+            ApiToken.token_sha256 == token_sha256, ApiToken.revoked_at.is_(None)
         )
     ).first()
     return (row[0], row[1]) if row else None

@@ -1,10 +1,10 @@
 """Page 2, Review: a reviewer works the queue, one item at a time.
 
-``GET /review`` claims the next item for the viewer (``reviews.claim_items``: highest
+``GET /review`` claims the next item for the viewer (``services.reviews.claim_items``: highest
 priority first, a lease of ``MODERATION_REVIEW_LEASE_S``; a reload gets the reviewer's own
 live claim back) and shows its image — blurred for the top severities until clicked — its
 per-category scores with the winning phrasings, and one decision per review category.
-``POST /review/items/{id}`` records the decisions (``reviews.record_review``, one
+``POST /review/items/{id}`` records the decisions (``services.reviews.record_review``, one
 transaction) and redirects to ``/review``: submit & next. ``/static/review.js`` adds the keys
 (v / n / o decide the current category and submit when every category has a label; r reveals
 the image); without script the buttons do the same.
@@ -28,26 +28,24 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from moderation.config import Settings
-from moderation.db.models import ReviewItem
-from moderation.db.repositories.images import load_payloads
-from moderation.db.repositories.reviews import (
+from moderation.domain import ReviewLabel, RiskTier
+from moderation.images import ALLOWED_FORMATS, ImageRejected
+from moderation.pipeline.decode import read_payload_bytes
+from moderation.services.confidence import confidence_of
+from moderation.services.reviews import (
     BankingOptions,
     ClaimConflict,
     ClaimedItem,
     InvalidReview,
     UnknownReviewItem,
     claim_items,
+    item_payload,
     record_review,
     routed_categories,
 )
-from moderation.domain import ReviewLabel, RiskTier
-from moderation.images import ALLOWED_FORMATS, ImageRejected
-from moderation.pipeline.decode import read_payload_bytes
-from moderation.services.confidence import confidence_of
 from moderation.web.deps import DashboardState, Page, render
 
 __all__ = [
@@ -270,12 +268,9 @@ def item_image(item_id: int, request: Request) -> Response:
     """The item's image bytes with the content type of the format they decode as."""
     state = _state(request)
     with state.sessions() as session:
-        job_id = session.scalar(select(ReviewItem.job_id).where(ReviewItem.id == item_id))
-        if job_id is None:
-            raise HTTPException(404, f"no review item {item_id}")
-        payload = load_payloads(session, [job_id]).get(job_id)
-    if payload is None:  # pragma: no cover - the foreign key keeps the job
-        raise HTTPException(404, f"no image for review item {item_id}")
+        payload = item_payload(session, item_id)
+    if payload is None:  # the foreign keys keep every item's job and image
+        raise HTTPException(404, f"no review item {item_id}")
     try:
         max_bytes = _settings(request).max_upload_bytes
         data = read_payload_bytes(payload, max_bytes)

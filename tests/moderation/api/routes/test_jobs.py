@@ -7,9 +7,9 @@ import base64
 from sqlalchemy import select
 
 from moderation.db.models import Job
-from moderation.db.repositories.tokens import create_token
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import JobStatus
+from moderation.services.tokens import create_token
 from tests.fakes import png_bytes
 
 IMG = png_bytes((200, 10, 10))

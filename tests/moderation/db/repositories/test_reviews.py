@@ -30,6 +30,7 @@ from moderation.domain import (
     RiskTier,
     ScoreSource,
 )
+from moderation.services import reviews as service
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 PDQ = "f" * 32 + "0" * 32  # a valid-looking 256-bit hash
@@ -68,12 +69,14 @@ def sessions(engine):
 
 def claim(sessions, reviewer, n=10, lease_s=60, now=T0, **kw):
     with sessions.begin() as s:
-        return repo.claim_items(s, reviewer=reviewer, n=n, lease_s=lease_s, now=now, **kw)
+        return service.claim_items(s, reviewer=reviewer, n=n, lease_s=lease_s, now=now, **kw)
 
 
 def review(sessions, item_id, reviewer, label="violation", now=T0, **kw):
     with sessions.begin() as s:
-        return repo.record_review(s, item_id=item_id, reviewer=reviewer, label=label, now=now, **kw)
+        return service.record_review(
+            s, item_id=item_id, reviewer=reviewer, label=label, now=now, **kw
+        )
 
 
 def test_claims_go_by_priority_then_age_and_carry_what_a_reviewer_needs(sessions):
@@ -141,7 +144,7 @@ def test_claim_arguments_are_checked(sessions):
         for kwargs in ({"n": 0}, {"n": 101}, {"lease_s": 0}, {"reviewer": ""}):
             args = {"reviewer": "rita", "n": 1, "lease_s": 10, "now": T0, **kwargs}
             with pytest.raises(ValueError):
-                repo.claim_items(s, **args)
+                service.claim_items(s, **args)
 
 
 def test_review_rules(sessions):
@@ -149,7 +152,7 @@ def test_review_rules(sessions):
     with pytest.raises(repo.UnknownReviewItem):
         review(sessions, 999_999, "rita")
     claim(sessions, "rita")
-    with pytest.raises(repo.ClaimConflict):
+    with pytest.raises(service.ClaimConflict):
         review(sessions, item, "sam", now=T0 + dt.timedelta(seconds=10))
     for kwargs in (
         {"label": "other_category"},  # needs other_category
@@ -158,7 +161,7 @@ def test_review_rules(sessions):
         {"label": "bogus"},
         {"category": "violence"},  # not a category this item asks for
     ):
-        with pytest.raises(repo.InvalidReview):
+        with pytest.raises(service.InvalidReview):
             review(sessions, item, "rita", **kwargs)
     first = review(sessions, item, "rita", label="not_violation", note="fine")
     assert first.item_done and not first.replaced and first.banked is None
@@ -268,7 +271,7 @@ def test_concurrent_claims_on_postgres_never_hand_out_an_item_twice(pg_url, revi
                     mine += [c.item_id for c in batch]
                     with sessions.begin() as s:  # finish them so the next claim moves on
                         for c in batch:
-                            repo.record_review(s, item_id=c.item_id, reviewer=name,
+                            service.record_review(s, item_id=c.item_id, reviewer=name,
                                                label=ReviewLabel.NOT_VIOLATION, now=T0)  # fmt: skip
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 errors.append(exc)
@@ -296,7 +299,7 @@ def test_skip_locked_lets_a_second_reviewer_past_a_claim_in_progress(pg_url):
         ids = make_items(sessions, [(2.0, ReviewItemKind.QUEUE, "sexual", 0.5),
                                     (1.0, ReviewItemKind.QUEUE, "sexual", 0.4)])  # fmt: skip
         with sessions.begin() as slow:  # first claim not yet committed: its row stays locked
-            first = repo.claim_items(slow, reviewer="rita", n=1, lease_s=60, now=T0)
+            first = service.claim_items(slow, reviewer="rita", n=1, lease_s=60, now=T0)
             assert [c.item_id for c in first] == [ids[0]]
             second = claim(sessions, "sam", n=2)  # does not wait, does not get rita's item
             assert [c.item_id for c in second] == [ids[1]]
@@ -316,7 +319,7 @@ def test_confirmed_violation_is_banked_with_crop_windows_from_the_kept_bytes(ses
     with sessions.begin() as s:
         job = s.get(Job, s.get(ReviewItem, item).job_id)
         s.add(ImageBlob(image_id=job.image_id, data=buffer.getvalue()))
-    banking = repo.BankingOptions(min_quality=50, crop_grid=2, crop_keep=0.95)
+    banking = service.BankingOptions(min_quality=50, crop_grid=2, crop_keep=0.95)
     result = review(sessions, item, "rita", banking=banking)
     assert result.banked == "added"
     with sessions() as s:

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import Review, ReviewItem
-from moderation.db.repositories.reviews import InvalidReview
 from moderation.domain import ReviewItemStatus, ReviewLabel, RiskTier
 from moderation.images import ImageRejected
+from moderation.services.reviews import InvalidReview
 from moderation.web.pages.review import image_media_type, parse_decisions, score_rows
 from tests.fakes import png_bytes
 from tests.review_seed import ITEMS, NOW, seed_review_queue

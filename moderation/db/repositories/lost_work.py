@@ -1,4 +1,5 @@
-"""The reaper: finds work whose broker message may be lost and hands it back for publishing."""
+"""The reaper's query: work whose broker message may be lost, handed back for publishing
+(``moderation.services.requeue.reap_and_publish`` publishes it)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from moderation.cli.launcher import ProcessSpec, Supervisor, parse_gpus, worker_specs
 from moderation.config import Settings
-from workers.launcher import ProcessSpec, Supervisor, parse_gpus, worker_specs
 
 
 def test_parse_gpus():

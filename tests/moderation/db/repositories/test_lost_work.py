@@ -7,11 +7,11 @@ import datetime as dt
 from sqlalchemy import update
 
 from moderation.db.models import Job
+from moderation.db.repositories.lost_work import find_lost_work
 from moderation.db.session import make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 from moderation.pipeline.intake import Submission, register_submissions
-from moderation.pipeline.reaper import find_lost_work
 from tests.fakes import png_bytes
 
 
