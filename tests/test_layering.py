@@ -1,4 +1,4 @@
-"""The layering contracts of pyproject.toml (docs/layers.md) hold: ``lint-imports`` passes."""
+"""The layering contracts of pyproject.toml (docs/architecture.md) hold: ``lint-imports`` passes."""
 
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ def test_the_contracts_cover_what_docs_layers_names():
     }
     # one list of pure modules: the import contract and the run-time purity test agree
     assert contracts["pure-modules"]["source_modules"] == PURE_MODULES
-    layers = (ROOT / "docs" / "layers.md").read_text()
+    layers = (ROOT / "docs" / "architecture.md").read_text()
     assert all(f"`{name}`" in layers for name in contracts)
