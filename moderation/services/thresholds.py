@@ -9,6 +9,7 @@ cannot be carried out raises ``ThresholdChangeError`` with a message for the use
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "ThresholdVersionRecord",
     "VersionView",
     "active_versions",
+    "in_force",
     "list_versions",
     "pin",
     "rollback",
@@ -247,3 +249,22 @@ def scoring_thresholds(settings: Settings, scorer: Scorer) -> ScoringThresholds:
 def _without_db(settings: Settings, scorer: Scorer, why: str) -> ScoringThresholds:
     note = f"{why}: thresholds from the thresholds file, catalog and preset (no DB versions)"
     return ScoringThresholds(thresholds_for(None, scorer, settings.thresholds_file), note)
+
+
+def in_force(session: Session, settings: Settings, *, now: dt.datetime) -> ScoringThresholds:
+    """The thresholds the pipeline decides with now, for what the workers score (the scorer
+    profiles they registered, as the adjuster sees them; else this process's settings) —
+    the dashboard's Thresholds page. A configuration that cannot be resolved (a broken
+    thresholds file or catalog, an unknown scale) gives no thresholds and a note saying why."""
+    from moderation.scoring.catalog import CatalogError
+    from moderation.scoring.scorers import ScorerConfigError
+    from moderation.thresholds.adjusting import profile_in_force
+    from moderation.thresholds.overrides import ThresholdsFileError
+    from moderation.thresholds.scales import UnknownScale
+
+    try:
+        chosen = profile_in_force(session, settings, now=now)
+        resolved = thresholds_for(session, chosen.profile, settings.thresholds_file)
+    except (CatalogError, ScorerConfigError, ThresholdsFileError, UnknownScale) as exc:
+        return ScoringThresholds({}, f"thresholds in force unavailable: {exc}")
+    return ScoringThresholds(resolved, chosen.note)

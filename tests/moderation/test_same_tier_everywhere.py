@@ -1,5 +1,6 @@
 """One threshold spine: ``moderation score``, ``moderation scan``, the worker's batch (as the
-Celery task runs it) and the dashboard's matcher page give the same image the same tiers —
+Celery task runs it) and the dashboard's matcher page give the same image the same tiers, and
+the dashboard's Thresholds page shows the cut-off they used —
 under a thresholds file that moves a category's base, and under an active DB version — on
 SQLite and PostgreSQL.
 
@@ -151,6 +152,26 @@ def via_matcher(setup: dict, settings_factory) -> tuple[str, str]:  # type: igno
     return overall.group(1), weapons.group(1)
 
 
+def in_force_on_dashboard(setup: dict, settings_factory) -> str:  # type: ignore[no-untyped-def]
+    """The dashboard's Thresholds page: the weapons line "In force: <base> (<scale>, from …)"."""
+    settings = settings_factory(
+        database_url=str(setup["db"]),
+        backend="fake",
+        thresholds_file=setup["file"],
+        pattern_cache_dir=setup["cache"],
+    )
+    engine = make_engine(str(setup["db"]))
+    try:
+        with TestClient(create_dashboard_app(settings, engine=engine)) as client:
+            page = client.get("/thresholds", params={"category": "weapons"})
+    finally:
+        engine.dispose()
+    assert page.status_code == 200, page.text
+    found = re.search(r'<p class="in-force">(.*?)</p>', page.text, re.S)
+    assert found, page.text
+    return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip()
+
+
 def every_surface(setup: dict, settings_factory) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
     # the worker first: scan then reuses its stored scores, but decides afresh
     return {
@@ -185,6 +206,8 @@ def test_the_subject_gets_a_different_tier_from_preset_file_and_version():
 def test_a_thresholds_file_moves_the_tier_on_every_surface(setup, settings_factory):
     tiers = every_surface(setup, settings_factory)
     assert set(tiers.values()) == {("warning", "warning")}, tiers
+    shown = in_force_on_dashboard(setup, settings_factory)
+    assert "0.6" in shown and "from the thresholds file" in shown, shown
 
 
 def test_an_active_db_version_sets_the_tier_on_every_surface(setup, settings_factory):
@@ -200,6 +223,8 @@ def test_an_active_db_version_sets_the_tier_on_every_surface(setup, settings_fac
     # the version wins over the thresholds file (still configured) and the preset
     tiers = every_surface(setup, settings_factory)
     assert set(tiers.values()) == {("high", "high")}, tiers
+    shown = in_force_on_dashboard(setup, settings_factory)
+    assert "0.2" in shown and "from version #" in shown, shown
 
 
 def test_score_without_a_database_says_so_in_one_line_and_uses_the_file(setup, tmp_path):

@@ -4,7 +4,7 @@ precision/recall that reviews and audits estimate for the current cut-offs."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,8 +13,10 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from moderation.db import views
+from moderation.services.thresholds import in_force
+from moderation.thresholds.tiers import CategoryThresholds
 from moderation.web import charts
-from moderation.web.deps import NowDep, Page, SessionDep, render, window_hours
+from moderation.web.deps import DashboardState, NowDep, Page, SessionDep, render, window_hours
 
 __all__ = ["PAGE", "router"]
 
@@ -30,6 +32,7 @@ class CategoryPanel:
     versions: Sequence[views.ThresholdHistoryEntry]  # newest first
     estimate: views.CategoryEstimate | None
     chart: Markup
+    in_force: CategoryThresholds | None = None  # what the pipeline decides with now (resolver)
 
     @property
     def active(self) -> views.ThresholdHistoryEntry | None:
@@ -70,9 +73,11 @@ def panels(
     history: Sequence[views.ThresholdHistoryEntry],
     estimates: Sequence[views.CategoryEstimate],
     now: dt.datetime,
+    in_force: Mapping[str, CategoryThresholds] | None = None,
 ) -> list[CategoryPanel]:
+    in_force = in_force or {}
     by_estimate = {e.category: e for e in estimates}
-    categories = sorted({v.category for v in history} | set(by_estimate))
+    categories = sorted({v.category for v in history} | set(by_estimate) | set(in_force))
     result = []
     for category in categories:
         versions = [v for v in history if v.category == category]
@@ -82,6 +87,7 @@ def panels(
                 versions,
                 by_estimate.get(category),
                 history_chart(category, versions, now),
+                in_force.get(category),
             )  # fmt: skip
         )
     return result
@@ -99,10 +105,15 @@ def thresholds(
     window = views.TimeWindow.last(hours, now)
     history = views.threshold_history(session, category, limit=1000)
     estimates = views.review_estimates(session, window)
+    state: DashboardState = request.app.state.dashboard
+    resolved = in_force(session, state.playground.settings, now=now)
+    current = resolved.thresholds
     if category is not None:
         estimates = [e for e in estimates if e.category == category]
+        current = {c: t for c, t in current.items() if c == category}
     return render(
         request, "thresholds.html", PAGE,
         hours=hours, window=window, now=now, category=category,
-        panels=panels(history, estimates, now), kind_colors=KIND_COLORS,
+        panels=panels(history, estimates, now, current), kind_colors=KIND_COLORS,
+        in_force_note=resolved.note,
     )  # fmt: skip

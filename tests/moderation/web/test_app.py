@@ -61,7 +61,8 @@ def test_empty_database_renders_placeholders(sqlite_url, dashboard_factory):
         thresholds = client.get("/thresholds")
     assert overview.status_code == 200 and thresholds.status_code == 200
     assert "no data in this window" in overview.text and "nothing waiting" in overview.text
-    assert "No threshold versions and no reviews yet." in thresholds.text
+    # no version yet: each category the scorer scores shows the cut-off in force (the preset)
+    assert "In force:" in thresholds.text and "No threshold version yet" in thresholds.text
 
 
 def test_database_without_schema_gives_a_503_page(tmp_path, dashboard_factory):
