@@ -131,7 +131,8 @@ def via_worker(setup: dict, settings_factory) -> tuple[str, str]:  # type: ignor
     return _tiers_of(str(setup["db"]), job_id)
 
 
-def via_matcher(setup: dict, settings_factory) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _dashboard_request(setup: dict, settings_factory, method: str, path: str, **kw):  # type: ignore[no-untyped-def]
+    """One request to a dashboard app configured like the other surfaces (fake backend, file)."""
     settings = settings_factory(
         database_url=str(setup["db"]),
         backend="fake",
@@ -141,11 +142,19 @@ def via_matcher(setup: dict, settings_factory) -> tuple[str, str]:  # type: igno
     engine = make_engine(str(setup["db"]))
     try:
         with TestClient(create_dashboard_app(settings, engine=engine)) as client:
-            image = Path(setup["image"]).read_bytes()
-            page = client.post("/matcher", files={"image": ("subject.png", image, "image/png")})
+            page = client.request(method, path, **kw)
     finally:
         engine.dispose()
     assert page.status_code == 200, page.text
+    return page
+
+
+def via_matcher(setup: dict, settings_factory) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    image = Path(setup["image"]).read_bytes()
+    page = _dashboard_request(
+        setup, settings_factory, "POST", "/matcher",
+        files={"image": ("subject.png", image, "image/png")},
+    )  # fmt: skip
     overall = re.search(r'<strong class="tier"[^>]*>(\w+)</strong>', page.text)
     weapons = re.search(r'<tr id="category-weapons" class="tier-(\w+)">', page.text)
     assert overall and weapons, page.text
@@ -154,19 +163,9 @@ def via_matcher(setup: dict, settings_factory) -> tuple[str, str]:  # type: igno
 
 def in_force_on_dashboard(setup: dict, settings_factory) -> str:  # type: ignore[no-untyped-def]
     """The dashboard's Thresholds page: the weapons line "In force: <base> (<scale>, from …)"."""
-    settings = settings_factory(
-        database_url=str(setup["db"]),
-        backend="fake",
-        thresholds_file=setup["file"],
-        pattern_cache_dir=setup["cache"],
+    page = _dashboard_request(
+        setup, settings_factory, "GET", "/thresholds", params={"category": "weapons"}
     )
-    engine = make_engine(str(setup["db"]))
-    try:
-        with TestClient(create_dashboard_app(settings, engine=engine)) as client:
-            page = client.get("/thresholds", params={"category": "weapons"})
-    finally:
-        engine.dispose()
-    assert page.status_code == 200, page.text
     found = re.search(r'<p class="in-force">(.*?)</p>', page.text, re.S)
     assert found, page.text
     return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip()
