@@ -32,7 +32,9 @@ NON_SETTINGS_ENV = {
     "CUDA_VISIBLE_DEVICES",  # read by CUDA (the launcher sets it per worker as well)
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client's multiprocess mode (API)
 }
-_SUBST = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_SUBST = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+# What a deployer sets for each required (``${VAR:?message}``) variable in these checks.
+_REQUIRED_VALUE = "s" * 40
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
@@ -43,8 +45,43 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` with nothing set in the environment."""
-    return _SUBST.sub(lambda m: m.group(2) or "", value)
+    """Compose's ``${VAR:-default}`` with nothing set in the environment; a required
+    ``${VAR:?message}`` gets the value a deployer would have to set."""
+
+    def substitute(m: re.Match[str]) -> str:
+        return _REQUIRED_VALUE if m.group(2) == "?" else (m.group(3) or "")
+
+    return _SUBST.sub(substitute, value)
+
+
+def _compose_text_values() -> list[str]:
+    """Every environment value and published port in the compose file, as written."""
+    values = []
+    for service in SERVICES.values():
+        values += env_of(service).values()
+        values += [str(p) for p in service.get("ports") or []]
+    return values
+
+
+def test_no_secret_has_a_default():
+    """Passwords and signing keys are required (``${VAR:?…}``): compose refuses to start
+    without them instead of shipping a guessable default or an empty key."""
+    secret_refs = [
+        m
+        for value in _compose_text_values()
+        for m in _SUBST.finditer(value)
+        if re.search(r"PASSWORD|SECRET", m.group(1))
+    ]
+    assert {m.group(1) for m in secret_refs} >= {"POSTGRES_PASSWORD", "MODERATION_CALLBACK_SECRET"}
+    for m in secret_refs:
+        assert m.group(2) == "?", f"{m.group(0)}: a secret must be required, not defaulted"
+
+
+def test_published_ports_bind_loopback_by_default():
+    for name, service in SERVICES.items():
+        for port in service.get("ports") or []:
+            published = interpolate(str(port))
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} beyond loopback"
 
 
 def test_every_service_has_an_image_or_build_and_a_command():
