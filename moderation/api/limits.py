@@ -1,11 +1,16 @@
-"""Request body size limit as ASGI middleware (Content-Length and streamed bodies alike)."""
+"""Request body limits: the app-wide size limit as ASGI middleware (Content-Length and
+streamed bodies alike), a per-route ``read_body`` cap, and ``count_json_objects``, the cheap
+structural count that bounds a JSON body's item count before it is decoded."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-__all__ = ["BodySizeLimit"]
+from fastapi import HTTPException, Request
+
+__all__ = ["BodySizeLimit", "count_json_objects", "read_body"]
 
 Scope = dict[str, Any]
 
@@ -66,3 +71,41 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it is declared or streamed past
+    ``max_bytes`` (call it after the route's authentication dependency has run)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"request body exceeds the {max_bytes}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(413, f"request body exceeds the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# a JSON string (unrolled, possessive: linear, no backtracking, one C-level run per string)
+# or an object opening outside one
+_TOKENS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|\{')
+
+
+def count_json_objects(raw: bytes, limit: int) -> int:
+    """A number above ``limit`` exactly when ``raw`` opens more than ``limit`` JSON objects
+    (``{`` outside strings; at or under it, an upper bound). It counts no further than
+    ``limit + 1``: a hostile body of millions of tiny objects is refused after scanning its
+    first few kilobytes, and a big body of few objects (long base64 strings) costs one regex
+    pass in C. Malformed JSON is counted as far as it goes; the decoder refuses it after."""
+    if raw.count(b"{") <= limit:  # memchr speed; an upper bound of the structural count
+        return raw.count(b"{")
+    seen = 0
+    for match in _TOKENS.finditer(raw):
+        if match.group() == b"{":
+            seen += 1
+            if seen > limit:
+                break
+    return seen
