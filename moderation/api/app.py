@@ -105,12 +105,18 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> set[str]:
-    allowed: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})  # path match only
-        if match is Match.PARTIAL:
-            allowed |= set(getattr(route, "methods", None) or ())
-    return allowed
+    scope = {**request.scope, "method": "\x00"}  # no method matches: a path match is PARTIAL
+
+    def walk(routes: Any) -> set[str]:
+        allowed: set[str] = set()
+        for route in routes:
+            if hasattr(route, "original_router"):  # FastAPI's lazily included routers
+                allowed |= walk(route.original_router.routes)
+            elif getattr(route, "methods", None) and route.matches(scope)[0] is Match.PARTIAL:
+                allowed |= set(route.methods)
+        return allowed
+
+    return walk(app.router.routes)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -182,8 +182,9 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
     if ctype.startswith("multipart/form-data"):
         field = "files" if batch else "file"
         max_files = settings.max_batch_jobs if batch else 1
-        # one file over the limit is let in, so that the count below can answer 413
-        form = await request.form(max_files=max_files + 1, max_fields=100)
+        # one file over the batch limit is let in, so that the count below answers (413, or
+        # 422 for several files to the single-job route); past that Starlette's 400
+        form = await request.form(max_files=settings.max_batch_jobs + 1, max_fields=100)
         uploads = form.getlist(field)
         if not uploads or any(isinstance(u, str) for u in uploads):
             raise unprocessable(f"multipart field {field!r} missing (a file part)")
