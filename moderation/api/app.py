@@ -91,6 +91,10 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code in (401, 403, 413) and _has_body(request):
+            # answered without reading the body (or all of it): close the connection, so the
+            # server does not go on receiving and discarding an upload nobody will read
+            exc.headers = {**(exc.headers or {}), "Connection": "close"}
         if exc.status_code == 405:
             # Starlette names the methods of the first route of the path only (POST /v1/jobs,
             # not also GET): Allow lists every method the path has
@@ -102,6 +106,11 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0")
+    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> set[str]:

@@ -31,7 +31,7 @@ from moderation.thresholds.scenarios import MAX_MATCH_TEXT, JobContext, JobOptio
 
 from ..auth import Principal
 from ..deps import ApiState, StateDep, require_role
-from ..limits import count_json_objects, read_body
+from ..limits import TooManyObjects, count_json_objects, read_body
 from ..schemas.common import (
     MAX_DB_ID,
     NO_NUL_PATTERN,
@@ -146,17 +146,22 @@ def _decode_b64(value: str, index: int, max_bytes: int) -> bytes:
         raise unprocessable("not valid base64", ("body", "jobs", index, "image_base64")) from None
 
 
-def _parse_json(raw: bytes, settings: Settings, *, batch: bool) -> list[_Item]:
+def _too_many(settings: Settings, batch: bool) -> HTTPException:
+    if batch:
+        return HTTPException(413, f"at most {settings.max_batch_jobs} images per request")
+    return unprocessable("one submission: an object with at most a 'context' object inside")
+
+
+def _parse_json(raw: bytearray, settings: Settings, *, batch: bool) -> list[_Item]:
     """Runs in a worker thread: a body of 100 MB takes the event loop no time.
 
     The item count is bounded before the body is decoded: a submission is at most two
     objects (itself and its ``context``), so a body that opens more than
-    ``2 × max_batch_jobs + 1`` objects is refused after a scan of its first kilobytes."""
+    ``2 × max_batch_jobs + 1`` objects is refused — while it is received (``read_body``) and
+    once more on the whole body here, before any JSON decoding."""
     max_jobs = settings.max_batch_jobs if batch else 1
     if count_json_objects(raw, 2 * max_jobs + 1) > 2 * max_jobs + 1:
-        if batch:
-            raise HTTPException(413, f"at most {max_jobs} images per request")
-        raise unprocessable("one submission: an object with at most a 'context' object inside")
+        raise _too_many(settings, batch)
     parsed = validated(BatchSubmission if batch else JsonSubmission, raw, json_body=True)
     subs = parsed.jobs if isinstance(parsed, BatchSubmission) else [parsed]
     if len(subs) > max_jobs:
@@ -209,7 +214,11 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
             for u in uploads
         ]
     if ctype.startswith("application/json"):
-        raw = await read_body(request, settings.max_request_bytes)
+        max_objects = 2 * (settings.max_batch_jobs if batch else 1) + 1
+        try:
+            raw = await read_body(request, settings.max_request_bytes, max_objects=max_objects)
+        except TooManyObjects:
+            raise _too_many(settings, batch) from None
         return await run_in_threadpool(_parse_json, raw, settings, batch=batch)
     raise HTTPException(415, "send multipart/form-data or application/json")
 

@@ -102,16 +102,20 @@ def test_the_item_count_is_refused_before_the_body_is_decoded(api_factory):
     assert job_count(api) == 4
 
 
-def _pull_count(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
-    """Send ``path`` a 64-chunk streamed body straight through ASGI; (status, chunks the app
-    pulled)."""
+def _pull_count(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], chunks: list[bytes] | None = None
+) -> tuple[int, int]:
+    """Send ``path`` a streamed body (``chunks``, default 64 × 64 KiB) straight through ASGI;
+    (status, chunks the app pulled)."""
+    chunks = chunks or [b"x" * 65536] * 64
     pulled = 0
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal pulled
         pulled += 1
-        return {"type": "http.request", "body": b"x" * 65536, "more_body": pulled < 64}
+        more = pulled < len(chunks)
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": more}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -124,6 +128,16 @@ def _pull_count(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tupl
     }  # fmt: skip
     asyncio.run(app(scope, receive, send))
     return sent[0]["status"], pulled
+
+
+def test_a_body_of_too_many_items_is_refused_while_it_is_received(api):
+    """2.5 M items in 64 KiB chunks: the 413 comes after the first chunk, not after 50 MB."""
+    body = b'{"jobs": [' + b",".join([b'{"image_base64":""}'] * 2_500_000) + b"]}"
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    headers = [(b"content-type", b"application/json"),
+               (b"authorization", f"Bearer {TOKENS['alice']}".encode())]  # fmt: skip
+    status, pulled = _pull_count(api.client.app, "/v1/jobs/batch", headers, chunks)
+    assert status == 413 and pulled == 1 and len(chunks) > 700
 
 
 @pytest.mark.parametrize("path", ["/v1/reviews", "/v1/jobs", "/v1/jobs/batch"])
