@@ -137,13 +137,14 @@ def _form_fields(form: Any, names: Any) -> dict[str, Any]:
     return fields
 
 
-def _decode_b64(value: str, index: int, max_bytes: int) -> bytes:
+def _decode_b64(value: str, loc: tuple[str | int, ...], max_bytes: int) -> bytes:
     if len(value) // 4 * 3 > max_bytes + 2:  # refuse before decoding
-        raise HTTPException(413, f"image {index}: exceeds the {max_bytes}-byte limit")
+        where = ".".join(map(str, (*loc[1:], "image_base64")))
+        raise HTTPException(413, f"{where}: the image exceeds the {max_bytes}-byte limit")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise unprocessable("not valid base64", ("body", "jobs", index, "image_base64")) from None
+        raise unprocessable("not valid base64", (*loc, "image_base64")) from None
 
 
 def _too_many(settings: Settings, batch: bool) -> HTTPException:
@@ -166,16 +167,17 @@ def _parse_json(raw: bytearray, settings: Settings, *, batch: bool) -> list[_Ite
     subs = parsed.jobs if isinstance(parsed, BatchSubmission) else [parsed]
     if len(subs) > max_jobs:
         raise HTTPException(413, f"at most {max_jobs} images per request")
-    options = [_options(s, ("body", "jobs", i) if batch else ("body",)) for i, s in enumerate(subs)]
+    locs = [("body", "jobs", i) if batch else ("body",) for i in range(len(subs))]
+    options = [_options(s, loc) for s, loc in zip(subs, locs, strict=True)]
     return [
         _Item(
-            _decode_b64(s.image_base64, i, settings.max_upload_bytes),
+            _decode_b64(s.image_base64, loc, settings.max_upload_bytes),
             s.external_id,
             s.callback_url,
             s.priority,
             opts,
         )
-        for i, (s, opts) in enumerate(zip(subs, options, strict=True))
+        for s, loc, opts in zip(subs, locs, options, strict=True)
     ]
 
 
