@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from moderation.config import Settings, get_settings
 from moderation.db.retry import in_transaction
@@ -20,6 +27,12 @@ from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
 from .routes import health, jobs, metrics, reviews
+from .schemas.common import clean_errors
+from .schemas.jobs import BatchSubmission, JsonSubmission
+from .schemas.reviews import ReviewIn
+
+# request bodies the routes read themselves (after authentication) and document by $ref
+BODY_MODELS = (JsonSubmission, BatchSubmission, ReviewIn)
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -71,8 +84,64 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
         # reached only after the bounded retries in the handlers ran out
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # {loc, msg, type} only: FastAPI's default echoes the input (and logs nothing we want)
+        return JSONResponse({"detail": clean_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code in (401, 403, 413) and _has_body(request):
+            # answered without reading the body (or all of it): close the connection, so the
+            # server does not go on receiving and discarding an upload nobody will read
+            exc.headers = {**(exc.headers or {}), "Connection": "close"}
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only (POST /v1/jobs,
+            # not also GET): Allow lists every method the path has
+            allowed = _allowed_methods(app, request)
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return await http_exception_handler(request, exc)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0")
+    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> set[str]:
+    scope = {**request.scope, "method": "\x00"}  # no method matches: a path match is PARTIAL
+
+    def walk(routes: Any) -> set[str]:
+        allowed: set[str] = set()
+        for route in routes:
+            if hasattr(route, "original_router"):  # FastAPI's lazily included routers
+                allowed |= walk(route.original_router.routes)
+            elif getattr(route, "methods", None) and route.matches(scope)[0] is Match.PARTIAL:
+                allowed |= set(route.methods)
+        return allowed
+
+    return walk(app.router.routes)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the request bodies the routes parse themselves, as components
+    (their nested models too), so every ``$ref`` resolves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        _, defs = models_json_schema(
+            [(m, "validation") for m in BODY_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app_from_env() -> FastAPI:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -72,18 +74,37 @@ class ReviewResult:
     bank_entry_id: int | None = None
 
 
+@functools.lru_cache(maxsize=8)
+def catalog_categories(path: Path | None = None) -> frozenset[str]:
+    """The category names of the catalog at ``path`` (None: the packaged one), cached."""
+    from moderation.scoring.catalog import load_catalog  # yaml + pydantic parse: late, once
+
+    return frozenset(load_catalog(path).category_names)
+
+
+def _packaged_categories() -> frozenset[str]:
+    return catalog_categories(None)
+
+
 @dataclass(frozen=True)
 class BankingOptions:
     """How a confirmed violation is banked (``settings.bank_min_quality``, ``bank_crop_grid``,
-    ``bank_crop_keep``); the defaults are the settings' defaults."""
+    ``bank_crop_keep``) and under which categories it may be (``categories``: the catalog's,
+    ``settings.catalog_file`` or the packaged one); the defaults are the settings' defaults."""
 
     min_quality: int = 50
     crop_grid: int = 0
     crop_keep: float = 0.96
+    categories: frozenset[str] = field(default_factory=_packaged_categories)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BankingOptions:
-        return cls(settings.bank_min_quality, settings.bank_crop_grid, settings.bank_crop_keep)
+        return cls(
+            settings.bank_min_quality,
+            settings.bank_crop_grid,
+            settings.bank_crop_keep,
+            catalog_categories(settings.catalog_file),
+        )
 
 
 def claim_items(
@@ -123,10 +144,14 @@ def claim_items(
 
 
 def check_label(
-    label: ReviewLabel | str, category: str, other_category: str | None
+    label: ReviewLabel | str,
+    category: str,
+    other_category: str | None,
+    categories: frozenset[str] | None = None,
 ) -> tuple[ReviewLabel, str | None]:
     """The label as a ``ReviewLabel`` and the cleaned ``other_category``. Raises
-    ``InvalidReview`` when they contradict each other or ``category``."""
+    ``InvalidReview`` when they contradict each other or ``category``, or when
+    ``other_category`` is not one of ``categories`` (the catalog's; None: not checked)."""
     try:
         label = ReviewLabel(label)
     except ValueError:
@@ -139,6 +164,11 @@ def check_label(
             raise InvalidReview("label other_category needs other_category (the right category)")
         if other == category:
             raise InvalidReview(f"other_category must differ from the reviewed {category!r}")
+        if categories is not None and other not in categories:
+            raise InvalidReview(
+                f"other_category {other[:64]!r} is not a category of the catalog "
+                f"({', '.join(sorted(categories))})"
+            )
     elif other is not None:
         raise InvalidReview(f"other_category is only allowed with label other_category ({label})")
     return label, other or None
@@ -172,7 +202,10 @@ def record_review(
     """Record ``reviewer``'s verdict on one category of review item ``item_id``.
 
     - ``category`` defaults to the item's own; it must be one of the item's review categories
-      (``InvalidReview`` otherwise, or when label and ``other_category`` contradict).
+      (or, for an item without any, a catalog category: ``banking.categories``);
+      ``InvalidReview`` otherwise, or when label and ``other_category`` contradict, or when
+      ``other_category`` is not a catalog category (a reviewer cannot bank an image under a
+      made-up category that later uploads of every tenant would be decided with).
     - An item claimed by someone else whose lease is live → ``ClaimConflict``. Open, expired
       and done items may be reviewed: a second reviewer's review of a done item is *kept*
       (agreement between reviewers is measured from it).
@@ -188,6 +221,7 @@ def record_review(
     """
     if not reviewer:
         raise InvalidReview("reviewer must be named")
+    options = banking or BankingOptions()
     item = repo.lock_item(session, item_id)
     wanted = item.review_categories
     category = (category or "").strip() or (wanted[0] if wanted else "")
@@ -195,7 +229,9 @@ def record_review(
         raise InvalidReview(f"review item {item_id} has no category: pass one")
     if wanted and category not in wanted:
         raise InvalidReview(f"review item {item_id} asks for {list(wanted)}, not {category!r}")
-    label, other = check_label(label, category, other_category)
+    if not wanted and category not in options.categories:
+        raise InvalidReview(f"category {category[:64]!r} is not a category of the catalog")
+    label, other = check_label(label, category, other_category, options.categories)
     _check_claim(item, reviewer, now)
     review_id, previous = repo.upsert_review(
         session,
@@ -212,7 +248,6 @@ def record_review(
     done = not remaining
     if done:
         repo.mark_done(session, item.id, reviewer, now)
-    options = banking or BankingOptions()
     banked, entry_id = _bank(session, item.job_id, label, category, other, reviewer, options)
     record_action(
         session,

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from ..deps import StateDep
@@ -22,7 +23,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+class ReadyOut(BaseModel):
+    ready: bool
+    database: str
+    broker: str
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "The database or the broker is down."}},
+)
 def readyz(state: StateDep) -> Any:
     """The database and the broker answer (503 with the failing part otherwise)."""
     checks: dict[str, str] = {}

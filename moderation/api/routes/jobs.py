@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from moderation.callbacks import CallbackRefused, check_callback_url
+from moderation.config import Settings
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
@@ -26,12 +25,21 @@ from moderation.pipeline.intake import (
     register_submissions,
 )
 from moderation.services.confidence import confidence_of
-from moderation.services.jobs import get_job_view, list_job_views
+from moderation.services.jobs import JobView, get_job_view, list_job_views, submitter_view
 from moderation.services.requeue import retry_and_publish
-from moderation.thresholds.scenarios import JobContext, JobOptions
+from moderation.thresholds.scenarios import MAX_MATCH_TEXT, JobContext, JobOptions
 
 from ..auth import Principal
 from ..deps import ApiState, StateDep, require_role
+from ..limits import TooManyObjects, count_json_objects, read_body
+from ..schemas.common import (
+    MAX_DB_ID,
+    NO_NUL_PATTERN,
+    UtcDatetime,
+    error_responses,
+    unprocessable,
+    validated,
+)
 from ..schemas.jobs import BatchSubmission, JobAccepted, JobList, JobOut, JsonSubmission
 
 __all__ = ["router"]
@@ -42,28 +50,35 @@ Admin = Annotated[Principal, Depends(require_role("admin"))]
 API_DB_RETRY_S = 10  # a request waits this long for a restarting database, then gets a 503
 
 
-def _body_doc(json_model: type[BaseModel], multipart: dict[str, Any]) -> dict[str, Any]:
+def _body_doc(json_model: str, multipart: dict[str, Any]) -> dict[str, Any]:
+    # the JSON body's model is put in components by app.openapi (models_json_schema), so its
+    # nested $refs resolve there
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": multipart},
-                "application/json": {"schema": json_model.model_json_schema()},
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{json_model}"}},
             },
         }
     }
 
 
-_FIELDS = {
-    "external_id": {"type": "string"},
-    "callback_url": {"type": "string"},
+_TEXT = {"type": "string", "pattern": NO_NUL_PATTERN}
+_FIELDS: dict[str, dict[str, Any]] = {
+    "external_id": {**_TEXT, "maxLength": 200},
+    "callback_url": {**_TEXT, "maxLength": 2000},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-    "match_text": {"type": "string"},
+    "match_text": {**_TEXT, "minLength": 1, "maxLength": MAX_MATCH_TEXT},
     "tags": {"type": "boolean"},
-    "context": {"type": "string", "description": "a JSON object (see ContextIn)"},
+    "context": {
+        "type": "string",
+        "description": "a JSON object (see ContextIn)",
+        "contentMediaType": "application/json",
+    },
 }
 SINGLE_DOC = _body_doc(
-    JsonSubmission,
+    "JsonSubmission",
     {
         "type": "object",
         "required": ["file"],
@@ -71,7 +86,7 @@ SINGLE_DOC = _body_doc(
     },
 )
 BATCH_DOC = _body_doc(
-    BatchSubmission,
+    "BatchSubmission",
     {
         "type": "object",
         "required": ["files"],
@@ -84,6 +99,8 @@ BATCH_DOC = _body_doc(
         },
     },
 )
+# every status the submit routes answer besides 202 (413: body, image or item count)
+SUBMIT_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 503)
 
 
 @dataclass(frozen=True)
@@ -95,63 +112,116 @@ class _Item:
     options: JobOptions = JobOptions()
 
 
-def _options(s: JsonSubmission) -> JobOptions:
+def _options(s: JsonSubmission, loc: tuple[str | int, ...]) -> JobOptions:
     try:
         context = JobContext(**s.context.model_dump()) if s.context is not None else None
         return JobOptions(match_text=s.match_text, tags=s.tags, context=context)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(str(exc), loc) from None
 
 
-def _form_fields(form: Any) -> dict[str, Any]:
-    fields = {k: form[k] for k in _FIELDS if k in form}
+def _form_fields(form: Any, names: Any) -> dict[str, Any]:
+    fields = {}
+    for name in names:
+        values = form.getlist(name)
+        if not values:
+            continue
+        if len(values) > 1 or not isinstance(values[0], str):
+            raise unprocessable(f"multipart field {name!r} must be one plain (non-file) value")
+        fields[name] = values[0]
     if "context" in fields:
         try:
             fields["context"] = json.loads(fields["context"])
         except ValueError:
-            raise HTTPException(422, "multipart field 'context' is not a JSON object") from None
+            raise unprocessable("multipart field 'context' is not a JSON object") from None
     return fields
 
 
-def _decode_b64(value: str, index: int) -> bytes:
+def _decode_b64(value: str, loc: tuple[str | int, ...], max_bytes: int) -> bytes:
+    if len(value) // 4 * 3 > max_bytes + 2:  # refuse before decoding
+        where = ".".join(map(str, (*loc[1:], "image_base64")))
+        raise HTTPException(413, f"{where}: the image exceeds the {max_bytes}-byte limit")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(422, f"jobs[{index}].image_base64 is not valid base64") from None
+        raise unprocessable("not valid base64", (*loc, "image_base64")) from None
+
+
+def _too_many(settings: Settings, batch: bool) -> HTTPException:
+    if batch:
+        return HTTPException(413, f"at most {settings.max_batch_jobs} images per request")
+    return unprocessable("one submission: an object with at most a 'context' object inside")
+
+
+def _parse_json(raw: bytearray, settings: Settings, *, batch: bool) -> list[_Item]:
+    """Runs in a worker thread: a body of 100 MB takes the event loop no time.
+
+    The item count is bounded before the body is decoded: a submission is at most two
+    objects (itself and its ``context``), so a body that opens more than
+    ``2 × max_batch_jobs + 1`` objects is refused — while it is received (``read_body``) and
+    once more on the whole body here, before any JSON decoding."""
+    max_jobs = settings.max_batch_jobs if batch else 1
+    if count_json_objects(raw, 2 * max_jobs + 1) > 2 * max_jobs + 1:
+        raise _too_many(settings, batch)
+    parsed = validated(BatchSubmission if batch else JsonSubmission, raw, json_body=True)
+    subs = parsed.jobs if isinstance(parsed, BatchSubmission) else [parsed]
+    if len(subs) > max_jobs:
+        raise HTTPException(413, f"at most {max_jobs} images per request")
+    locs = [("body", "jobs", i) if batch else ("body",) for i in range(len(subs))]
+    options = [_options(s, loc) for s, loc in zip(subs, locs, strict=True)]
+    return [
+        _Item(
+            _decode_b64(s.image_base64, loc, settings.max_upload_bytes),
+            s.external_id,
+            s.callback_url,
+            s.priority,
+            opts,
+        )
+        for s, loc, opts in zip(subs, locs, options, strict=True)
+    ]
 
 
 async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Item]:
+    """The submissions of the body. Called after the route's role dependency, so an
+    unauthenticated request is answered before its body is read."""
+    settings = state.settings
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
-        form = await request.form(max_files=state.settings.max_batch_jobs, max_fields=100)
-        uploads = form.getlist("files" if batch else "file")
+        field = "files" if batch else "file"
+        max_files = settings.max_batch_jobs if batch else 1
+        # one file over the batch limit is let in, so that the count below answers (413, or
+        # 422 for several files to the single-job route); past that Starlette's 400
+        form = await request.form(max_files=settings.max_batch_jobs + 1, max_fields=100)
+        uploads = form.getlist(field)
         if not uploads or any(isinstance(u, str) for u in uploads):
-            raise HTTPException(422, f"multipart field {'files' if batch else 'file'!r} missing")
-        fields = JsonSubmission.model_validate({"image_base64": "", **_form_fields(form)})
+            raise unprocessable(f"multipart field {field!r} missing (a file part)")
+        if len(uploads) > max_files:
+            if batch:
+                raise HTTPException(413, f"at most {max_files} images per request")
+            raise unprocessable("POST /v1/jobs takes one 'file' (use /v1/jobs/batch for more)")
+        others = [k for k in form if k != field]
+        unknown = sorted(set(others) - set(_FIELDS))
+        if unknown:
+            raise unprocessable(f"unknown multipart fields {unknown}")
+        fields = validated(JsonSubmission, {"image_base64": "", **_form_fields(form, _FIELDS)})
+        options = _options(fields, ("body",))
         return [
             _Item(
                 await u.read(),  # type: ignore[union-attr]
                 fields.external_id,
                 fields.callback_url,
                 fields.priority,
-                _options(fields),
+                options,
             )
             for u in uploads
         ]
     if ctype.startswith("application/json"):
-        raw = await request.body()
-        parsed = (BatchSubmission if batch else JsonSubmission).model_validate_json(raw)
-        subs = parsed.jobs if isinstance(parsed, BatchSubmission) else [parsed]
-        return [
-            _Item(
-                _decode_b64(s.image_base64, i),
-                s.external_id,
-                s.callback_url,
-                s.priority,
-                _options(s),
-            )
-            for i, s in enumerate(subs)
-        ]
+        max_objects = 2 * (settings.max_batch_jobs if batch else 1) + 1
+        try:
+            raw = await read_body(request, settings.max_request_bytes, max_objects=max_objects)
+        except TooManyObjects:
+            raise _too_many(settings, batch) from None
+        return await run_in_threadpool(_parse_json, raw, settings, batch=batch)
     raise HTTPException(415, "send multipart/form-data or application/json")
 
 
@@ -167,12 +237,12 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
         try:
             check_options(item.options, settings.backend)
         except OptionsRefused as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise unprocessable(str(exc)) from None
         if item.callback_url:
             try:
                 check_callback_url(item.callback_url, settings.callback_allowlist)
             except CallbackRefused as exc:
-                raise HTTPException(422, str(exc)) from None
+                raise unprocessable(str(exc), ("body", "callback_url")) from None
     subs = [
         Submission.from_bytes(
             item.data,
@@ -213,14 +283,17 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
 
 
 async def _submit(request: Request, state: ApiState, principal: Principal, batch: bool) -> Any:
-    try:
-        items = await _parse(request, state, batch=batch)
-    except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+    items = await _parse(request, state, batch=batch)
     return await run_in_threadpool(_accept, state, principal, items)
 
 
-@router.post("", status_code=202, response_model=JobAccepted, openapi_extra=SINGLE_DOC)
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    openapi_extra=SINGLE_DOC,
+    responses=SUBMIT_ERRORS,
+)
 async def submit_job(
     request: Request, response: Response, state: StateDep, principal: Submitter
 ) -> JobAccepted:
@@ -230,7 +303,13 @@ async def submit_job(
     return accepted[0]
 
 
-@router.post("/batch", status_code=202, response_model=list[JobAccepted], openapi_extra=BATCH_DOC)
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=list[JobAccepted],
+    openapi_extra=BATCH_DOC,
+    responses=SUBMIT_ERRORS,
+)
 async def submit_batch(request: Request, state: StateDep, principal: Submitter) -> Any:
     """Submit many images in one request (multipart ``files`` or JSON ``jobs``)."""
     return await _submit(request, state, principal, batch=True)
@@ -241,17 +320,29 @@ def _visible(principal: Principal) -> str | None:
     return None if principal.has("reviewer") else principal.name
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: int, state: StateDep, principal: Submitter) -> JobOut:
+# ``:int``: only digits reach the job routes, so GET /v1/jobs/batch is a 405 (POST-only path)
+JobId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
+@router.get(
+    "/{job_id:int}", response_model=JobOut, responses=error_responses(401, 403, 404, 422, 503)
+)
+def get_job(job_id: JobId, state: StateDep, principal: Submitter) -> JobOut:
     """Status, per-category scores and confidence levels, tier, threshold versions, and the
-    match verdict and tags the job asked for."""
+    match verdict and tags the job asked for. A submitter sees only its own jobs, and of a
+    hash-bank match the bank and category, not the entry's reason (who confirmed it on
+    which job)."""
     view, confidence = in_transaction(
         state.sessions, lambda s: _job_with_confidence(s, job_id), give_up_after_s=API_DB_RETRY_S
     )
     owner = _visible(principal)
     if view is None or (owner is not None and view.submitted_by != owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    return JobOut.of(view, confidence)
+    return JobOut.of(_shown(principal, view), confidence)
+
+
+def _shown(principal: Principal, view: JobView) -> JobView:
+    return view if principal.has("reviewer") else submitter_view(view)
 
 
 def _job_with_confidence(session: Any, job_id: int) -> tuple[Any, dict[str, str | None]]:
@@ -262,18 +353,16 @@ def _job_with_confidence(session: Any, job_id: int) -> tuple[Any, dict[str, str 
     return view, confidence_of(session, model)
 
 
-@router.get("", response_model=JobList)
+@router.get("", response_model=JobList, responses=error_responses(401, 403, 422, 503))
 def list_jobs(
     state: StateDep,
     principal: Submitter,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-    since: dt.datetime | None = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[UtcDatetime | None, Query(description="ISO 8601; naive is UTC.")] = None,
+    after_id: Annotated[int, Query(ge=0, le=MAX_DB_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobList:
     """Jobs in id order, filtered by status and submission time (ISO 8601)."""
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.UTC)
     views = in_transaction(
         state.sessions,
         lambda s: list_job_views(
@@ -287,11 +376,16 @@ def list_jobs(
         give_up_after_s=API_DB_RETRY_S,
     )
     next_id = views[-1].id if len(views) == limit else None
-    return JobList(jobs=[JobOut.of(v) for v in views], next_after_id=next_id)
+    return JobList(jobs=[JobOut.of(_shown(principal, v)) for v in views], next_after_id=next_id)
 
 
-@router.post("/{job_id}/retry", status_code=202, response_model=JobOut)
-def retry_job(job_id: int, state: StateDep, principal: Admin) -> JobOut:
+@router.post(
+    "/{job_id:int}/retry",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+def retry_job(job_id: JobId, state: StateDep, principal: Admin) -> JobOut:
     """Requeue a failed or quarantined job with a fresh attempt count (admin)."""
     if not retry_and_publish(state.sessions, state.publisher, [job_id]).requeued:
         raise HTTPException(409, f"job {job_id} does not exist or is not failed/quarantined")

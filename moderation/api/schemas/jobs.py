@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from moderation.services.jobs import JobView
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT
 
+from .common import CleanStr
+
 __all__ = [
     "BankMatchOut",
     "BatchSubmission",
@@ -21,11 +23,16 @@ __all__ = [
     "ScoreOut",
 ]
 
+# standard base64 with padding, exactly what base64.b64decode(validate=True) accepts
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
 
 class ContextIn(BaseModel):
     """The seed's decision context (docs/policies.md): it moves this job's thresholds."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as declared (no false for 0, no "5" for 5); the multipart form,
+    # whose values are all text, is validated with strict=False
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     candidates: int | None = Field(
         None, ge=0, description="Competing texts/listings: > 10 stricter, < 3 looser."
@@ -41,13 +48,19 @@ class ContextIn(BaseModel):
 class JsonSubmission(BaseModel):
     """One image as base64 in JSON (the multipart form takes the same fields)."""
 
-    image_base64: str = Field(description="The image bytes, base64-encoded.")
-    external_id: str | None = Field(None, max_length=200, description="Your id for this upload.")
-    callback_url: str | None = Field(
+    model_config = ConfigDict(strict=True)
+
+    image_base64: str = Field(
+        pattern=BASE64_PATTERN, description="The image bytes, base64-encoded (with padding)."
+    )
+    external_id: CleanStr | None = Field(
+        None, max_length=200, description="Your id for this upload."
+    )
+    callback_url: CleanStr | None = Field(
         None, max_length=2000, description="POSTed the decision when its tier is high enough."
     )
     priority: int = Field(0, ge=0, le=9, description="0 (default) … 9 (most urgent).")
-    match_text: str | None = Field(
+    match_text: CleanStr | None = Field(
         None,
         min_length=1,
         max_length=MAX_MATCH_TEXT,
@@ -61,6 +74,10 @@ class JsonSubmission(BaseModel):
 
 
 class BatchSubmission(BaseModel):
+    """Several images; at most ``max_batch_jobs`` (256 by default, else 413)."""
+
+    model_config = ConfigDict(strict=True)
+
     jobs: list[JsonSubmission] = Field(min_length=1)
 
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from moderation.domain import ReviewLabel
 from moderation.services.reviews import ClaimedItem, ReviewResult, ReviewView
 
+from .common import CleanStr, DbId
+
 __all__ = [
     "ClaimedItemOut",
     "ClaimedList",
@@ -72,17 +74,20 @@ class ClaimedList(BaseModel):
 class ReviewIn(BaseModel):
     """One reviewer verdict on one category of a review item."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    item_id: int = Field(ge=1)
+    item_id: DbId
     label: ReviewLabel
-    category: str | None = Field(
+    category: CleanStr | None = Field(
         None, min_length=1, max_length=64, description="Default: the item's category."
     )
-    other_category: str | None = Field(
-        None, min_length=1, max_length=64, description="Only with label other_category."
+    other_category: CleanStr | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Only with label other_category: a category of the catalog.",
     )
-    note: str | None = Field(None, max_length=4000)
+    note: CleanStr | None = Field(None, max_length=4000)
 
     @model_validator(mode="after")
     def _other_category(self) -> ReviewIn:

@@ -86,7 +86,7 @@ def test_unknown_item_is_404_and_wrong_category_422(api, items):
     assert api.client.post("/v1/reviews", json=body, headers=h).status_code == 404
     body = {"item_id": items[0], "label": "violation", "category": "weapons"}
     r = api.client.post("/v1/reviews", json=body, headers=h)
-    assert r.status_code == 422 and "weapons" in r.json()["detail"]
+    assert r.status_code == 422 and "weapons" in r.json()["detail"][0]["msg"]
     assert api.client.get("/v1/review-queue/next?n=0", headers=h).status_code == 422
 
 
