@@ -22,6 +22,7 @@ from moderation.db.repositories.reviews import (
     ItemState,
     ReviewView,
     UnknownReviewItem,
+    claims_of,
     list_reviews,
     routed_categories,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "UnknownReviewItem",
     "check_label",
     "claim_items",
+    "claims_of",
     "item_payload",
     "list_reviews",
     "record_review",

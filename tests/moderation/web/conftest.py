@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from moderation.config import DEFAULT_ALLOWED_HOSTS
 from moderation.db import make_engine, make_sessionmaker
 from moderation.web.app import create_dashboard_app
 from tests.dashboard_seed import NOW, seed_dashboard
@@ -44,14 +45,29 @@ def seeded_url(db_url: str) -> str:
 
 @pytest.fixture
 def dashboard_factory(settings_factory) -> Iterator[Callable[..., FastAPI]]:
-    """Build dashboard apps pinned to the seed's NOW; their engines are disposed afterwards."""
+    """Build dashboard apps pinned to the seed's NOW (or ``clock``); their engines are
+    disposed afterwards. Without ``api_tokens`` the app runs as ``--no-auth`` does (unless
+    ``no_auth`` says otherwise); with them, log in with ``tests.dashboard_auth.log_in``.
+    TestClient's ``testserver`` is an allowed host unless ``allowed_hosts`` is given."""
     engines = []
 
-    def make(database_url: str, **overrides: object) -> FastAPI:
+    def make(
+        database_url: str,
+        *,
+        no_auth: bool | None = None,
+        clock: Callable[[], object] | None = None,
+        **overrides: object,
+    ) -> FastAPI:
         engine = make_engine(database_url)
         engines.append(engine)
+        overrides.setdefault("allowed_hosts", ["testserver", *DEFAULT_ALLOWED_HOSTS])
         settings = settings_factory(database_url=database_url, **overrides)
-        return create_dashboard_app(settings, engine=engine, clock=lambda: NOW)
+        return create_dashboard_app(
+            settings,
+            engine=engine,
+            clock=clock or (lambda: NOW),  # type: ignore[arg-type,return-value]
+            no_auth="api_tokens" not in overrides if no_auth is None else no_auth,
+        )
 
     yield make
     for engine in engines:
