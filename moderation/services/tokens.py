@@ -105,19 +105,23 @@ class TokenResolver:
     def static_names(self) -> frozenset[str]:
         return frozenset(self._static_roles)
 
-    def authenticate(self, secret: str, *, client: str | None = None) -> Principal | None:
+    def authenticate(
+        self, secret: str, *, client: str | None = None, fresh: bool = False
+    ) -> Principal | None:
         """The principal of ``secret``, or None. With ``client`` (an address), failures are
-        counted and an address over the limit gets ``TooManyFailures`` before any lookup."""
+        counted and an address over the limit gets ``TooManyFailures`` before any lookup.
+        ``fresh`` skips the cache (the dashboard's login: a token revoked a second ago
+        must not start a session)."""
         if client is not None:
             wait = self.limiter.retry_after(client)
             if wait is not None:
                 raise TooManyFailures(wait)
-        principal = self._resolve(secret)
+        principal = self._resolve(secret, fresh)
         if principal is None and client is not None:
             self.limiter.record_failure(client)
         return principal
 
-    def _resolve(self, secret: str) -> Principal | None:
+    def _resolve(self, secret: str, fresh: bool) -> Principal | None:
         digest = token_hash(secret)
         for known, principal in self._static.items():
             if hmac.compare_digest(known, digest):
@@ -125,7 +129,7 @@ class TokenResolver:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now and not fresh:
             return cached[0]
         found = in_transaction(self._sessions, lambda s: find_token(s, secret), give_up_after_s=5)
         principal = Principal(found[0], found[1], "db") if found else None

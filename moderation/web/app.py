@@ -135,7 +135,8 @@ def create_dashboard_app(
     )
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(LoginRequired, _login_required)
-    # outermost last: the Host is checked first, then cross-site requests, then the session
+    # outermost last: cross-site refusals and the headers on every answer (the Host check's
+    # 400 included), then the Host, then the session
     app.add_middleware(
         SessionMiddleware,
         secret_key=_session_secret(settings),
@@ -144,8 +145,8 @@ def create_dashboard_app(
         same_site="strict",
         https_only=settings.session_https_only,
     )
-    app.add_middleware(SecurityMiddleware)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(SecurityMiddleware)
     return app
 
 

@@ -89,7 +89,9 @@ async def login(request: Request) -> Response:
     if not secret:
         return _form(request, error="enter your API token", status_code=400, next_path=next_path)
     try:
-        principal = await run_in_threadpool(state.resolver.authenticate, secret, client=client)
+        principal = await run_in_threadpool(
+            state.resolver.authenticate, secret, client=client, fresh=True
+        )
     except TooManyFailures as exc:
         response = _form(request, error=str(exc), status_code=429, next_path=next_path)
         response.headers["Retry-After"] = str(exc.retry_after)
