@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moderation.config import DEFAULT_ALLOWED_HOSTS
 from moderation.db import make_engine, make_sessionmaker
 from moderation.web.app import create_dashboard_app
+from moderation.web.security import CSP
 from tests.dashboard_seed import NOW, seed_dashboard
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -128,6 +130,15 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[Callable[[FastAPI], 
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# A test-only driver page runs its own inline script: the dashboard's policy (script-src
+# 'self') would block it, so a driver route states a policy of its own (kept by the middleware).
+DRIVER_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+
+def driver_response(html: str) -> HTMLResponse:
+    return HTMLResponse(html, headers={"Content-Security-Policy": DRIVER_CSP})
 
 
 @dataclass(frozen=True)
