@@ -35,7 +35,8 @@ def test_env_prefix_and_dotenv(tmp_path, monkeypatch):
 
 
 def test_tokens_comma_separated_and_json(monkeypatch):
-    monkeypatch.setenv("MODERATION_API_TOKENS", f"{TOKEN},rev:reviewer:0123456789abcdef0123456789abcdefAAA")
+    rev = "rev:reviewer:0123456789abcdef0123456789abcdefAAA"
+    monkeypatch.setenv("MODERATION_API_TOKENS", f"{TOKEN},{rev}")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert [(t.name, t.role) for t in s.parsed_tokens()] == [("ops", "admin"), ("rev", "reviewer")]
     monkeypatch.setenv("MODERATION_API_TOKENS", json.dumps([TOKEN]))
