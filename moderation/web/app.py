@@ -47,11 +47,12 @@ class NoViewerCredential(RuntimeError):
 def allowed_hosts(settings: Settings) -> list[str]:
     """Host names the dashboard answers to: ``MODERATION_ALLOWED_HOSTS`` or localhost,
     127.0.0.1 and ::1, plus the bound host when it is one address (not 0.0.0.0 / ::)."""
-    hosts = list(settings.allowed_hosts or DEFAULT_ALLOWED_HOSTS)
+    hosts = [h.strip("[]") for h in settings.allowed_hosts or DEFAULT_ALLOWED_HOSTS]
     bound = settings.dashboard_host.strip("[]")
     if not _wildcard(bound) and bound not in hosts:
         hosts.append(bound)
-    return hosts
+    # a Host header names an IPv6 address in brackets ("[::1]:8050"), and is matched so
+    return list(dict.fromkeys(f"[{h}]" if ":" in h else h for h in hosts))
 
 
 def is_loopback(host: str) -> bool:

@@ -101,6 +101,19 @@ def test_dns_rebinding_a_forged_host_with_a_matching_origin_is_refused(queue, ri
     assert rita.get("/overview", headers={"Host": "evil.example"}).status_code == 400
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_default_hosts_are_loopback_names_and_the_bound_address(queue, dashboard_factory):
+    app = dashboard_factory(queue[0], allowed_hosts=[], dashboard_host="192.0.2.7")
+    with TestClient(app, base_url="http://localhost:8050") as client:
+        for host in ("localhost:8050", "127.0.0.1:8050", "[::1]:8050", "192.0.2.7:8050"):
+            assert client.get("/overview", headers={"Host": host}).status_code == 200, host
+        for host in ("testserver", "evil.example:8050", "[::2]:8050", "0.0.0.0:8050"):
+            assert client.get("/overview", headers={"Host": host}).status_code == 400, host
+    wildcard = dashboard_factory(queue[0], allowed_hosts=[], dashboard_host="0.0.0.0")
+    with TestClient(wildcard, base_url="http://localhost:8050") as client:
+        assert client.get("/overview", headers={"Host": "0.0.0.0:8050"}).status_code == 400
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_allowed_hosts_come_from_settings(queue, dashboard_factory):
     app = dashboard_factory(queue[0], allowed_hosts=["dash.example.org"])
