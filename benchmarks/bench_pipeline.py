@@ -47,7 +47,7 @@ from moderation.images import decode_image  # noqa: E402
 
 PG = os.environ.get("MODERATION_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("MODERATION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TOKEN = "bench-submitter-token-000001"
+TOKEN = "bench-submitter-token-00000000000000001"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError
 from moderation.thresholds.presets import DEFAULT_TAG_LABELS, policy_named
 
 __all__ = [
+    "DEFAULT_ALLOWED_HOSTS",
+    "MIN_SECRET_CHARS",
     "ROLES",
     "ApiToken",
     "Role",
@@ -27,6 +29,8 @@ __all__ = [
 
 Role = Literal["submitter", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("submitter", "reviewer", "admin")
+MIN_SECRET_CHARS = 32  # static token secrets and the dashboard's session secret
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def default_data_dir() -> Path:
@@ -47,8 +51,13 @@ class ApiToken:
     def __init__(self, name: str, role: str, secret: str) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r} for token {name!r}; expected one of {ROLES}")
-        if len(secret) < 16:
-            raise ValueError(f"token {name!r} is too short: use at least 16 characters")
+        if not name:
+            raise ValueError("MODERATION_API_TOKENS: a token has an empty name")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"MODERATION_API_TOKENS: the secret of token {name!r} has {len(secret)} "
+                f"characters; use at least {MIN_SECRET_CHARS} (e.g. `openssl rand -hex 24`)"
+            )
         self.name, self.role, self.secret = name, role, secret
 
     def __repr__(self) -> str:
@@ -269,6 +278,28 @@ class Settings(BaseSettings):
     )
     dashboard_host: str = Field("127.0.0.1", description="Bind address of `moderation dashboard`.")
     dashboard_port: int = Field(8050, ge=1, le=65535, description="Port of `moderation dashboard`.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the dashboard answers to (Host header; DNS-rebinding guard), "
+        "comma-separated; empty: localhost, 127.0.0.1, ::1 and the bound host.",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key signing the dashboard's session cookie (at least 32 characters); "
+        "unset: a random key per process, so logins end at restart and differ per process.",
+    )
+    session_max_age_s: int = Field(
+        8 * 3600, ge=60, description="A dashboard login lasts this long, then asks again."
+    )
+    session_https_only: bool = Field(
+        False, description="Mark the dashboard's session cookie Secure (serve it over HTTPS)."
+    )
+    auth_max_failures: int = Field(
+        10, ge=1, description="Failed logins / bad API tokens per client address and window."
+    )
+    auth_failure_window_s: float = Field(
+        60.0, gt=0, description="Window of auth_max_failures; beyond it, 429 with Retry-After."
+    )
     callback_min_tier: str = Field("high", description="Lowest tier that triggers a callback.")
     callback_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts/CIDRs allowed as callback targets even if private."
@@ -304,7 +335,10 @@ class Settings(BaseSettings):
             raise ValueError("tag_labels needs at least one label")
         return labels
 
-    @field_validator("api_tokens", "callback_allowlist", "classifiers", "tag_labels", mode="before")
+    @field_validator(
+        "api_tokens", "allowed_hosts", "callback_allowlist", "classifiers", "tag_labels",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -336,6 +370,15 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens_well_formed(cls, value: list[SecretStr]) -> list[SecretStr]:
         _parse_tokens(value)
+        return value
+
+    @field_validator("session_secret", mode="after")
+    @classmethod
+    def _session_secret_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"MODERATION_SESSION_SECRET: use at least {MIN_SECRET_CHARS} characters"
+            )
         return value
 
     @model_validator(mode="after")
@@ -394,8 +437,9 @@ def _parse_tokens(raw_tokens: list[SecretStr]) -> list[ApiToken]:
             raise ValueError("each API token must look like name:role:secret")
         tokens.append(ApiToken(*parts))
     names = [t.name for t in tokens]
-    if len(set(names)) != len(names):
-        raise ValueError("API token names must be unique")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"MODERATION_API_TOKENS: token names must be unique; repeated: {repeated}")
     return tokens
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation.config import Settings
 from moderation.pipeline.publish import Publisher
 
-from .auth import Principal, TokenAuthenticator
+from .auth import Principal, TokenAuthenticator, TooManyFailures
 
 __all__ = ["ApiState", "CurrentPrincipal", "StateDep", "require_role"]
 
@@ -35,9 +35,12 @@ _bearer = HTTPBearer(auto_error=False, description="API token (the secret part)"
 
 
 def get_principal(
+    request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller of a bearer token; wrong tokens count against the client address
+    (``MODERATION_AUTH_MAX_FAILURES`` per ``MODERATION_AUTH_FAILURE_WINDOW_S``, then 429)."""
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing or invalid bearer token",
@@ -45,7 +48,15 @@ def get_principal(
     )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized
-    principal = state.auth.authenticate(credentials.credentials)
+    client = request.client.host if request.client is not None else "unknown"
+    try:
+        principal = state.auth.authenticate(credentials.credentials, client=client)
+    except TooManyFailures as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     if principal is None:
         raise unauthorized
     return principal

@@ -25,13 +25,15 @@ def add(
     name: str = typer.Argument(...),
     role: str = typer.Argument(..., help="submitter, reviewer or admin"),
 ) -> None:
-    """Create a token and print its secret (shown once)."""
+    """Create a token and print its secret (shown once). Names are unique across the
+    database and MODERATION_API_TOKENS."""
     from moderation.db.session import session_scope
     from moderation.services.tokens import create_token
 
+    static_names = [t.name for t in settings_with().parsed_tokens()]
     try:
         with session_scope(_sessions()) as s:
-            secret = create_token(s, name, role)
+            secret = create_token(s, name, role, static_names=static_names)
     except ValueError as exc:  # unknown role, or TokenExists
         raise CliError(str(exc)) from None
     console.print(secret, highlight=False)
@@ -55,7 +57,8 @@ def list_() -> None:
 
 @tokens_app.command("revoke")
 def revoke(name: str = typer.Argument(...)) -> None:
-    """Revoke a token by name (API processes notice within 10 s)."""
+    """Revoke a token by name (API processes notice within 10 s; dashboard logins with it
+    end at their next request)."""
     from moderation.db.session import session_scope
     from moderation.db.types import utcnow
     from moderation.services.tokens import revoke_token

@@ -24,6 +24,7 @@ from moderation.db.repositories.reviews import (
     ItemState,
     ReviewView,
     UnknownReviewItem,
+    claims_of,
     list_reviews,
     routed_categories,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "UnknownReviewItem",
     "check_label",
     "claim_items",
+    "claims_of",
     "item_payload",
     "list_reviews",
     "record_review",

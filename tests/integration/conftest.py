@@ -21,7 +21,7 @@ from moderation.domain import JobStatus
 from .servers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
-TOKEN = "integration-submitter-token-01"
+TOKEN = "integration-submitter-token-0000000001"
 
 
 @dataclass

@@ -13,10 +13,10 @@ from moderation.api.app import create_app
 from moderation.config import Settings
 
 TOKENS = {
-    "alice": "alice-submitter-secret-0001",
-    "bob": "bob-submitter-secret-000002",
-    "rita": "rita-reviewer-secret-000003",
-    "adam": "adam-admin-secret-000000004",
+    "alice": "alice-submitter-secret-0000000000000001",
+    "bob": "bob-submitter-secret-000000000000000002",
+    "rita": "rita-reviewer-secret-000000000000000003",
+    "adam": "adam-admin-secret-000000000000000000004",
 }
 ROLES = {"alice": "submitter", "bob": "submitter", "rita": "reviewer", "adam": "admin"}
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from moderation.config import Settings, default_database_url
 from tests.moderation.cli.test_db import run_cli
 
-TOKEN = "ops:admin:0123456789abcdefXYZ"
+TOKEN = "ops:admin:0123456789abcdef0123456789abcdefXYZ"
 
 
 def test_defaults_are_embedded(monkeypatch):
@@ -35,7 +35,8 @@ def test_env_prefix_and_dotenv(tmp_path, monkeypatch):
 
 
 def test_tokens_comma_separated_and_json(monkeypatch):
-    monkeypatch.setenv("MODERATION_API_TOKENS", f"{TOKEN},rev:reviewer:0123456789abcdefAAA")
+    rev = "rev:reviewer:0123456789abcdef0123456789abcdefAAA"
+    monkeypatch.setenv("MODERATION_API_TOKENS", f"{TOKEN},{rev}")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert [(t.name, t.role) for t in s.parsed_tokens()] == [("ops", "admin"), ("rev", "reviewer")]
     monkeypatch.setenv("MODERATION_API_TOKENS", json.dumps([TOKEN]))
@@ -43,11 +44,43 @@ def test_tokens_comma_separated_and_json(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "raw", ["nocolons", "a:superuser:0123456789abcdefXYZ", "a:admin:short", f"{TOKEN},{TOKEN}"]
+    "raw",
+    [
+        "nocolons",
+        "a:superuser:0123456789abcdef0123456789abcdefXYZ",
+        "a:admin:short",
+        f"{TOKEN},{TOKEN}",
+        ":admin:0123456789abcdef0123456789abcdefXYZ",
+    ],
 )
 def test_malformed_tokens_are_refused(raw, monkeypatch):
     monkeypatch.setenv("MODERATION_API_TOKENS", raw)
     with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_static_secrets_need_32_characters_in_one_line(monkeypatch):
+    """Finding: static secrets needed only 16 characters (16…31 were accepted)."""
+    monkeypatch.setenv("MODERATION_API_TOKENS", "ops:admin:" + "x" * 31)
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "MODERATION_API_TOKENS" in str(raised.value) and "at least 32" in str(raised.value)
+    monkeypatch.setenv("MODERATION_API_TOKENS", "ops:admin:" + "x" * 32)
+    assert Settings(_env_file=None).parsed_tokens()[0].name == "ops"  # type: ignore[call-arg]
+
+
+def test_cli_names_the_variable_of_a_short_or_repeated_token():
+    short = run_cli("config", "show", env={"MODERATION_API_TOKENS": "ops:admin:" + "x" * 20})
+    assert short.returncode != 0
+    assert "MODERATION_API_TOKENS" in short.stderr and "at least 32" in short.stderr
+    twice = run_cli("config", "show", env={"MODERATION_API_TOKENS": f"{TOKEN},{TOKEN}"})
+    assert twice.returncode != 0
+    assert "MODERATION_API_TOKENS" in twice.stderr and "'ops'" in twice.stderr
+
+
+def test_session_secret_needs_32_characters(monkeypatch):
+    monkeypatch.setenv("MODERATION_SESSION_SECRET", "too-short")
+    with pytest.raises(ValidationError, match="MODERATION_SESSION_SECRET"):
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -33,6 +32,7 @@ from moderation.pipeline.intake import Submission, register_submissions
 from moderation.services import thresholds as service
 from moderation.thresholds.tiers import decide, preset_thresholds
 from moderation.web.app import create_dashboard_app
+from tests.dashboard_auth import DashboardClient
 from workers.celery_app import make_celery
 from workers.lifecycle import build_worker_context
 
@@ -138,11 +138,15 @@ def _dashboard_request(setup: dict, settings_factory, method: str, path: str, **
         backend="fake",
         thresholds_file=setup["file"],
         pattern_cache_dir=setup["cache"],
+        allowed_hosts=["testserver"],
     )
     engine = make_engine(str(setup["db"]))
     try:
-        with TestClient(create_dashboard_app(settings, engine=engine)) as client:
-            page = client.request(method, path, **kw)
+        app = create_dashboard_app(settings, engine=engine, no_auth=True)
+        with DashboardClient(app) as client:  # form posts carry the session's CSRF token
+            page = (
+                client.post(path, **kw) if method == "POST" else client.request(method, path, **kw)
+            )
     finally:
         engine.dispose()
     assert page.status_code == 200, page.text

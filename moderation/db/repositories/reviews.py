@@ -44,6 +44,7 @@ __all__ = [
     "UnknownReviewItem",
     "category_evidence",
     "claim_items",
+    "claims_of",
     "evidence_records",
     "list_reviews",
     "lock_item",
@@ -177,6 +178,24 @@ def claim_items(
         return []
     items = _load_items(session, [i for i in ids if i in claimed])
     return [items[i] for i in ids if i in claimed]
+
+
+def claims_of(session: Session, reviewer: str, now: dt.datetime) -> list[ClaimedItem]:
+    """``reviewer``'s live claims (lease not expired), highest priority first; reads only."""
+    ids = list(
+        session.scalars(
+            select(ReviewItem.id)
+            .where(
+                ReviewItem.status == ReviewItemStatus.CLAIMED,
+                ReviewItem.claimed_by == reviewer,
+                ReviewItem.claim_expires_at > now,
+            )
+            .order_by(ReviewItem.priority.desc(), ReviewItem.created_at, ReviewItem.id)
+            .limit(MAX_CLAIM)
+        )
+    )
+    items = _load_items(session, ids) if ids else {}
+    return [items[i] for i in ids]
 
 
 def _candidates(session: Session, reviewer: str, now: dt.datetime, n: int) -> Any:

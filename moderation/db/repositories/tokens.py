@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import ApiToken
 
-__all__ = ["TokenRecord", "find_token", "insert_token", "list_tokens", "revoke_token"]
+__all__ = [
+    "TokenRecord",
+    "any_live_with_role",
+    "find_live_named",
+    "find_token",
+    "insert_token",
+    "list_tokens",
+    "revoke_token",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,20 @@ def find_token(session: Session, token_sha256: str) -> tuple[str, str] | None:
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+def find_live_named(session: Session, name: str) -> str | None:
+    """The role of the live (not revoked) token named ``name``, or None."""
+    return session.scalar(
+        select(ApiToken.role).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+    )
+
+
+def any_live_with_role(session: Session, roles: tuple[str, ...]) -> bool:
+    found = session.scalar(
+        select(ApiToken.id).where(ApiToken.role.in_(roles), ApiToken.revoked_at.is_(None)).limit(1)
+    )
+    return found is not None
 
 
 def revoke_token(session: Session, name: str, now: dt.datetime) -> bool:

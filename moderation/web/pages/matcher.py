@@ -24,7 +24,7 @@ from moderation.thresholds.overrides import ThresholdsFileError
 from moderation.thresholds.presets import SCORE_BANDS
 from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.tiers import CategoryThresholds, Decision, decide
-from moderation.web.deps import DashboardState, Page, render
+from moderation.web.deps import DashboardState, Page, render, require_csrf
 from moderation.web.pages.overview import TIER_COLORS
 from moderation.web.playground import (
     MAX_TEXT_CHARS,
@@ -134,6 +134,7 @@ async def match(request: Request) -> HTMLResponse:
     if form is None:
         return _page(request, 422, errors=[error])
     try:
+        require_csrf(request, form.get("csrf_token"))
         raw = form.get("texts")
         texts_raw = raw if isinstance(raw, str) else ""
         errors: list[str] = []
@@ -171,7 +172,7 @@ async def _read_form(request: Request, playground: Playground) -> tuple[FormData
             "are accepted (MODERATION_MAX_UPLOAD_BYTES)"
         )
     try:
-        form = await request.form(max_files=1, max_fields=4, max_part_size=FIELD_BYTES)
+        form = await request.form(max_files=1, max_fields=5, max_part_size=FIELD_BYTES)
     except HTTPException as exc:  # Starlette's answer to a malformed or oversized multipart body
         return None, f"the form could not be read: {exc.detail}"
     return form, ""

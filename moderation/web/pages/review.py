@@ -1,13 +1,16 @@
 """Page 2, Review: a reviewer works the queue, one item at a time.
 
-``GET /review`` claims the next item for the viewer (``services.reviews.claim_items``: highest
-priority first, a lease of ``MODERATION_REVIEW_LEASE_S``; a reload gets the reviewer's own
-live claim back) and shows its image — blurred for the top severities until clicked — its
-per-category scores with the winning phrasings, and one decision per review category.
-``POST /review/items/{id}`` records the decisions (``services.reviews.record_review``, one
-transaction) and redirects to ``/review``: submit & next. ``/static/review.js`` adds the keys
-(v / n / o decide the current category and submit when every category has a label; r reveals
-the image); without script the buttons do the same.
+``GET /review`` only reads: it shows the viewer's live claim (``services.reviews.claims_of``)
+— its image, blurred for the top severities until clicked, its per-category scores with the
+winning phrasings, and one decision per review category — or, with none, a "Start reviewing"
+button. That button posts ``/review/claim``, which claims the next item
+(``services.reviews.claim_items``: highest priority first, a lease of
+``MODERATION_REVIEW_LEASE_S``). ``POST /review/items/{id}`` records the decisions
+(``services.reviews.record_review``, one transaction), claims the next item and redirects to
+``/review``: submit & next, so a reviewer clicks "Start" once per sitting. ``/static/review.js``
+adds the keys (v / n / o decide the current category and submit when every category has a
+label; r reveals the image); without script the buttons do the same. Every POST carries the
+session's CSRF token (``deps.require_csrf``); ``web.security`` refuses cross-site ones.
 
 ``GET /review/items/{id}/image`` serves the job's bytes (``image_blobs`` or a ``file://``
 ``storage_uri``, through the pipeline's own reader and its size cap) only when they decode as
@@ -21,10 +24,8 @@ import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
-from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -42,11 +43,12 @@ from moderation.services.reviews import (
     InvalidReview,
     UnknownReviewItem,
     claim_items,
+    claims_of,
     item_payload,
     record_review,
     routed_categories,
 )
-from moderation.web.deps import DashboardState, Page, render
+from moderation.web.deps import DashboardState, Page, render, require_csrf
 
 __all__ = [
     "BLURRED_TIERS",
@@ -152,38 +154,45 @@ def _reviewer(request: Request) -> str:
     return getattr(request.state, "viewer", None) or ANONYMOUS_REVIEWER
 
 
-def _same_origin(request: Request) -> None:
-    """Refuse cross-site form posts: HTTP Basic credentials ride along with them (CSRF)."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise HTTPException(403, "cross-site review submissions are refused")
-    origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        parts = urlsplit(origin)
-        if parts.netloc != request.headers.get("host", request.url.netloc):
-            raise HTTPException(403, "cross-site review submissions are refused")
-
-
-SameOrigin = Annotated[None, Depends(_same_origin)]
-
-
 @router.get("/review", response_class=HTMLResponse)
-def review(request: Request) -> HTMLResponse:
-    """Claim the next item (or get the viewer's own live claim back) and show it."""
+def review(request: Request, empty: bool = False) -> HTMLResponse:
+    """The viewer's live claim, or a button to claim one (a GET changes nothing);
+    ``empty``: the last claim found nothing."""
     state = _state(request)
     reviewer = _reviewer(request)
-    with state.sessions.begin() as session:
-        claimed = claim_items(
-            session,
-            reviewer=reviewer,
-            n=1,
-            lease_s=_settings(request).review_lease_s,
-            now=state.clock(),
-            audit_max_wait_s=_settings(request).review_audit_max_wait_s,
-        )
+    with state.sessions() as session:
+        claimed = claims_of(session, reviewer, state.clock())
         item = claimed[0] if claimed else None
         levels = confidence_of(session, {c: v[0] for c, v in item.scores.items()}) if item else {}
-    return _page(request, item, reviewer, confidence=levels)
+    return _page(request, item, reviewer, confidence=levels, empty=empty and item is None)
+
+
+@router.post("/review/claim")
+async def claim(request: Request) -> Response:
+    """Claim the next item for the viewer (or renew their own claim) and show it."""
+    form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
+    require_csrf(request, form.get("csrf_token"))
+    return await _claim_and_show(request, _reviewer(request))
+
+
+async def _claim_and_show(request: Request, reviewer: str) -> RedirectResponse:
+    claimed = await run_in_threadpool(_claim_next, request, reviewer)
+    return RedirectResponse(PAGE.path if claimed else f"{PAGE.path}?empty=1", status_code=303)
+
+
+def _claim_next(request: Request, reviewer: str) -> bool:
+    state, settings = _state(request), _settings(request)
+    with state.sessions.begin() as session:
+        return bool(
+            claim_items(
+                session,
+                reviewer=reviewer,
+                n=1,
+                lease_s=settings.review_lease_s,
+                now=state.clock(),
+                audit_max_wait_s=settings.review_audit_max_wait_s,
+            )
+        )
 
 
 def _page(
@@ -194,8 +203,10 @@ def _page(
     error: str | None = None,
     status_code: int = 200,
     confidence: Mapping[str, str | None] | None = None,
+    empty: bool = False,
 ) -> HTMLResponse:
     context: dict[str, object] = {
+        "empty": empty,
         "item": item,
         "reviewer": reviewer,
         "error": error,
@@ -218,12 +229,14 @@ def _page(
 
 
 @router.post("/review/items/{item_id}", response_class=HTMLResponse)
-async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
-    """Record the form's decisions, then go to the next item (303 to ``/review``)."""
+async def decide(item_id: int, request: Request) -> Response:
+    """Record the form's decisions, claim the next item, show it (303 to ``/review``)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise HTTPException(413, f"a review form is at most {MAX_FORM_BYTES} bytes")
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    received = await request.form(max_files=0, max_part_size=MAX_FORM_BYTES)
+    form = {k: v for k, v in received.items() if isinstance(v, str)}
+    require_csrf(request, form.get("csrf_token"))
     reviewer = _reviewer(request)
     try:
         banking = BankingOptions.from_settings(_settings(request))
@@ -234,7 +247,7 @@ async def decide(item_id: int, request: Request, _: SameOrigin) -> Response:
         return _page(request, None, reviewer, error=str(exc), status_code=409)
     except InvalidReview as exc:
         return _page(request, None, reviewer, error=str(exc), status_code=422)
-    return RedirectResponse(PAGE.path, status_code=303)
+    return await _claim_and_show(request, reviewer)
 
 
 def _record(

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from moderation.config import DEFAULT_ALLOWED_HOSTS
 from moderation.db import make_engine, make_sessionmaker
 from moderation.web.app import create_dashboard_app
+from moderation.web.security import CSP
 from tests.dashboard_seed import NOW, seed_dashboard
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,14 +47,29 @@ def seeded_url(db_url: str) -> str:
 
 @pytest.fixture
 def dashboard_factory(settings_factory) -> Iterator[Callable[..., FastAPI]]:
-    """Build dashboard apps pinned to the seed's NOW; their engines are disposed afterwards."""
+    """Build dashboard apps pinned to the seed's NOW (or ``clock``); their engines are
+    disposed afterwards. Without ``api_tokens`` the app runs as ``--no-auth`` does (unless
+    ``no_auth`` says otherwise); with them, log in with ``tests.dashboard_auth.log_in``.
+    TestClient's ``testserver`` is an allowed host unless ``allowed_hosts`` is given."""
     engines = []
 
-    def make(database_url: str, **overrides: object) -> FastAPI:
+    def make(
+        database_url: str,
+        *,
+        no_auth: bool | None = None,
+        clock: Callable[[], object] | None = None,
+        **overrides: object,
+    ) -> FastAPI:
         engine = make_engine(database_url)
         engines.append(engine)
+        overrides.setdefault("allowed_hosts", ["testserver", *DEFAULT_ALLOWED_HOSTS])
         settings = settings_factory(database_url=database_url, **overrides)
-        return create_dashboard_app(settings, engine=engine, clock=lambda: NOW)
+        return create_dashboard_app(
+            settings,
+            engine=engine,
+            clock=clock or (lambda: NOW),  # type: ignore[arg-type,return-value]
+            no_auth="api_tokens" not in overrides if no_auth is None else no_auth,
+        )
 
     yield make
     for engine in engines:
@@ -112,6 +130,15 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[Callable[[FastAPI], 
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# A test-only driver page runs its own inline script: the dashboard's policy (script-src
+# 'self') would block it, so a driver route states a policy of its own (kept by the middleware).
+DRIVER_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+
+def driver_response(html: str) -> HTMLResponse:
+    return HTMLResponse(html, headers={"Content-Security-Policy": DRIVER_CSP})
 
 
 @dataclass(frozen=True)

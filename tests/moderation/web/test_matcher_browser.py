@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
-from fastapi.responses import HTMLResponse
 
 from moderation.embedders.fake import FakeEmbedder
+from tests.moderation.web.conftest import driver_response
 
 IMAGE_TEXT = "a red old bicycle on grass"  # four content words: red, old, bicycle, grass
 # Fake cosines ≈ shared words / sqrt(words × 4) ± 0.04: 1.0, 0.5, ≈0.35 … ≈0.19, ≈0.
@@ -47,7 +47,7 @@ def test_matcher_submits_and_shows_sorted_bars_in_chromium(
     seeded_url, dashboard_factory, live_server, browser
 ):
     app = dashboard_factory(seeded_url, backend="fake")
-    app.add_api_route("/_test/drive-matcher", lambda: HTMLResponse(driver_page()))
+    app.add_api_route("/_test/drive-matcher", lambda: driver_response(driver_page()))
     served = live_server(app)
     # the submit happens after load: let Chromium run the page's tasks before capturing
     page = browser(

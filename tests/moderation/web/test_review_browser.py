@@ -6,43 +6,45 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from moderation.db import make_engine, make_sessionmaker
 from moderation.db.models import Review
-from tests.review_seed import seed_review_queue
+from moderation.services.reviews import claim_items
+from tests.moderation.web.conftest import driver_response
+from tests.review_seed import NOW, seed_review_queue
 
-# A page on the dashboard's origin that shows /review in a frame and acts like a reviewer in
-# it: it waits for the page's script, checks the image is blurred (computed CSS, not just a
-# class), clicks it, checks it is revealed, presses "v" and waits for the next page, whose DOM
-# it copies into a <template id="landed"> for the test to read. Any check that fails stops it
-# before the key press, so the item stays undecided and the database assertions fail. (A frame,
-# not document.write: headless Chromium's virtual time never settles after navigating away
-# from a written document that loaded an image.)
-DRIVER = """<!doctype html><html><head><link rel="icon" href="data:,">
-<style>body { margin: 0 } iframe { border: 0; width: 100%; height: 2400px }</style></head>
-<body><iframe id="app" src="/review"></iframe><script>
-const frame = document.getElementById("app");
-const loaded = () => new Promise((r) => frame.addEventListener("load", r, {once: true}));
+# A page on the dashboard's origin that opens /review in a window of its own and acts like a
+# reviewer in it: it waits for the page's script, checks the image is blurred (computed CSS,
+# not just a class), clicks it, checks it is revealed, presses "v" and waits for the next page,
+# whose DOM it copies into a <template id="landed"> for the test to read. Any check that fails
+# stops it before the key press, so the item stays undecided and the database assertions fail.
+# (A window, not a frame: the dashboard refuses to be framed, by its own origin too; not
+# document.write: headless Chromium's virtual time never settles after navigating away from a
+# written document that loaded an image.)
+DRIVER = """<!doctype html><html><head><link rel="icon" href="data:,"></head><body><script>
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 (async () => {
-  await loaded();
-  const doc = frame.contentDocument, win = frame.contentWindow;
-  for (let i = 0; i < 200 && !doc.documentElement.hasAttribute("data-review-ready"); i++) {
-    await sleep(25);
-  }
+  const win = window.open("/review", "review");
+  const ready = () =>
+    win.document && win.document.documentElement.hasAttribute("data-review-ready");
+  for (let i = 0; i < 200 && !ready(); i++) await sleep(25);
+  const doc = win.document;
+  const first = doc.getElementById("review-form").dataset.item;
   const img = doc.getElementById("review-image");
   await img.decode();  // the image route answered with a picture the browser can draw
   if (!win.getComputedStyle(img).filter.includes("blur")) return;
   img.click();
   if (win.getComputedStyle(img).filter !== "none") return;
-  const next = loaded();
-  doc.dispatchEvent(new KeyboardEvent("keydown", {key: "v", bubbles: true}));
-  await next;
+  doc.dispatchEvent(new win.KeyboardEvent("keydown", {key: "v", bubbles: true}));
+  const moved = () => {
+    const form = ready() && win.document.getElementById("review-form");
+    return form && form.dataset.item !== first && win.document.readyState === "complete";
+  };
+  for (let i = 0; i < 200 && !moved(); i++) await sleep(25);
   const landed = document.createElement("template");
   landed.id = "landed";
-  landed.innerHTML = frame.contentDocument.documentElement.outerHTML;
+  landed.innerHTML = win.document.documentElement.outerHTML;
   document.body.appendChild(landed);
 })();
 </script></body></html>"""
@@ -56,8 +58,11 @@ def test_reveal_decide_with_a_key_and_land_on_the_next_item(
     try:
         with make_sessionmaker(engine).begin() as session:
             ids = seed_review_queue(session)
-        app = dashboard_factory(db_url)
-        app.add_api_route("/_test/drive-review", lambda: HTMLResponse(DRIVER))
+            # the reviewer pressed "Start reviewing" (a POST: GET /review claims nothing)
+            claimed = claim_items(session, reviewer="local", n=1, lease_s=900, now=NOW)
+            assert [c.item_id for c in claimed] == [ids["extreme"]]
+        app = dashboard_factory(db_url)  # --no-auth: the reviewer is "local"
+        app.add_api_route("/_test/drive-review", lambda: driver_response(DRIVER))
         served = live_server(app)
         # Only the DOM load drives the page (one reviewer step: decide the extreme item, land
         # on the high one); the screenshot is of the review page as a reviewer first sees it.
@@ -65,6 +70,7 @@ def test_reveal_decide_with_a_key_and_land_on_the_next_item(
             f"{served.base_url}/_test/drive-review",
             "review",
             "--virtual-time-budget=15000",
+            "--disable-popup-blocking",
             screenshot_url=f"{served.base_url}/review",
         )
         with make_sessionmaker(engine)() as session:

@@ -17,6 +17,7 @@ from moderation.domain import RiskTier
 from moderation.embedders.fake import FakeEmbedder
 from moderation.web.pages.matcher import BAND_COLORS, bars
 from moderation.web.playground import MAX_TEXTS, Playground, TextScore
+from tests.dashboard_auth import DashboardClient, log_in
 
 TEXTS = "a cat\n\na red bicycle\na red car\n  \na blue bicycle\n"
 
@@ -39,7 +40,7 @@ def rows(html: str) -> list[tuple[str, str, float]]:
 
 @pytest.fixture
 def fake_client(sqlite_url, dashboard_factory):
-    with TestClient(dashboard_factory(sqlite_url, backend="fake")) as client:
+    with DashboardClient(dashboard_factory(sqlite_url, backend="fake")) as client:
         yield client
 
 
@@ -98,7 +99,7 @@ def test_an_active_db_threshold_version_sets_the_tier(sqlite_url, dashboard_fact
             strategy="manual", reason="test", created_by="test",
         )  # fmt: skip
     engine.dispose()
-    with TestClient(dashboard_factory(sqlite_url, backend="fake")) as client:
+    with DashboardClient(dashboard_factory(sqlite_url, backend="fake")) as client:
         page = client.post("/matcher", files={"image": ("gun.png", png_of("a gun"), "image/png")})
     weapons = page.text.split('id="category-weapons"')[1].split("</tr>")[0]
     assert "medium" in weapons and f"(version #{version.id})" in weapons
@@ -118,7 +119,7 @@ def test_changed_texts_reuse_the_previous_image(fake_client):
 
 
 def test_the_classifier_default_explains_and_still_scores_the_image(sqlite_url, dashboard_factory):
-    with TestClient(dashboard_factory(sqlite_url)) as client:  # backend open_nsfw
+    with DashboardClient(dashboard_factory(sqlite_url)) as client:  # backend open_nsfw
         assert "MODERATION_BACKEND=gme" in client.get("/matcher").text
         page = client.post(
             "/matcher",
@@ -155,7 +156,7 @@ def test_a_bad_upload_is_an_inline_error_with_its_reason(fake_client, payload, r
 def test_an_upload_over_the_limit_is_refused(sqlite_url, dashboard_factory):
     app = dashboard_factory(sqlite_url, backend="fake", max_upload_bytes=2048)
     big = bytes(4096)
-    with TestClient(app) as client:
+    with DashboardClient(app) as client:
         page = client.post("/matcher", files={"image": ("big.png", big, "image/png")})
         assert page.status_code == 422 and "big.png: too_large:" in page.text
         huge = client.post("/matcher", files={"image": ("huge.png", bytes(2 << 20), "image/png")})
@@ -191,7 +192,7 @@ def test_missing_image_and_malformed_form_are_inline_errors(fake_client):
 
 
 def test_an_unbuildable_backend_says_what_to_set(sqlite_url, dashboard_factory):
-    with TestClient(dashboard_factory(sqlite_url, backend="gme")) as client:
+    with DashboardClient(dashboard_factory(sqlite_url, backend="gme")) as client:
         page = client.post(
             "/matcher", files={"image": ("bike.png", png_of("a red bicycle"), "image/png")}
         )
@@ -212,19 +213,36 @@ def test_a_failing_model_is_reported_on_the_page(sqlite_url, dashboard_factory, 
     app = dashboard_factory(sqlite_url)
     broken = Playground(settings_factory(database_url=sqlite_url), lambda s: BrokenScorer())
     app.state.dashboard = dataclasses.replace(app.state.dashboard, playground=broken)
-    with TestClient(app) as client:
+    with DashboardClient(app) as client:
         page = client.post("/matcher", files={"image": ("b.png", png_of("a"), "image/png")})
     assert page.status_code == 500
     assert "scoring failed: the model ran out of memory" in page.text and "<form" in page.text
 
 
+ANA_SECRET = "ana-secret-0123456789-0123456789-0123456789"
+
+
 def test_the_page_needs_a_login_when_tokens_are_set(sqlite_url, dashboard_factory):
-    app = dashboard_factory(
-        sqlite_url, backend="fake", api_tokens=["ana:reviewer:ana-secret-0123456789"]
-    )
-    with TestClient(app) as client:
+    app = dashboard_factory(sqlite_url, backend="fake", api_tokens=[f"ana:reviewer:{ANA_SECRET}"])
+    with DashboardClient(app) as client:
         assert client.post("/matcher", data={"texts": "a"}).status_code == 401
-        assert client.get("/matcher", auth=("ana", "ana-secret-0123456789")).status_code == 200
+        page = client.get("/matcher", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fmatcher"
+        assert log_in(client, ANA_SECRET).status_code == 303
+        assert client.get("/matcher").status_code == 200
+
+
+def test_a_matcher_post_without_the_csrf_token_is_refused(sqlite_url, dashboard_factory):
+    """Finding: ``POST /matcher`` had no origin check; it now needs the session's token."""
+    with TestClient(dashboard_factory(sqlite_url, backend="fake")) as client:
+        image = {"image": ("b.png", png_of("a"), "image/png")}
+        assert client.post("/matcher", files=image, data={"texts": "a"}).status_code == 403
+        wrong = client.post("/matcher", files=image, data={"texts": "a", "csrf_token": "x"})
+        assert wrong.status_code == 403
+        cross = client.post(
+            "/matcher", files=image, data={"texts": "a"}, headers={"Origin": "https://evil.test"}
+        )
+        assert cross.status_code == 403
 
 
 def test_bars_axis_and_widths():
@@ -238,14 +256,15 @@ def test_bars_axis_and_widths():
 def test_the_fake_backend_page_never_imports_torch(sqlite_url):
     code = f"""
 import io, sys
-from fastapi.testclient import TestClient
 from moderation.config import Settings
 from moderation.embedders.fake import FakeEmbedder
 from moderation.web.app import create_dashboard_app
+from tests.dashboard_auth import DashboardClient
 buffer = io.BytesIO()
 FakeEmbedder.image_matching("a gun").save(buffer, "PNG")
-app = create_dashboard_app(Settings(_env_file=None, database_url={sqlite_url!r}, backend="fake"))
-with TestClient(app) as client:
+app = create_dashboard_app(Settings(_env_file=None, database_url={sqlite_url!r}, backend="fake",
+                                    allowed_hosts=["testserver"]), no_auth=True)
+with DashboardClient(app) as client:
     page = client.post("/matcher", files={{"image": ("g.png", buffer.getvalue())}},
                        data={{"texts": "a gun"}})
 assert page.status_code == 200, page.status_code
@@ -271,7 +290,7 @@ def test_the_gme_backend_scores_texts_through_the_real_embedder(
 ):
     app = dashboard_factory(sqlite_url, backend="gme", gme_path=tiny_gme_path, device="cpu")
     texts = ["a cat", "a red bicycle", "a dog on grass"]
-    with TestClient(app) as client:
+    with DashboardClient(app) as client:
         page = client.post(
             "/matcher",
             files={"image": ("bike.png", png_of("a red bicycle"), "image/png")},

@@ -15,11 +15,13 @@ from moderation.domain import ReviewItemStatus, ReviewLabel, RiskTier
 from moderation.images import ImageRejected
 from moderation.services.reviews import InvalidReview
 from moderation.web.pages.review import image_media_type, parse_decisions, score_rows
+from tests.dashboard_auth import DashboardClient, log_in
 from tests.fakes import png_bytes
 from tests.review_seed import ITEMS, NOW, seed_review_queue
 
-TOKENS = ["rita:reviewer:rita-reviewer-secret-000003", "sam:submitter:sam-submitter-secret-00004"]
-RITA = ("rita", "rita-reviewer-secret-000003")
+RITA_SECRET = "rita-reviewer-secret-0000000000000000003"
+SAM_SECRET = "sam-submitter-secret-0000000000000000004"
+TOKENS = [f"rita:reviewer:{RITA_SECRET}", f"sam:submitter:{SAM_SECRET}"]
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def queue(db_url: str, tmp_path) -> tuple[str, dict[str, int]]:
 @pytest.fixture
 def client(queue, dashboard_factory) -> Callable[..., TestClient]:
     def make(**overrides: object) -> TestClient:
-        return TestClient(dashboard_factory(queue[0], **overrides))
+        return DashboardClient(dashboard_factory(queue[0], **overrides))
 
     return make
 
@@ -98,10 +100,16 @@ def test_media_type_comes_from_the_decoded_format():
 def test_work_the_queue_highest_priority_first(queue, client):
     db_url, ids = queue
     web = client()
+    start = web.get("/review")  # a GET claims nothing: it offers a button that does
+    assert start.status_code == 200 and 'action="/review/claim"' in start.text
+    assert 'id="queue-empty"' not in start.text
+    item = ids["extreme"]
+    assert item_status(db_url, item) == ("open", None)
+    claimed = web.post("/review/claim", follow_redirects=False)
+    assert claimed.status_code == 303 and claimed.headers["location"] == "/review"
     page = web.get("/review")
     assert page.status_code == 200
     html = page.text
-    item = ids["extreme"]
     assert f'action="/review/items/{item}"' in html
     assert re.search(r'<img id="review-image"[^>]*class="blurred"', html)
     assert "a photo of a handgun pointed at the camera" in html
@@ -118,15 +126,17 @@ def test_work_the_queue_highest_priority_first(queue, client):
     assert reviews(db_url) == [(item, "local", "weapons", "violation", None)]
     assert item_status(db_url, item)[0] == ReviewItemStatus.DONE
 
-    nxt = web.get("/review").text  # next: the high sexual item, also blurred
+    nxt = web.get("/review").text  # next, claimed by the submit: the high sexual item, blurred
     assert f'action="/review/items/{ids["high"]}"' in nxt and 'class="blurred"' in nxt
     web.post(f"/review/items/{ids['high']}",
              data={"label:sexual": "other_category", "other:sexual": "weapons"})  # fmt: skip
     last = web.get("/review").text  # the medium item: not blurred
     assert f'action="/review/items/{ids["medium"]}"' in last
     assert not re.search(r'<img id="review-image"[^>]*class="blurred"', last)
-    web.post(f"/review/items/{ids['medium']}", data={"label:weapons": "not_violation"})
-    assert 'id="queue-empty"' in web.get("/review").text
+    done = web.post(f"/review/items/{ids['medium']}", data={"label:weapons": "not_violation"},
+                    follow_redirects=False)  # fmt: skip
+    assert done.headers["location"] == "/review?empty=1"
+    assert 'id="queue-empty"' in web.get(done.headers["location"]).text
     assert [r[3:] for r in reviews(db_url)][1:] == [("other_category", "weapons"),
                                                      ("not_violation", None)]  # fmt: skip
 
@@ -135,16 +145,20 @@ def test_work_the_queue_highest_priority_first(queue, client):
 def test_reviewer_is_the_logged_in_token_and_others_claims_are_refused(queue, client):
     db_url, ids = queue
     web = client(api_tokens=TOKENS)
-    assert web.get("/review").status_code == 401
-    assert web.get("/review", auth=("sam", "sam-submitter-secret-00004")).status_code == 401
-    assert f'/review/items/{ids["extreme"]}"' in web.get("/review", auth=RITA).text
+    login_page = web.get("/review", follow_redirects=False)
+    assert login_page.status_code == 303 and login_page.headers["location"].startswith("/login")
+    refused = log_in(web, SAM_SECRET)
+    assert refused.status_code == 403 and "only reviewer and admin" in refused.text
+    assert log_in(web, RITA_SECRET).status_code == 303
+    web.post("/review/claim")
+    assert f'/review/items/{ids["extreme"]}"' in web.get("/review").text
     assert item_status(db_url, ids["extreme"]) == ("claimed", "rita")
     # someone else (the open dashboard's "local") may not decide rita's live claim
     other = client()
     r = other.post(f"/review/items/{ids['extreme']}", data={"label:weapons": "violation"})
     assert r.status_code == 409 and "claimed by rita" in r.text
     r = web.post(f"/review/items/{ids['extreme']}", data={"label:weapons": "violation"},
-                 auth=RITA, follow_redirects=False)  # fmt: skip
+                 follow_redirects=False)  # fmt: skip
     assert r.status_code == 303
     assert reviews(db_url)[-1][:2] == (ids["extreme"], "rita")
 
@@ -153,7 +167,7 @@ def test_reviewer_is_the_logged_in_token_and_others_claims_are_refused(queue, cl
 def test_bad_submissions_answer_with_reasons(queue, client):
     db_url, ids = queue
     web = client()
-    web.get("/review")
+    web.post("/review/claim")
     item = ids["extreme"]
     assert web.post("/review/items/999999", data={"label:weapons": "violation"}).status_code == 404
     r = web.post(f"/review/items/{item}", data={"note": "forgot the label"})
@@ -201,7 +215,9 @@ def test_each_score_shows_its_confidence_level(queue, client):
     from tests.review_seed import _job
 
     db_url, _ = queue
-    html = client().get("/review").text
+    web = client()
+    web.post("/review/claim")
+    html = web.get("/review").text
     row = re.search(r'<tr id="score-weapons".*?</tr>', html, re.S)
     assert row and '<td class="confidence">—</td>' in row.group(0)  # too few observed scores
     engine = make_engine(db_url)
@@ -213,7 +229,7 @@ def test_each_score_shows_its_confidence_level(queue, client):
                             source=ScoreSource.EMBEDDING, tier=RiskTier.CLEAR))  # fmt: skip
     finally:
         engine.dispose()
-    html = client().get("/review").text  # the same claim, shown again
+    html = web.get("/review").text  # the same claim, shown again
     row = re.search(r'<tr id="score-weapons".*?</tr>', html, re.S)
     assert row and '<td class="confidence">high</td>' in row.group(0)
     assert "<th title=" in html and ">confidence</th>" in html
