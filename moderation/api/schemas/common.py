@@ -9,7 +9,7 @@ hostile value is a 422 at the edge instead of a driver error (a 503) deep inside
 - ``UtcDatetime``: an ISO 8601 date-time (not a number, not a bare date), naive meaning UTC,
   that must exist in UTC (year 1 with a +14:00 offset does not).
 
-The error bodies: ``ErrorOut`` (``detail`` a string) for 400/401/403/404/405/409/413/415/503,
+The error bodies: ``ErrorOut`` (``detail`` a string) for 400/401/403/404/405/409/413/415/429/503,
 ``ValidationErrorOut`` (``detail`` a list of ``{loc, msg, type}``) for every 422 — the API's
 own checks (``unprocessable``) answer in the same shape as schema validation.
 """
@@ -134,12 +134,17 @@ _WHY = {
     413: "Body, image or item count over the limit.",
     415: "Unsupported Content-Type.",
     422: "The body or a parameter fails validation.",
+    429: "Too many failed authentications from this address; retry after `Retry-After` s.",
     503: "The database is unavailable; retry later.",
 }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: each status it may answer besides its success."""
+    """``responses=`` for a route: each status it may answer besides its success. A route that
+    authenticates (401) may also answer 429: the failed-auth limiter refuses an address that
+    sent too many wrong tokens, whatever the request."""
+    if 401 in codes and 429 not in codes:
+        codes = (*codes, 429)
     return {
         code: {
             "model": ValidationErrorOut if code == 422 else ErrorOut,

@@ -29,7 +29,7 @@ schema = schemathesis.openapi.from_asgi(
 # a callback URL that resolves to a private address, a review of a category the item does
 # not ask for or one missing from the catalog (422), an image over the size limit (413).
 schema.config.checks.positive_data_acceptance.expected_statuses = [
-    "2xx", "401", "403", "404", "409", "413", "422",
+    "2xx", "401", "403", "404", "409", "413", "422", "429",
 ]  # fmt: skip
 
 WHO = {"anonymous": None, "submitter": "alice", "reviewer": "rita", "admin": "adam"}
