@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ._common import CliError, console, settings_with
+from ._common import URL_OPTION, CliError, console, database_session
 
 __all__ = ["register"]
 
@@ -14,23 +14,17 @@ tokens_app = typer.Typer(
 )
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from moderation.db.session import make_engine, make_sessionmaker
-
-    return make_sessionmaker(make_engine(settings_with().database_url))
-
-
 @tokens_app.command("add")
 def add(
     name: str = typer.Argument(...),
     role: str = typer.Argument(..., help="submitter, reviewer or admin"),
+    url: str | None = URL_OPTION,
 ) -> None:
     """Create a token and print its secret (shown once)."""
-    from moderation.db.session import session_scope
     from moderation.services.tokens import create_token
 
     try:
-        with session_scope(_sessions()) as s:
+        with database_session(url) as s:
             secret = create_token(s, name, role)
     except ValueError as exc:  # unknown role, or TokenExists
         raise CliError(str(exc)) from None
@@ -38,12 +32,11 @@ def add(
 
 
 @tokens_app.command("list")
-def list_() -> None:
+def list_(url: str | None = URL_OPTION) -> None:
     """Token names, roles and whether they are revoked."""
-    from moderation.db.session import session_scope
     from moderation.services.tokens import list_tokens
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         rows = list_tokens(s)
     table = Table()
     for column in ("name", "role", "created", "revoked"):
@@ -54,13 +47,12 @@ def list_() -> None:
 
 
 @tokens_app.command("revoke")
-def revoke(name: str = typer.Argument(...)) -> None:
+def revoke(name: str = typer.Argument(...), url: str | None = URL_OPTION) -> None:
     """Revoke a token by name (API processes notice within 10 s)."""
-    from moderation.db.session import session_scope
     from moderation.db.types import utcnow
     from moderation.services.tokens import revoke_token
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         if not revoke_token(s, name, utcnow()):
             raise CliError(f"no live token named {name!r}")
     console.print(f"revoked {name}")
