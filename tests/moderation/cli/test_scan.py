@@ -81,3 +81,22 @@ def test_a_folder_is_registered_and_scored_in_chunks(tmp_path: Path, sqlite_url:
     assert progress == [2, 1, 2, 1, 2]  # chunks of 3, 3, 2 files; batches of 2 within each
     assert sum(report.decisions.values()) == 7 == report.scored
     assert [f.error_code for f in report.failures] == ["empty"]
+
+
+def test_the_readme_scan_of_the_samples_says_what_the_readme_says(tmp_path: Path):
+    """README command 1: the 4 photos scored, the two broken files failed with their codes,
+    nothing else in the folder (the licences live beside it), exit 1 because of the two."""
+    import json
+
+    from tests.samples import SAMPLES_DIR
+
+    db = f"sqlite:///{tmp_path / 'scan.sqlite3'}"
+    env = {"MODERATION_PATTERN_CACHE_DIR": str(tmp_path / "pattern-cache")}
+    result = run_cli("scan", "-r", str(SAMPLES_DIR), "--url", db, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "4 images scored, 2 files failed" in result.stdout
+    as_json = run_cli("scan", "-r", str(SAMPLES_DIR), "--url", db, "--json", env=env)
+    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    failed = {Path(r["path"]).name: r["error_code"] for r in rows if r["status"] != "scored"}
+    assert failed == {"not-an-image.jpg": "not_an_image", "truncated.jpg": "truncated"}
+    assert sum(r["status"] == "scored" for r in rows) == 4
