@@ -95,7 +95,7 @@ def _describe_setting_error(error: dict) -> str:  # type: ignore[type-arg]
 def one_line(message: str) -> str:
     """Multi-line messages (YAML parser errors) folded into one line; caret lines dropped."""
     lines = [line.strip() for line in message.splitlines()]
-    return "; ".join(line for line in lines if line.strip("^ "))
+    return "; ".join(line for line in lines if line.strip("^ ")).rstrip(":")
 
 
 def _fail(message: str) -> None:

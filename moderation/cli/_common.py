@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from moderation.scoring.base import Scorer
+    from moderation.scoring.scorers import ScorerProfile
 
 __all__ = [
     "EXIT_CODES",
@@ -108,7 +109,7 @@ def database_session(url: str | None = None) -> Iterator[Session]:
         yield s
 
 
-def check_scoring_files(settings: Settings, scorer: Scorer | None = None) -> None:
+def check_scoring_files(settings: Settings, scorer: Scorer | ScorerProfile | None = None) -> None:
     """Parse the thresholds file (and resolve it for ``scorer``'s scales) now, so a bad file
     is one line naming the setting — before any job is registered or claimed."""
     from moderation.thresholds.overrides import ThresholdsFileError, load_thresholds_file

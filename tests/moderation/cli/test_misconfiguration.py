@@ -149,6 +149,12 @@ def test_an_empty_path_setting_is_unset(env, files, tmp_path):
     assert _jobs(db) == {"scored": 3}
 
 
+def test_workers_do_not_start_on_a_thresholds_file_that_does_not_parse(files, tmp_path):
+    env = {"MODERATION_BACKEND": "fake", "MODERATION_THRESHOLDS_FILE": str(files["not_yaml"])}
+    line = _one_line(_run("worker", "--cpu", "1", "--no-ops", env=env, cwd=tmp_path))
+    assert "MODERATION_THRESHOLDS_FILE" in line and "starting" not in line
+
+
 # Settings read by every command: each of these fails every command in one line.
 OTHER_COMMANDS = [
     ["config", "show"],
