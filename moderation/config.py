@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 Role = Literal["submitter", "reviewer", "admin"]
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?|mps")
 ROLES: tuple[str, ...] = ("submitter", "reviewer", "admin")
 MIN_SECRET_CHARS = 32  # static token secrets and the dashboard's session secret
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -138,7 +140,7 @@ class Settings(BaseSettings):
     gme_path: Path | None = Field(
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
-    device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N.")
+    device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N, mps.")
     classifiers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Classifiers run beside an embedding backend (gme, fake), e.g. open_nsfw.",
@@ -320,6 +322,40 @@ class Settings(BaseSettings):
         except ArgumentError as exc:
             raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
         return value
+
+    @field_validator("catalog_file", "thresholds_file", "gme_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        # `MODERATION_THRESHOLDS_FILE=` would otherwise be Path("") — the current directory
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("pattern_cache_dir", mode="before")
+    @classmethod
+    def _empty_cache_dir_is_default(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return default_data_dir() / "pattern-cache"
+        return value
+
+    @field_validator("catalog_file", "thresholds_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        # that they parse is checked where they are read (catalog, thresholds resolver) and,
+        # before any job is claimed, by the CLI (`moderation.cli._common.check_scoring_files`)
+        if value is None:
+            return None
+        path = value.expanduser()
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value.strip()):
+            raise ValueError(f"unknown device {value!r}; one of auto, cpu, cuda, cuda:N, mps")
+        return value.strip()
 
     @field_validator("policy")
     @classmethod

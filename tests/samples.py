@@ -1,4 +1,5 @@
-"""The packaged sample photos (``moderation/samples``) for tests; see its LICENSES.md."""
+"""The packaged sample photos (``moderation/samples``) for tests; licences in
+moderation/samples_LICENSES.md."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from moderation.config import Settings
-from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import BankKind
 from moderation.hashbank.banks import (
     BankHit,
@@ -28,7 +27,7 @@ from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pd
 from moderation.images import ImageRejected, decode_image
 from moderation.services import banks as bank_service
 
-from ._common import CliError, console, settings_with
+from ._common import CliError, console, database_session, settings_with
 
 __all__ = ["register"]
 
@@ -53,12 +52,9 @@ def _actor(by: str | None) -> str:
 
 @contextlib.contextmanager
 def _session(settings: Settings) -> Iterator[Session]:
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            yield session
-    finally:
-        engine.dispose()
+    """One transaction on the database, refused with one line when unmigrated/unreachable."""
+    with database_session(settings.database_url) as session:
+        yield session
 
 
 def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> PdqHash:

@@ -11,7 +11,7 @@ from moderation.config import masked_url
 from moderation.db import migrate
 from moderation.db.session import make_engine
 
-from ._common import console, settings_with
+from ._common import console, database_session, settings_with
 
 __all__ = ["register"]
 
@@ -60,17 +60,12 @@ def rollup(
 ) -> None:
     """Refresh the dashboard rollups now (beat does it every MODERATION_ROLLUP_INTERVAL_S)."""
     from moderation.db.rollups import refresh_rollups
-    from moderation.db.session import make_sessionmaker
     from moderation.db.types import utcnow
 
     settings = settings_with(database_url=url)
-    engine = make_engine(settings.database_url)
-    try:
-        with make_sessionmaker(engine).begin() as session:
-            settle = dt.timedelta(hours=settings.rollup_settle_hours)
-            done = refresh_rollups(session, utcnow(), settle=settle, rebuild=rebuild)
-    finally:
-        engine.dispose()
+    with database_session(url) as session:
+        settle = dt.timedelta(hours=settings.rollup_settle_hours)
+        done = refresh_rollups(session, utcnow(), settle=settle, rebuild=rebuild)
     table = Table("view", "recomputed from", "rolled until", "rows", box=None)
     for r in done:
         table.add_row(r.view, f"{r.start:%Y-%m-%d %H:%M}", f"{r.end:%Y-%m-%d %H:%M}", str(r.rows))

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from moderation.domain import JobStatus
 
-from ._common import CliError, console, settings_with
+from ._common import URL_OPTION, CliError, console, database_session, open_database, settings_with
 
 __all__ = ["register"]
 
@@ -15,17 +15,10 @@ jobs_app = typer.Typer(help="Jobs: failed, quarantined, show, retry, reap.", no_
 LIMIT = typer.Option(50, "--limit", min=1, help="Most rows to show.")
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from moderation.db.session import make_engine, make_sessionmaker
-
-    return make_sessionmaker(make_engine(settings_with().database_url))
-
-
-def _list(status: JobStatus, limit: int) -> None:
-    from moderation.db.session import session_scope
+def _list(status: JobStatus, limit: int, url: str | None) -> None:
     from moderation.services.jobs import list_stopped_jobs
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         jobs = list_stopped_jobs(s, status, limit)
     table = Table(title=f"{status.value} jobs (newest {limit})")
     for column in ("id", "external id", "attempts", "code", "reason", "finished"):
@@ -37,27 +30,26 @@ def _list(status: JobStatus, limit: int) -> None:
 
 
 @jobs_app.command("failed")
-def failed(limit: int = LIMIT) -> None:
+def failed(limit: int = LIMIT, url: str | None = URL_OPTION) -> None:
     """Jobs whose input was bad (undecodable, too large…), with the reason."""
-    _list(JobStatus.FAILED, limit)
+    _list(JobStatus.FAILED, limit, url)
 
 
 @jobs_app.command("quarantined")
-def quarantined(limit: int = LIMIT) -> None:
+def quarantined(limit: int = LIMIT, url: str | None = URL_OPTION) -> None:
     """Jobs given up after max_attempts deliveries, with the last error."""
-    _list(JobStatus.QUARANTINED, limit)
+    _list(JobStatus.QUARANTINED, limit, url)
 
 
 @jobs_app.command("show")
-def show(job_id: int = typer.Argument(...)) -> None:
+def show(job_id: int = typer.Argument(...), url: str | None = URL_OPTION) -> None:
     """One job with its scores and decision, as JSON."""
     import json
 
     from moderation.api.schemas.jobs import JobOut
-    from moderation.db.session import session_scope
     from moderation.services.jobs import get_job_view
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         view = get_job_view(s, job_id)
     if view is None:
         raise CliError(f"no job {job_id}")
@@ -65,12 +57,17 @@ def show(job_id: int = typer.Argument(...)) -> None:
 
 
 @jobs_app.command("retry")
-def retry(job_ids: list[int] = typer.Argument(..., help="Failed or quarantined job ids.")) -> None:
+def retry(
+    job_ids: list[int] = typer.Argument(..., help="Failed or quarantined job ids."),
+    url: str | None = URL_OPTION,
+) -> None:
     """Requeue failed/quarantined jobs with a fresh attempt count and publish them."""
     from moderation.pipeline.publish import Publisher
     from moderation.services.requeue import retry_and_publish
 
-    retried = retry_and_publish(_sessions(), Publisher(settings_with()), job_ids)
+    settings = settings_with(database_url=url)
+    with open_database(url) as sessions:
+        retried = retry_and_publish(sessions, Publisher(settings), job_ids)
     if retried.requeued:
         note = "" if retried.published else " (broker unreachable: the reaper will publish them)"
         console.print(f"requeued {retried.requeued}{note}", highlight=False)
@@ -79,13 +76,14 @@ def retry(job_ids: list[int] = typer.Argument(..., help="Failed or quarantined j
 
 
 @jobs_app.command("reap")
-def reap() -> None:
+def reap(url: str | None = URL_OPTION) -> None:
     """Run the reaper once: requeue stale claims, publish never-published jobs."""
     from moderation.pipeline.publish import Publisher
     from moderation.services.requeue import reap_and_publish
 
-    settings = settings_with()
-    console.print(reap_and_publish(settings, _sessions(), Publisher(settings)))
+    settings = settings_with(database_url=url)
+    with open_database(url) as sessions:
+        console.print(reap_and_publish(settings, sessions, Publisher(settings)))
 
 
 def register(app: typer.Typer) -> None:

@@ -13,13 +13,12 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from moderation.db import make_engine, make_sessionmaker
 from moderation.domain import RiskTier
 from moderation.services import thresholds as service
 from moderation.services.thresholds import ThresholdVersionRecord
 from moderation.thresholds.tiers import LADDER
 
-from ._common import CliError, console, settings_with
+from ._common import CliError, console, database_session, settings_with
 
 __all__ = [
     "ACTOR_OPTION",
@@ -57,12 +56,8 @@ def default_actor(actor: str | None) -> str:
 @contextlib.contextmanager
 def open_session(url: str | None) -> Iterator[Session]:
     """One transaction on the configured database: committed on success, else rolled back."""
-    engine = make_engine(settings_with(database_url=url).database_url)
-    try:
-        with make_sessionmaker(engine)() as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
+    with database_session(url) as session:
+        yield session
 
 
 def _as_dict(v: ThresholdVersionRecord) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ._common import CliError, console, settings_with
+from ._common import URL_OPTION, CliError, console, database_session, settings_with
 
 __all__ = ["register"]
 
@@ -14,25 +14,19 @@ tokens_app = typer.Typer(
 )
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from moderation.db.session import make_engine, make_sessionmaker
-
-    return make_sessionmaker(make_engine(settings_with().database_url))
-
-
 @tokens_app.command("add")
 def add(
     name: str = typer.Argument(...),
     role: str = typer.Argument(..., help="submitter, reviewer or admin"),
+    url: str | None = URL_OPTION,
 ) -> None:
     """Create a token and print its secret (shown once). Names are unique across the
     database and MODERATION_API_TOKENS."""
-    from moderation.db.session import session_scope
     from moderation.services.tokens import create_token
 
     static_names = [t.name for t in settings_with().parsed_tokens()]
     try:
-        with session_scope(_sessions()) as s:
+        with database_session(url) as s:
             secret = create_token(s, name, role, static_names=static_names)
     except ValueError as exc:  # unknown role, or TokenExists
         raise CliError(str(exc)) from None
@@ -40,12 +34,11 @@ def add(
 
 
 @tokens_app.command("list")
-def list_() -> None:
+def list_(url: str | None = URL_OPTION) -> None:
     """Token names, roles and whether they are revoked."""
-    from moderation.db.session import session_scope
     from moderation.services.tokens import list_tokens
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         rows = list_tokens(s)
     table = Table()
     for column in ("name", "role", "created", "revoked"):
@@ -56,14 +49,13 @@ def list_() -> None:
 
 
 @tokens_app.command("revoke")
-def revoke(name: str = typer.Argument(...)) -> None:
+def revoke(name: str = typer.Argument(...), url: str | None = URL_OPTION) -> None:
     """Revoke a token by name (API processes notice within 10 s; dashboard logins with it
     end at their next request)."""
-    from moderation.db.session import session_scope
     from moderation.db.types import utcnow
     from moderation.services.tokens import revoke_token
 
-    with session_scope(_sessions()) as s:
+    with database_session(url) as s:
         if not revoke_token(s, name, utcnow()):
             raise CliError(f"no live token named {name!r}")
     console.print(f"revoked {name}")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._common import CliError, console, settings_with
+from ._common import CliError, check_scoring_files, console, settings_with
 
 if TYPE_CHECKING:
     from moderation.config import Settings
@@ -55,9 +55,10 @@ def _check_scorer(settings: Settings) -> None:
     from moderation.thresholds.scales import UnknownScale
 
     try:
-        scorer_profile(settings)
+        profile = scorer_profile(settings)
     except (BackendUnavailable, CatalogError, ScorerConfigError, UnknownScale) as exc:
         raise CliError(str(exc)) from None
+    check_scoring_files(settings, profile)  # the thresholds file, on the profile's scales
 
 
 def beat(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:

@@ -1,22 +1,22 @@
-"""Read side of scores: the stored score behind a label (calibration) and tier counts of a set
-of jobs (``moderation scan``'s report)."""
+"""Read side of scores: the stored score behind a label (calibration) and the outcome of each
+of a set of jobs (``moderation scan``'s report)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.db.models import Decision, Image, Job, Score
 from moderation.domain import JobStatus
 
 __all__ = [
-    "JobOutcomes",
+    "JobResult",
     "ScoredJob",
     "StoredScore",
-    "job_outcomes",
+    "job_results",
     "jobs_by_id",
     "newest_scored_jobs",
     "scores_of",
@@ -73,33 +73,41 @@ def scores_of(session: Session, job_ids: Iterable[int]) -> dict[tuple[int, str],
 
 
 @dataclass(frozen=True)
-class JobOutcomes:
-    """Counts over a set of jobs: scores per (category, tier), decisions per overall tier, and
-    the failed or quarantined jobs with their reason."""
+class JobResult:
+    """One job's outcome: its status, the overall decision tier, (score, tier) per category,
+    or the failure code and reason."""
 
-    score_tiers: list[tuple[str, str, int]]  # category, tier, jobs
-    decision_tiers: list[tuple[str, int]]  # tier, jobs
-    failures: list[tuple[str | None, str | None, str | None]]  # external id, code, reason
+    id: int
+    status: str
+    decision_tier: str | None
+    categories: dict[str, tuple[float, str]]  # category → (score, tier)
+    error_code: str | None
+    error: str | None
 
 
-def job_outcomes(session: Session, job_ids: Sequence[int]) -> JobOutcomes:
-    """``JobOutcomes`` of ``job_ids`` (the caller bounds how many ids one call gets)."""
+def job_results(session: Session, job_ids: Sequence[int]) -> dict[int, JobResult]:
+    """``JobResult`` per job id (the caller bounds how many ids one call gets)."""
     ids = list(job_ids)
-    score_tiers = session.execute(
-        select(Score.category, Score.tier, func.count())
-        .where(Score.job_id.in_(ids))
-        .group_by(Score.category, Score.tier)
+    if not ids:
+        return {}
+    categories: dict[int, dict[str, tuple[float, str]]] = {}
+    for job_id, category, score, tier in session.execute(
+        select(Score.job_id, Score.category, Score.score, Score.tier).where(Score.job_id.in_(ids))
+    ):
+        categories.setdefault(job_id, {})[category] = (float(score), str(tier))
+    rows = session.execute(
+        select(Job.id, Job.status, Decision.tier, Job.error_code, Job.error)
+        .outerjoin(Decision, Decision.job_id == Job.id)
+        .where(Job.id.in_(ids))
     ).all()
-    decision_tiers = session.execute(
-        select(Decision.tier, func.count()).where(Decision.job_id.in_(ids)).group_by(Decision.tier)
-    ).all()
-    failures = session.execute(
-        select(Job.external_id, Job.error_code, Job.error)
-        .where(Job.id.in_(ids), Job.status.in_((JobStatus.FAILED, JobStatus.QUARANTINED)))
-        .order_by(Job.id)
-    ).all()
-    return JobOutcomes(
-        score_tiers=[(c, str(t), int(n)) for c, t, n in score_tiers],
-        decision_tiers=[(str(t), int(n)) for t, n in decision_tiers],
-        failures=[(p, c, e) for p, c, e in failures],
-    )
+    return {
+        job_id: JobResult(
+            id=job_id,
+            status=str(status),
+            decision_tier=None if tier is None else str(tier),
+            categories=categories.get(job_id, {}),
+            error_code=code,
+            error=error,
+        )
+        for job_id, status, tier, code, error in rows
+    }
