@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from moderation.config import Settings, get_settings
 from moderation.db.retry import in_transaction
@@ -21,7 +22,9 @@ from .deps import ApiState
 from .limits import BodySizeLimit
 from .routes import health, jobs, metrics, reviews
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["RETRY_AFTER_S", "create_app", "create_app_from_env"]
+
+RETRY_AFTER_S = 5  # what a 503 for an unreachable database tells the client to wait
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
@@ -29,10 +32,16 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     broker (``moderation.pipeline.publish``: tasks by name, no import of ``workers``)."""
     if publisher is None:
         publisher = Publisher(settings)
+    # A database outage answers 503 + Retry-After within about db_timeout_s: the pool wait,
+    # the connect timeout and every request's retries are bounded by it.
     engine = make_engine(
-        settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        timeout_s=settings.db_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
     )
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, retry_budget_s=settings.db_timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -67,9 +76,14 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(reviews.router)
 
     @app.exception_handler(DBAPIError)
-    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(PoolTimeoutError)
+    async def database_down(_request: Request, exc: Exception) -> JSONResponse:
         # reached only after the bounded retries in the handlers ran out
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
