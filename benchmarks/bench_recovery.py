@@ -51,6 +51,7 @@ from tests.integration.servers import (  # noqa: E402
 
 TOKEN = "bench-recovery-token-00001"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 
 
 def settings_for(pg: PrivatePostgres, broker_url: str, workdir: Path) -> Settings:
@@ -110,8 +111,10 @@ def counts(settings: Settings) -> dict[str, int]:
         engine.dispose()
 
 
-def settled(settings: Settings) -> bool:
+def settled(settings: Settings, verbose: bool = False) -> bool:
     c = counts(settings)
+    if verbose:
+        print(f"  {time.strftime('%H:%M:%S')} {c}", flush=True)
     return c["jobs"] > 0 and c.get("queued", 0) + c.get("processing", 0) == 0
 
 
@@ -128,7 +131,7 @@ def report(name: str, seconds: float, settings: Settings, jobs: int, categories:
     )
 
 
-def run_fault(kind: str, jobs: int, categories: int, deadline: float) -> None:
+def run_fault(kind: str, jobs: int, categories: int, deadline: float, settle_s: float) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     pg = PrivatePostgres()
     pg.init()
@@ -143,6 +146,7 @@ def run_fault(kind: str, jobs: int, categories: int, deadline: float) -> None:
         with TestClient(create_app(settings)) as client:
             first = submit(client, jobs, 1)
             wait_for(lambda: counts(settings).get("scored", 0) > 0, 120, "first results")
+            time.sleep(settle_s)  # mid-run, not in the worker's first second
             if kind == "kill9-main":
                 os.kill(worker.celery_main("cpu0"), signal.SIGKILL)
                 ended = time.monotonic()
@@ -154,7 +158,7 @@ def run_fault(kind: str, jobs: int, categories: int, deadline: float) -> None:
                 ended = time.monotonic()
                 total = len(first) + len(submit(client, 40, 2))
             at_fault = counts(settings).get("scored", 0)
-            wait_for(lambda: settled(settings), deadline, "every job to finish", poll=0.25)
+            wait_for(lambda: settled(settings, VERBOSE), deadline, "every job to finish", poll=0.25)
             seconds = time.monotonic() - ended
         report(kind, seconds, settings, total, categories)
         print(f"{'':<14} ({at_fault} of {len(first)} were scored when the fault ended)")
@@ -199,7 +203,10 @@ def run_db_outage(requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=600)
+    parser.add_argument("--jobs", type=int, default=1500)
+    parser.add_argument(
+        "--fault-after", type=float, default=2.0, help="seconds after the first result"
+    )
     parser.add_argument("--deadline", type=float, default=300, help="give up after (s)")
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument(
@@ -221,7 +228,7 @@ def main() -> None:
         if kind == "db-outage":
             run_db_outage(args.requests)
         else:
-            run_fault(kind, args.jobs, categories, args.deadline)
+            run_fault(kind, args.jobs, categories, args.deadline, args.fault_after)
 
 
 if __name__ == "__main__":
