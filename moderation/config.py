@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, description="Connection pool size (Postgres).")
     db_echo: bool = Field(False, description="Log every SQL statement.")
+    db_timeout_s: float = Field(
+        2.0,
+        ge=0.5,
+        le=60,
+        description="The API's bound on a database outage: pool wait, connect timeout and "
+        "retries of one request; past it the request answers 503 with Retry-After.",
+    )
+    db_statement_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="Statement timeout of the API's connections, Postgres only (0 = none).",
+    )
 
     # --- broker / workers ----------------------------------------------------------------
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
@@ -89,10 +101,24 @@ class Settings(BaseSettings):
     max_wait_ms: int = Field(50, ge=0, description="Longest wait to fill a micro-batch.")
     max_attempts: int = Field(3, ge=1, description="Deliveries before a job is quarantined.")
     job_visibility_timeout_s: int = Field(
-        3600, ge=60, description="Redis redelivery delay for unacked jobs."
+        30,
+        ge=10,
+        description="Redis redelivers a message no live worker has refreshed for this long "
+        "(each worker refreshes the messages it holds every sixth of it, so a long batch is "
+        "never redelivered; a dead worker's messages come back after it).",
     )
     stale_claim_s: int = Field(
-        600, ge=10, description="A job 'processing' longer than this is requeued by the reaper."
+        120,
+        ge=10,
+        description="Last resort: an open job older than this (queued since its publish, "
+        "processing since its claim) whose message is in no Redis list and no worker's unacked "
+        "set is published again by the reaper. A held message proves the claim alive.",
+    )
+    broker_check_interval_s: float = Field(
+        5.0,
+        ge=0.5,
+        description="How often the ops worker checks the broker: Redis restarted/lost its lists "
+        "(republish what was in flight) and redelivered batches (their jobs back to queued).",
     )
     reuse_scores: bool = Field(
         True, description="Reuse scores of an image already scored by the same model+catalog."
@@ -430,18 +456,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _time_limits_ordered(self) -> Settings:
-        # A batch still running when Redis redelivers its messages would be scored twice over.
-        if (
-            not self.batch_soft_time_limit_s
-            < self.batch_time_limit_s
-            < self.job_visibility_timeout_s
-        ):
-            raise ValueError(
-                "need batch_soft_time_limit_s < batch_time_limit_s < job_visibility_timeout_s"
-            )
-        if self.stale_claim_s <= self.batch_time_limit_s:
-            # otherwise the reaper would requeue batches that are still legitimately running
-            raise ValueError("need stale_claim_s > batch_time_limit_s")
+        # A running batch is never redelivered on a timeout: its worker refreshes the messages
+        # it holds (``workers.delivery``), and the reaper leaves a claim whose message is held.
+        if not self.batch_soft_time_limit_s < self.batch_time_limit_s:
+            raise ValueError("need batch_soft_time_limit_s < batch_time_limit_s")
         return self
 
     def parsed_tokens(self) -> list[ApiToken]:

@@ -111,9 +111,15 @@ JOBS_SUBMITTED = Counter("moderation_api_jobs_submitted", "Jobs accepted by the 
 # --- ops worker ---------------------------------------------------------------------------
 REAPED = Counter(
     "moderation_reaper_jobs",
-    "What the reaper handed back, by action: republished (lost message or stale claim), "
-    "quarantined (stale claim out of attempts), callbacks (pending callbacks re-dispatched).",
+    "What the reaper and the broker watch handed back, by action: republished (no message in "
+    "Redis carried the job any more), quarantined (stale claim out of attempts), callbacks "
+    "(pending callbacks re-dispatched), requeued (a redelivered batch's claim back to queued).",
     ["action"],
+)
+BROKER_RESETS = Counter(
+    "moderation_broker_resets",
+    "Times the broker watch found that Redis had lost its state (restart without "
+    "persistence, failover) and republished what was in flight.",
 )
 CALLBACKS = Counter(
     "moderation_callbacks",
@@ -122,7 +128,8 @@ CALLBACKS = Counter(
 )
 TASK_LAST_SUCCESS = Gauge(
     "moderation_task_last_success_timestamp_seconds",
-    "Unix time a beat-scheduled task (reap, adjust, rollup) last finished in this process.",
+    "Unix time a periodic task (reap, adjust, rollup; watch: the ops worker's broker watch) "
+    "last finished in this process.",
     ["task"],
 )
 RECALL_ESTIMATE = Gauge(
@@ -193,6 +200,14 @@ def record_reap(*, republished: int, quarantined: int, callbacks: int) -> None:
         ("callbacks", callbacks),
     ):
         REAPED.labels(action=action).inc(n)
+
+
+def record_broker_watch(*, reset: bool, requeued: int, republished: int) -> None:
+    """Count one broker watch (called in the ops worker)."""
+    if reset:
+        BROKER_RESETS.inc()
+    REAPED.labels(action="requeued").inc(requeued)
+    REAPED.labels(action="republished").inc(republished)
 
 
 def record_callback(*, sent: bool) -> None:

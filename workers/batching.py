@@ -25,6 +25,7 @@ from typing import Any
 
 from celery.app.task import Task
 
+from .delivery import note_held
 from .lifecycle import run_pool_batch
 
 __all__ = ["Batcher", "BatchingTask"]
@@ -56,6 +57,7 @@ class Batcher:
         self.pool = consumer.pool
         self.timer = consumer.timer
         self.connection_errors = consumer.connection_errors
+        self.hostname = str(getattr(consumer, "hostname", "") or "")
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.soft_limit, self.hard_limit = limits
@@ -77,6 +79,7 @@ class Batcher:
         if not job_ids:
             ack(log, self.connection_errors)
             return
+        note_held(message, self.hostname)  # a successor of this process restores it at once
         entry = _Message(ack, reject, len(job_ids))
         now = time.monotonic()
         self.buffer.extend(_Item(j, entry, now) for j in job_ids)

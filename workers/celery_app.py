@@ -1,8 +1,9 @@
 """Celery on Redis: ``make_celery(settings)`` builds the app; nothing is created on import.
 
 Delivery is at-least-once: tasks are acknowledged late (after their DB commit), a message
-whose worker died is requeued (``task_reject_on_worker_lost``), and Redis redelivers a message
-nobody acknowledged within ``visibility_timeout``. Results live in Postgres, not in Celery.
+whose pool child died is requeued (``task_reject_on_worker_lost``), and Redis redelivers a
+message whose worker stopped refreshing it for ``visibility_timeout`` (a dead main process:
+``workers.delivery``). Results live in Postgres, not in Celery.
 """
 
 from __future__ import annotations
@@ -100,12 +101,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery(settings: Settings) -> ModerationCelery:
     """The app of the workers and beat (the API and CLI publish through
     ``moderation.pipeline.publish.publishing_client`` instead)."""
-    from . import lifecycle, tasks
+    from . import delivery, lifecycle, tasks
 
     app = ModerationCelery("moderation", set_as_current=False)
     app.settings = settings
     app.conf.update(celery_config(settings))
     tasks.register(app)
+    app.steps["consumer"].add(delivery.KeepHeldMessagesFresh)
+    app.steps["worker"].add(delivery.BrokerWatch)
     worker_process_init.connect(
         lifecycle.on_worker_process_init(app), weak=False, dispatch_uid="moderation-init"
     )

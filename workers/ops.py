@@ -31,6 +31,7 @@ __all__ = [
     "reap_and_publish",
     "refresh_dashboard_rollups",
     "send_callback_for_job",
+    "watch_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,19 @@ def reap_and_publish(app: ModerationCelery) -> dict[str, int]:
     metrics.record_reap(**done)
     metrics.record_task_success("reap")
     return done
+
+
+def watch_broker(app: ModerationCelery) -> dict[str, int]:
+    """The broker watch's body (``workers.delivery.BrokerWatch``, every
+    ``broker_check_interval_s``): ``moderation.services.requeue.watch_broker``."""
+    settings = app.settings
+    done = requeue.watch_broker(settings, sessions_for(settings), Publisher(settings, app))
+    if not done.skipped:
+        metrics.record_broker_watch(
+            reset=done.reset, requeued=done.requeued, republished=done.republished
+        )
+    metrics.record_task_success("watch")
+    return done.as_dict()
 
 
 def adjust_from_reviews(app: ModerationCelery) -> dict[str, Any]:

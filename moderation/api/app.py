@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -34,7 +35,9 @@ from .schemas.reviews import ReviewIn
 # request bodies the routes read themselves (after authentication) and document by $ref
 BODY_MODELS = (JsonSubmission, BatchSubmission, ReviewIn)
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["RETRY_AFTER_S", "create_app", "create_app_from_env"]
+
+RETRY_AFTER_S = 5  # what a 503 for an unreachable database tells the client to wait
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
@@ -42,10 +45,16 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     broker (``moderation.pipeline.publish``: tasks by name, no import of ``workers``)."""
     if publisher is None:
         publisher = Publisher(settings)
+    # A database outage answers 503 + Retry-After within about db_timeout_s: the pool wait,
+    # the connect timeout and every request's retries are bounded by it.
     engine = make_engine(
-        settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        timeout_s=settings.db_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
     )
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, retry_budget_s=settings.db_timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -80,9 +89,14 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(reviews.router)
 
     @app.exception_handler(DBAPIError)
-    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(PoolTimeoutError)
+    async def database_down(_request: Request, exc: Exception) -> JSONResponse:
         # reached only after the bounded retries in the handlers ran out
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,11 +12,11 @@ from tenacity import (
     Retrying,
     before_sleep_log,
     retry_if_exception,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential,
 )
 
-from .session import session_scope
+from .session import retry_budget, session_scope
 
 __all__ = ["in_transaction", "is_transient"]
 
@@ -36,13 +36,18 @@ def in_transaction(
 ) -> T:
     """Run ``work`` in one transaction; on a transient error roll back and run it again.
 
+    ``give_up_after_s`` is capped by the sessions' own budget (``make_sessionmaker``).
     ``work`` must be safe to repeat — every pipeline transaction is (guarded updates and
     insert-or-ignore), so a retry after an unknown commit outcome writes nothing twice.
     """
+    cap = retry_budget(sessions)
+    if cap is not None:
+        give_up_after_s = min(give_up_after_s, cap)
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(give_up_after_s),
+        # no retry that would start past the budget: a caller's bound holds (the API's 503)
+        stop=stop_before_delay(give_up_after_s),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )

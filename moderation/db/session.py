@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["DatabaseURLError", "make_engine", "make_sessionmaker", "normalise_url", "session_scope"]
+__all__ = [
+    "DatabaseURLError",
+    "make_engine",
+    "make_sessionmaker",
+    "normalise_url",
+    "retry_budget",
+    "session_scope",
+]
 
 SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 
@@ -39,11 +47,24 @@ def normalise_url(raw: str) -> URL:
     return url
 
 
-def make_engine(raw_url: str, *, echo: bool = False, pool_size: int = 10, **kwargs: Any) -> Engine:
+def make_engine(
+    raw_url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    timeout_s: float | None = None,
+    statement_timeout_s: float = 0,
+    **kwargs: Any,
+) -> Engine:
     """An engine for Postgres or SQLite with the same behaviour on both.
 
     SQLite gets foreign keys on, WAL journaling and a busy timeout so concurrent writers wait
     instead of failing; its parent directory is created.
+
+    ``timeout_s`` bounds how long a Postgres connection is waited for — from the pool
+    (``pool_timeout``) and from the server (``connect_timeout``; libpq's minimum is 2 s) —
+    so a caller facing a database outage fails fast (the API: 503) instead of hanging;
+    ``statement_timeout_s`` (> 0) cancels a statement running longer on the server.
     """
     url = normalise_url(raw_url)
     if url.get_backend_name() == "sqlite":
@@ -53,7 +74,13 @@ def make_engine(raw_url: str, *, echo: bool = False, pool_size: int = 10, **kwar
     else:
         kwargs.setdefault("pool_size", pool_size)
         kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("connect_args", {"connect_timeout": 10})
+        connect: dict[str, Any] = {"connect_timeout": 10}
+        if timeout_s is not None:
+            kwargs.setdefault("pool_timeout", timeout_s)
+            connect["connect_timeout"] = max(2, math.ceil(timeout_s))
+        if statement_timeout_s > 0:
+            connect["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        kwargs.setdefault("connect_args", connect)
     try:
         engine = create_engine(url, echo=echo, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
@@ -72,9 +99,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded attributes after commit (results outlive the transaction)."""
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: Engine, *, retry_budget_s: float | None = None
+) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (results outlive the transaction).
+
+    ``retry_budget_s`` caps how long ``moderation.db.retry.in_transaction`` retries any
+    transaction of these sessions, whatever the caller asks (the API's bound on an outage)."""
+    info = {RETRY_BUDGET: retry_budget_s} if retry_budget_s is not None else {}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+RETRY_BUDGET = "retry_budget_s"
+
+
+def retry_budget(factory: sessionmaker[Session]) -> float | None:
+    """The cap ``make_sessionmaker`` put on retries of ``factory``'s transactions, if any."""
+    info = factory.kw.get("info") or {}
+    budget = info.get(RETRY_BUDGET)
+    return float(budget) if budget is not None else None
 
 
 @contextlib.contextmanager

@@ -59,7 +59,13 @@ def broker_priority(priority: int) -> int:
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     """Redis transport options shared by publishers and workers (same keys, same timeouts)."""
     return {
+        # Short: a worker refreshes the messages it holds every sixth of it
+        # (``workers.delivery``), so only a dead worker's messages get this old; every
+        # consumer then restores them to their queue within ``unacked_restore_interval``.
         "visibility_timeout": settings.job_visibility_timeout_s,
+        "unacked_restore_interval": 2,
+        "unacked_restore_throttle": 1,  # scan on every tick (kombu's default: every 10th)
+        "unacked_mutex_expire": 30,  # a consumer killed mid-restore blocks restores this long
         "global_keyprefix": settings.broker_key_prefix,
         # fail fast on a dead Redis so retries (with backoff) take over instead of hanging
         "socket_timeout": 10,

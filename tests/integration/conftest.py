@@ -107,7 +107,20 @@ def stack_factory(
 ) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
-    def make(database_url: str, broker_url: str | None = None, **overrides: object) -> Stack:
+    def make(
+        database_url: str,
+        broker_url: str | None = None,
+        *,
+        defaults: bool = False,
+        **overrides: object,
+    ) -> Stack:
+        """``defaults``: keep every recovery setting (stale claim, time limits, visibility
+        timeout, broker check interval) at its default — what the recovery tests promise."""
+        timings: dict[str, object] = (
+            {}
+            if defaults
+            else {"stale_claim_s": 10, "batch_soft_time_limit_s": 6, "batch_time_limit_s": 8}
+        )
         values: dict[str, object] = {
             "database_url": database_url,
             "broker_url": broker_url or redis_url,
@@ -117,9 +130,7 @@ def stack_factory(
             "backend": "fake",
             "batch_size": 8,
             "max_wait_ms": 20,
-            "stale_claim_s": 10,
-            "batch_soft_time_limit_s": 6,
-            "batch_time_limit_s": 8,
+            **timings,
             "api_tokens": [f"pipeline:submitter:{TOKEN}"],
             **overrides,
         }

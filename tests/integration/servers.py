@@ -192,6 +192,19 @@ class WorkerProcess:
                 out.append(int(stat.parent.name))
         return out
 
+    def celery_main(self, node: str) -> int:
+        """pid of the Celery main process named ``node`` (``cpu0``, ``ops``) below the
+        launcher."""
+        assert self.proc is not None
+        for pid in self._children_of(self.proc.pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(arg.decode(errors="replace").startswith(f"{node}@") for arg in argv):
+                return pid
+        raise LookupError(f"no celery main process {node!r} below the launcher")
+
     def kill_all(self) -> None:
         """SIGKILL the launcher and every process below it (Celery parents, pool children)."""
         if self.proc is None:

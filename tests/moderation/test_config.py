@@ -149,3 +149,15 @@ def test_text_policies_need_a_backend_that_embeds_text(policy):
     with pytest.raises(ValidationError, match="embeds text"):
         Settings(_env_file=None, policy=policy, backend="open_nsfw")  # type: ignore[call-arg]
     assert Settings(_env_file=None, policy=policy, backend="fake").policy == policy  # type: ignore[call-arg]
+
+
+def test_recovery_timings_need_not_exceed_the_batch_time_limit():
+    """A held message proves a claim alive (workers re-stamp what they hold), so the stale-claim
+    timeout and the visibility timeout may be far below the hard batch limit; the two batch
+    limits must still be ordered."""
+    settings = Settings(_env_file=None, stale_claim_s=60, job_visibility_timeout_s=30)  # type: ignore[call-arg]
+    assert settings.stale_claim_s < settings.batch_time_limit_s
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert defaults.job_visibility_timeout_s <= 30 and defaults.db_timeout_s <= 2
+    with pytest.raises(ValidationError, match="batch_soft_time_limit_s < batch_time_limit_s"):
+        Settings(_env_file=None, batch_soft_time_limit_s=400, batch_time_limit_s=360)  # type: ignore[call-arg]

@@ -246,12 +246,13 @@ def finish_failed(
 def record_transient_error(
     session: Session, job_ids: Sequence[int], code: str, message: str
 ) -> None:
-    """Note why a delivery failed without ending the job (it will be delivered again)."""
+    """Note why a delivery failed without ending the job: back to ``queued`` (its message is
+    rejected and delivered again; ``processing`` counts only jobs being worked on)."""
     if job_ids:
         session.execute(
             update(JOBS)
             .where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN))
-            .values(error_code=code, error=message[:2000])
+            .values(status=JobStatus.QUEUED, error_code=code, error=message[:2000])
         )
 
 

@@ -109,7 +109,8 @@ def test_scorer_crash_redelivers_then_isolates_and_quarantines_the_poison(ctx, s
     with pytest.raises(BatchError):
         run_batch(ctx, ids)
     rows = jobs(ctx)
-    assert {r.status for r in rows.values()} == {JobStatus.PROCESSING}
+    # the batch will be delivered again: its jobs wait as queued, not "processing"
+    assert {r.status for r in rows.values()} == {JobStatus.QUEUED}
     assert rows[ids[1]].error_code == "scorer_error"
     # Redelivery: every job is now a suspect, scored alone; the healthy ones get through.
     with pytest.raises(BatchError):
@@ -118,7 +119,7 @@ def test_scorer_crash_redelivers_then_isolates_and_quarantines_the_poison(ctx, s
     assert rows[ids[0]].status == JobStatus.SCORED
     assert rows[ids[1]].attempts == 2
     # the job after the poison one was not started in this delivery, so it was not counted
-    assert rows[ids[2]].status == JobStatus.PROCESSING and rows[ids[2]].attempts == 1
+    assert rows[ids[2]].status == JobStatus.QUEUED and rows[ids[2]].attempts == 1
     # Third delivery: past max_attempts=2 → quarantined with the last error, nothing raised.
     outcome = run_batch(ctx, ids)
     assert outcome.quarantined == [ids[1]] and outcome.scored == [ids[2]]
