@@ -249,6 +249,13 @@ class Settings(BaseSettings):
         ge=1024 * 1024,  # images.NEEDED_PIXELS: what GME takes (1280 tokens × 28² ≈ 1.0 MP)
         description="Larger images are decoded reduced to at most this many pixels.",
     )
+    max_frames: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Frames of an animated image (GIF, WebP, APNG) decoded, hashed and scored; "
+        "longer animations are sampled evenly (first and last frame included). 1 = first only.",
+    )
 
     # --- API -----------------------------------------------------------------------------
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(

@@ -78,6 +78,7 @@ def _decode_file(path: Path, settings: Settings) -> Image.Image:
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_image_pixels,
             working_pixels=settings.decode_pixels,
+            max_frames=1,  # a bank entry is one picture: an animation banks its first frame
         )
     except ImageRejected as exc:
         raise CliError(f"{exc.code}: {exc.message}") from None

@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
-from moderation.domain import ScoreSource
+from moderation.domain import BankKind, ScoreSource
 from moderation.hashbank.banks import (
     BankMatch,
     BankMatcher,
     RefreshResult,
     match_batch_before_scoring,
 )
+from moderation.hashbank.hashing import PdqHash
 from moderation.scoring.base import CategoryScore
 
 from .decode import Prepared
@@ -47,6 +49,7 @@ def pre_score_for(match: BankMatch) -> PreScore:
                 "entry_id": match.entry_id,
                 "distance": match.distance,
                 "variant": match.variant,
+                **({"frame": match.frame} if match.frame is not None else {}),
             },
         )
     return PreScore(
@@ -56,7 +59,19 @@ def pre_score_for(match: BankMatch) -> PreScore:
         category=match.category,
         bank_entry_id=match.entry_id,
         distance=match.distance,
+        frame=match.frame,
     )
+
+
+def _stronger(a: BankMatch, b: BankMatch | None) -> bool:
+    """Of two frames' verdicts: a violation beats a benign hit, then the nearer one."""
+    if b is None:
+        return True
+    rank_a = a.bank is BankKind.CONFIRMED_VIOLATION
+    rank_b = b.bank is BankKind.CONFIRMED_VIOLATION
+    if rank_a != rank_b:
+        return rank_a
+    return a.distance < b.distance
 
 
 class BankPreScore:
@@ -85,10 +100,23 @@ class BankPreScore:
 
     def __call__(self, prepared: Sequence[Prepared]) -> list[PreScore | None]:
         self._refresh()
-        verdicts = match_batch_before_scoring(
-            [p.pdq for p in prepared], self.matcher, self.settings
-        )
-        return [None if v is None else pre_score_for(v) for v in verdicts]
+        # every hashed frame of an animated image is looked up (one index pass for the batch)
+        owners: list[tuple[int, int | None]] = []
+        pdqs: list[PdqHash | None] = []
+        for i, p in enumerate(prepared):
+            frames = p.all_pdqs() if p.frame_pdqs else [(None, p.pdq)]
+            for number, pdq in frames:
+                owners.append((i, number))
+                pdqs.append(pdq)
+        verdicts = match_batch_before_scoring(pdqs, self.matcher, self.settings)
+        best: list[BankMatch | None] = [None] * len(prepared)
+        for (i, number), verdict in zip(owners, verdicts, strict=True):
+            if verdict is None:
+                continue
+            verdict = replace(verdict, frame=number)
+            if best[i] is None or _stronger(verdict, best[i]):
+                best[i] = verdict
+        return [None if v is None else pre_score_for(v) for v in best]
 
     def _refresh(self) -> None:
         try:
