@@ -224,6 +224,12 @@ class Settings(BaseSettings):
     bank_refresh_s: float = Field(
         30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
+    bank_retro_days: int = Field(
+        30,
+        ge=0,
+        description="When a bank entry is added or re-enabled, images stored in the last N days "
+        "are matched against it and their jobs re-decided (retro-matching); 0 = off.",
+    )
     bank_crop_grid: int = Field(
         0,
         ge=0,

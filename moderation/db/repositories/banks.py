@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from moderation.db.models import AuditLogEntry, BankEntry, Image, ImageBlob, Job
 from moderation.db.types import utcnow
 from moderation.domain import BankKind
+from moderation.hashbank.exchange import ExchangeEntry
 from moderation.hashbank.hashing import is_pdq_hex, join_hashes, split_hashes
 
 __all__ = [
@@ -25,7 +26,11 @@ __all__ = [
     "count_up_to",
     "disabled_ids",
     "find_duplicate",
+    "ImportResult",
+    "bank_version",
+    "export_entries",
     "get_entries",
+    "import_entries",
     "get_entry",
     "image_bytes",
     "job_image",
@@ -147,6 +152,7 @@ def add_entry(
         added_by=added_by,
         reason=reason,
         enabled=True,
+        changed_at=utcnow(),
     )
     session.add(row)
     session.flush()
@@ -220,6 +226,7 @@ def set_enabled(
     if row.enabled != enabled:
         row.enabled = enabled
         row.disabled_at = None if enabled else utcnow()
+        row.changed_at = utcnow()
         session.flush()
         action = "bank.enable" if enabled else "bank.disable"
         _audit(session, actor, action, row, {"reason": reason} if reason else {})
@@ -294,3 +301,125 @@ def set_image_hash(session: Session, image_id: int, pdq_hash: str, pdq_quality: 
     if image is not None:
         image.pdq_hash, image.pdq_quality = pdq_hash, pdq_quality
         session.flush()
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: list[int]  # ids of the new entries, ascending
+    duplicates: int  # already banked (same bank, category and hash) or repeated in the file
+    low_quality: int  # quality below the floor: not banked
+
+
+_IMPORT_PAGE = 5_000
+
+
+def import_entries(
+    session: Session,
+    entries: Sequence[ExchangeEntry],
+    *,
+    imported_by: str,
+    file_name: str | None = None,
+    min_quality: int = 0,
+) -> ImportResult:
+    """Bank ``entries`` (parsed hash-list lines) in bulk, with their provenance (source list,
+    tags, importer, time). An entry whose (bank, category, hash) is already banked and enabled,
+    or repeated in the list, is a duplicate: re-importing a list adds nothing. One audit-log
+    row for the whole import."""
+    now = utcnow()
+    low = [e for e in entries if e.quality is not None and e.quality < min_quality]
+    fresh: dict[tuple[BankKind, str | None, str], ExchangeEntry] = {}
+    for e in entries:
+        if e.quality is None or e.quality >= min_quality:
+            fresh.setdefault((e.bank, e.category, e.hash), e)
+    keys = list(fresh)
+    for start in range(0, len(keys), _IMPORT_PAGE):
+        page = keys[start : start + _IMPORT_PAGE]
+        hashes = sorted({h for _, _, h in page})
+        query = select(BankEntry.bank, BankEntry.category, BankEntry.pdq_hash).where(
+            BankEntry.pdq_hash.in_(hashes), BankEntry.enabled.is_(True)
+        )
+        for bank, category, pdq_hash in session.execute(query):
+            fresh.pop((BankKind(bank), category, pdq_hash), None)
+    rows = [
+        {
+            "bank": e.bank,
+            "category": e.category,
+            "pdq_hash": e.hash,
+            "pdq_quality": e.quality,
+            "added_by": imported_by,
+            "reason": f"imported from {e.source or file_name or 'a hash list'}",
+            "enabled": True,
+            "created_at": e.added_at or now,
+            "changed_at": now,
+            "source": e.source,
+            "tags": list(e.tags) or None,
+            "imported_by": imported_by,
+            "imported_at": now,
+        }
+        for e in fresh.values()
+    ]
+    added: list[int] = []
+    for start in range(0, len(rows), _IMPORT_PAGE):
+        result = session.execute(
+            insert(BankEntry).returning(BankEntry.id), rows[start : start + _IMPORT_PAGE]
+        )
+        added += [row[0] for row in result]
+    duplicates = len(entries) - len(low) - len(added)
+    session.add(
+        AuditLogEntry(
+            actor=imported_by,
+            action="bank.import",
+            target_type="bank_entry",
+            target_id=f"{min(added)}..{max(added)}" if added else "",
+            details={
+                "file": file_name,
+                "added": len(added),
+                "duplicates": duplicates,
+                "low_quality": len(low),
+            },
+        )
+    )
+    session.flush()
+    return ImportResult(sorted(added), duplicates, len(low))
+
+
+def export_entries(
+    session: Session,
+    *,
+    bank: BankKind | None = None,
+    category: str | None = None,
+    include_disabled: bool = False,
+    page: int = 10_000,
+) -> Iterator[ExchangeEntry]:
+    """Entries as hash-list lines, oldest first, read a page at a time."""
+    after = 0
+    while True:
+        query = select(BankEntry).where(BankEntry.id > after).order_by(BankEntry.id).limit(page)
+        if bank is not None:
+            query = query.where(BankEntry.bank == BankKind(bank))
+        if category is not None:
+            query = query.where(BankEntry.category == category)
+        if not include_disabled:
+            query = query.where(BankEntry.enabled.is_(True))
+        rows = list(session.scalars(query))
+        for row in rows:
+            yield ExchangeEntry(
+                hash=row.pdq_hash,
+                quality=row.pdq_quality,
+                bank=BankKind(row.bank),
+                category=row.category,
+                tags=tuple(row.tags or ()),
+                source=row.source,
+                added_at=row.created_at,
+            )
+        if len(rows) < page:
+            return
+        after = rows[-1].id
+        session.expunge_all()
+
+
+def bank_version(session: Session) -> tuple[int | None, dt.datetime | None]:
+    """(max id, max changed_at) of the bank entries: changes whenever an entry is added,
+    disabled or re-enabled — what a worker compares before each batch (two index lookups)."""
+    row = session.execute(select(func.max(BankEntry.id), func.max(BankEntry.changed_at))).one()
+    return row[0], row[1]
