@@ -224,6 +224,12 @@ class Settings(BaseSettings):
     bank_refresh_s: float = Field(
         30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
+    bank_watch: bool = Field(
+        True,
+        description="Before each batch, compare the banks' version (max id, max change time: "
+        "one indexed query) and reload at once when it moved, so a new, disabled or "
+        "re-enabled entry applies to the very next batch; bank_refresh_s stays the safety net.",
+    )
     bank_retro_days: int = Field(
         30,
         ge=0,

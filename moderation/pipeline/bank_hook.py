@@ -11,6 +11,7 @@ from dataclasses import replace
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
+from moderation.db.repositories.banks import bank_version
 from moderation.domain import BankKind, ScoreSource
 from moderation.hashbank.banks import (
     BankMatch,
@@ -93,6 +94,7 @@ class BankPreScore:
         self.clock = clock  # monotonic seconds; tests step it
         self.last_refresh: RefreshResult | None = None
         self._loaded = False
+        self._version: tuple[object, object] | None = None  # bank_version at the last refresh
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> BankPreScore:
@@ -120,9 +122,19 @@ class BankPreScore:
 
     def _refresh(self) -> None:
         try:
-            result = self.matcher.refresh_if_due(
-                self._sessions, self.settings.bank_refresh_s, now=self.clock()
-            )
+            interval = self.settings.bank_refresh_s
+            if self.settings.bank_watch:
+                # instant propagation: one indexed max(id), max(changed_at) per batch — any
+                # add, disable or re-enable committed before this batch is loaded for it
+                with self._sessions() as session:
+                    version = bank_version(session)
+                if version != self._version:
+                    interval = 0.0
+            else:
+                version = None
+            result = self.matcher.refresh_if_due(self._sessions, interval, now=self.clock())
+            if result is not None:
+                self._version = version
         except Exception:
             # Never loaded: the batch fails and is delivered again — scoring without the bank
             # would let a known violation through on the model's word alone. Loaded once: a
