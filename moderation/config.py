@@ -236,6 +236,12 @@ class Settings(BaseSettings):
         description="When a bank entry is added or re-enabled, images stored in the last N days "
         "are matched against it and their jobs re-decided (retro-matching); 0 = off.",
     )
+    bank_retro_sweep_s: float = Field(
+        15.0,
+        ge=0,
+        description="How often the workers' beat starts retro-matching for bank entries added "
+        "or re-enabled without a run (e.g. by a reviewer) and resumes unfinished runs (0: off).",
+    )
     bank_crop_grid: int = Field(
         0,
         ge=0,

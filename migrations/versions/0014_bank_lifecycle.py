@@ -6,7 +6,9 @@ Create Date: 2026-12-06
 
 - ``bank_entries``: provenance of imported entries (``source`` list, ``tags``, ``imported_by``,
   ``imported_at``) and ``changed_at`` — stamped on add, disable and re-enable, so a worker sees
-  any change with one indexed ``max()`` before each batch (instant propagation).
+  any change with one indexed ``max()`` before each batch (instant propagation); ``retro_at``
+  — when a retro-matching run last covered the entry (the sweep picks up entries added or
+  re-enabled since, e.g. by a reviewer).
 - ``decisions``: ``version`` (1 = the worker's, 2… = re-decisions), ``reason`` (why the last
   re-decision, e.g. ``retro_match: bank entry #5``) and ``frame`` (the animation frame that
   decided; NULL for still images and frame 0).
@@ -41,6 +43,7 @@ def upgrade() -> None:
     op.add_column("bank_entries", sa.Column("imported_at", TS, nullable=True))
     op.add_column("bank_entries", sa.Column("changed_at", TS, nullable=True))
     op.create_index("ix_bank_entries_changed_at", "bank_entries", ["changed_at"])
+    op.add_column("bank_entries", sa.Column("retro_at", TS, nullable=True))
     op.add_column(
         "decisions",
         sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
@@ -131,5 +134,5 @@ def downgrade() -> None:
     op.drop_column("decisions", "reason")
     op.drop_column("decisions", "version")
     op.drop_index("ix_bank_entries_changed_at", table_name="bank_entries")
-    for column in ("changed_at", "imported_at", "imported_by", "tags", "source"):
+    for column in ("retro_at", "changed_at", "imported_at", "imported_by", "tags", "source"):
         op.drop_column("bank_entries", column)

@@ -541,6 +541,8 @@ class BankEntry(Base):
     imported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # stamped on add, disable and re-enable: workers compare max(changed_at) before each batch
     changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # when a retro-matching run last covered this entry (NULL: never; < changed_at: re-enabled)
+    retro_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class RetroRun(Base):

@@ -37,6 +37,7 @@ from moderation.images import ImageRejected, decode_image
 from moderation.thresholds.tiers import ACTIONS
 
 __all__ = [
+    "RETRO_SWEEP_TASK",
     "RETRO_TASK",
     "RetroProgress",
     "RunOutcome",
@@ -45,11 +46,13 @@ __all__ = [
     "retro_match_now",
     "schedule",
     "start_run",
+    "sweep",
 ]
 
 log = logging.getLogger(__name__)
 
 RETRO_TASK = "moderation.retro_match"
+RETRO_SWEEP_TASK = "moderation.retro_sweep"
 RetroProgress = repo.RunRecord
 PAGE = 50_000  # stored hashes per transaction
 _TOP_SEVERITY = 4
@@ -68,10 +71,28 @@ def latest_runs(session: Session, limit: int = 20) -> list[repo.RunRecord]:
 def start_run(
     sessions: sessionmaker[Session], settings: Settings, entry_ids: Sequence[int], *, trigger: str
 ) -> repo.RunRecord:
-    since = utcnow() - dt.timedelta(days=settings.bank_retro_days)
-    return in_transaction(
-        sessions, lambda s: repo.create_run(s, entry_ids, trigger=trigger, since=since)
-    )
+    now = utcnow()
+    since = now - dt.timedelta(days=settings.bank_retro_days)
+
+    def create(session: Session) -> repo.RunRecord:
+        repo.mark_covered(session, entry_ids, now)
+        return repo.create_run(session, entry_ids, trigger=trigger, since=since)
+
+    return in_transaction(sessions, create)
+
+
+def sweep(
+    sessions: sessionmaker[Session], settings: Settings, *, stale_after_s: float = 600.0
+) -> list[RunOutcome]:
+    """The workers' periodic safety net: one run for every violation entry added or
+    re-enabled without one (a reviewer's confirmation, a broker that was down), then every
+    run left unfinished (pending, or running with no progress for ``stale_after_s``)."""
+    entry_ids = in_transaction(sessions, repo.entries_needing_retro)
+    if entry_ids:
+        start_run(sessions, settings, entry_ids, trigger="sweep")
+    stale = utcnow() - dt.timedelta(seconds=stale_after_s)
+    run_ids = in_transaction(sessions, lambda s: repo.runs_to_resume(s, stale))
+    return [resume(sessions, settings, run_id) for run_id in run_ids]
 
 
 def retro_match_now(
@@ -255,6 +276,7 @@ def _step(
         session,
         run_id,
         cursor=rows[-1][0],
+        started_at=utcnow(),  # progress: a live run never looks stale to the sweep
         scanned=run.scanned + len(rows),
         matched=run.matched + len(by_image),
         redecided=run.redecided + redecided,

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from moderation.db.models import (
@@ -26,6 +26,9 @@ __all__ = [
     "RetroEntry",
     "RunRecord",
     "create_run",
+    "entries_needing_retro",
+    "mark_covered",
+    "runs_to_resume",
     "entries_for",
     "get_run",
     "jobs_of_images",
@@ -236,3 +239,38 @@ def record_redecision(
     )  # fmt: skip
     session.flush()
     return True
+
+
+def mark_covered(session: Session, entry_ids: Sequence[int], when: dt.datetime) -> None:
+    """Entries a run now covers (the sweep leaves them alone until changed again)."""
+    if entry_ids:
+        session.execute(
+            update(BankEntry).where(BankEntry.id.in_(list(entry_ids))).values(retro_at=when)
+        )
+
+
+def entries_needing_retro(session: Session, limit: int = 100_000) -> list[int]:
+    """Enabled violation entries no run has covered since they were added or re-enabled."""
+    query = (
+        select(BankEntry.id)
+        .where(
+            BankEntry.bank == BankKind.CONFIRMED_VIOLATION,
+            BankEntry.enabled.is_(True),
+            or_(BankEntry.retro_at.is_(None), BankEntry.retro_at < BankEntry.changed_at),
+        )
+        .order_by(BankEntry.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def runs_to_resume(session: Session, stale_before: dt.datetime) -> list[int]:
+    """Runs never started, or started before ``stale_before`` and not finished (their worker
+    died): the sweep resumes them from their cursor."""
+    query = select(RetroRun.id).where(
+        or_(
+            RetroRun.status == "pending",
+            (RetroRun.status == "running") & (RetroRun.started_at < stale_before),
+        )
+    )
+    return list(session.scalars(query.order_by(RetroRun.id)))
