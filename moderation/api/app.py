@@ -19,7 +19,7 @@ from moderation.services.jobs import count_by_status, oldest_by_status
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import health, jobs, metrics, reviews
+from .routes import banks, health, jobs, metrics, reviews
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(metrics.router)
     app.include_router(jobs.router)
     app.include_router(reviews.router)
+    app.include_router(banks.router)
 
     @app.exception_handler(DBAPIError)
     async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
