@@ -164,7 +164,9 @@ def test_banking_the_original_re_decides_every_past_copy_once(db_url, tmp_path, 
     get_settings.cache_clear()
     shown = CliRunner().invoke(app, ["jobs", "show", str(ids[0])], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    assert json.loads(shown.output)["tier"] == "high"
+    view = json.loads(shown.output)
+    assert (view["tier"], view["decision_version"]) == ("high", 2)
+    assert view["decision_reason"].startswith(f"retro_match: bank entry #{entry_id} ")
     # re-running (re-enable; a resumed run) decides nothing twice
     ok("bank", "disable", str(entry_id), "--url", db_url)
     again = ok("bank", "enable", str(entry_id), "--url", db_url)

@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from moderation.db.models import Decision, Score
+from moderation.db.repositories.job_views import get_job_view
 from moderation.db.session import session_scope
 from moderation.domain import BankKind, RiskTier
 from moderation.images import ImageRejected, decode_image, frame_sample
@@ -110,3 +111,44 @@ def test_a_gif_whose_fifth_frame_is_banked_matches_on_that_frame(make_ctx, score
         assert (row.matched_bank_entry_id, row.frame) == (entry, 4)
         cover_row = s.scalars(select(Decision).where(Decision.job_id == first_only)).one()
         assert cover_row.matched_bank_entry_id is None
+        view = get_job_view(s, gif)
+        assert (view.frame, view.bank_match.entry_id) == (4, entry)
+
+
+def _picture_of(vector) -> Image.Image:  # type: ignore[no-untyped-def]
+    """An image the fake embedder maps onto ``vector`` (its 16 × 16 RGB box-average grid)."""
+    import numpy as np
+
+    grid = np.asarray(vector, np.float32).reshape(16, 16, 3)
+    pixels = np.clip(0.5 + 0.5 * grid / np.abs(grid).max(), 0, 1) * 255
+    return Image.fromarray(pixels.astype(np.uint8)).resize((96, 96), Image.Resampling.NEAREST)
+
+
+def test_with_the_fake_backend_frame_five_matching_a_violation_phrasing_decides(engine):
+    """The fake embedding backend: frame 5 pictures a violation phrasing, the rest are grey."""
+    from moderation.config import Settings
+    from moderation.db.session import make_sessionmaker
+    from moderation.pipeline.context import build_context
+    from moderation.scoring.scorers import build_scorer
+
+    settings = Settings(_env_file=None, backend="fake", bank_refresh_s=0)  # type: ignore[call-arg]
+    scorer = build_scorer(settings)
+    table = scorer.table
+    category = table.categories[0]
+    phrasing = table.phrasings[table.starts[0]]
+    violating = _picture_of(scorer.embedder.embed_texts([phrasing])[0])
+    greys = [Image.new("RGB", (96, 96), (120 + i, 120, 120)) for i in range(7)]
+    ctx = build_context(settings, scorer, make_sessionmaker(engine), worker="test@host")
+    try:
+        gif, first = submit(ctx, animation(around(violating, greys), "WEBP"), still(greys[0]))
+        outcome = run_batch(ctx, [gif, first])
+        with session_scope(ctx.sessions) as s:
+            row = s.scalars(select(Decision).where(Decision.job_id == gif)).one()
+            score = s.scalars(
+                select(Score).where(Score.job_id == gif, Score.category == category)
+            ).one()
+        assert outcome.tiers[gif].rank > outcome.tiers[first].rank
+        assert (row.category, row.frame) == (category, 4)
+        assert (score.details["frame"], score.phrasing) == (4, phrasing)
+    finally:
+        ctx.close()
