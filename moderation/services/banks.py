@@ -9,6 +9,7 @@ looks for in past uploads.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,11 +22,13 @@ from moderation.db.repositories.banks import (
     UnknownBankEntry,
     export_entries,
     get_entries,
+    hit_times,
     import_entries,
     list_entries,
     set_enabled,
     stats,
 )
+from moderation.db.repositories.retro import RunRecord, latest_runs
 from moderation.domain import BankKind
 from moderation.hashbank.exchange import (
     COLUMNS,
@@ -38,6 +41,8 @@ from moderation.hashbank.exchange import (
 
 __all__ = [
     "COLUMNS",
+    "BankActivity",
+    "bank_activity",
     "BankEntryRecord",
     "BankStats",
     "HashListImport",
@@ -111,3 +116,27 @@ def export_hash_list(
         session, bank=bank, category=category, include_disabled=include_disabled
     )
     return format_entries(entries, fmt)
+
+
+@dataclass(frozen=True)
+class BankActivity:
+    """What the dashboard's Banks page shows: hits per hour, entries per bank, recent
+    retro-matching runs."""
+
+    hits_per_hour: list[tuple[dt.datetime, int]]  # every hour of the window, oldest first
+    stats: list[BankStats]
+    runs: list[RunRecord]
+
+
+def bank_activity(session: Session, now: dt.datetime, hours: int, runs: int = 20) -> BankActivity:
+    start = (now - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    counts: dict[dt.datetime, int] = {}
+    for when in hit_times(session, start):
+        hour = when.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        counts[hour] = counts.get(hour, 0) + 1
+    series = []
+    hour = start
+    while hour <= now:
+        series.append((hour, counts.get(hour, 0)))
+        hour += dt.timedelta(hours=1)
+    return BankActivity(series, stats(session), latest_runs(session, runs))

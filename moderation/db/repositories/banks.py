@@ -28,6 +28,7 @@ __all__ = [
     "find_duplicate",
     "ImportResult",
     "bank_version",
+    "hit_times",
     "export_entries",
     "get_entries",
     "import_entries",
@@ -443,3 +444,14 @@ def bank_version(session: Session) -> tuple[int | None, dt.datetime | None]:
     disabled or re-enabled — what a worker compares before each batch (two index lookups)."""
     row = session.execute(select(func.max(BankEntry.id), func.max(BankEntry.changed_at))).one()
     return row[0], row[1]
+
+
+def hit_times(session: Session, since: dt.datetime) -> list[dt.datetime]:
+    """When each decision that names a bank entry was made, since ``since`` (the dashboard's
+    bank hits per hour; retro re-decisions count when they were made)."""
+    from moderation.db.models import Decision
+
+    query = select(Decision.decided_at).where(
+        Decision.decided_at >= since, Decision.matched_bank_entry_id.is_not(None)
+    )
+    return list(session.scalars(query))
