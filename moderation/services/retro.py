@@ -226,14 +226,8 @@ def _step(
     """One page of stored hashes: match, re-decide, advance the cursor — one transaction."""
     run = repo.get_run(session, run_id)
     assert run is not None
-    rows = repo.stored_hashes(
-        session,
-        since=run.since,
-        after_id=run.cursor,
-        limit=page,
-        min_quality=settings.bank_min_quality,
-    )
-    if not rows:
+    last, rows = repo.stored_hashes(session, since=run.since, after_id=run.cursor, limit=page)
+    if last is None:
         repo.update_run(session, run_id, status="done", finished_at=utcnow())
         return RunOutcome(repo.get_run(session, run_id), [])  # type: ignore[arg-type]
     usable = [r for r in rows if r[2] is None or r[2] >= settings.bank_min_quality]
@@ -275,7 +269,7 @@ def _step(
     repo.update_run(
         session,
         run_id,
-        cursor=rows[-1][0],
+        cursor=last,
         started_at=utcnow(),  # progress: a live run never looks stale to the sweep
         scanned=run.scanned + len(rows),
         matched=run.matched + len(by_image),

@@ -333,13 +333,19 @@ def import_entries(
         if e.quality is None or e.quality >= min_quality:
             fresh.setdefault((e.bank, e.category, e.hash), e)
     keys = list(fresh)
-    for start in range(0, len(keys), _IMPORT_PAGE):
-        page = keys[start : start + _IMPORT_PAGE]
-        hashes = sorted({h for _, _, h in page})
-        query = select(BankEntry.bank, BankEntry.category, BankEntry.pdq_hash).where(
-            BankEntry.pdq_hash.in_(hashes), BankEntry.enabled.is_(True)
-        )
-        for bank, category, pdq_hash in session.execute(query):
+    existing = select(BankEntry.bank, BankEntry.category, BankEntry.pdq_hash).where(
+        BankEntry.enabled.is_(True)
+    )
+    if len(keys) > _IMPORT_PAGE:
+        # a big list: one pass over the enabled entries beats many long IN lists (Postgres
+        # planned 5,000-hash IN lists at ~3 s each on a freshly filled table)
+        for bank, category, pdq_hash in session.execute(existing):
+            fresh.pop((BankKind(bank), category, pdq_hash), None)
+    else:
+        hashes = sorted({h for _, _, h in keys})
+        for bank, category, pdq_hash in session.execute(
+            existing.where(BankEntry.pdq_hash.in_(hashes))
+        ):
             fresh.pop((BankKind(bank), category, pdq_hash), None)
     rows = [
         {

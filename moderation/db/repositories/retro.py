@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from moderation.db.models import (
@@ -93,13 +93,17 @@ def _record(row: RetroRun) -> RunRecord:
 def create_run(
     session: Session, entry_ids: Sequence[int], *, trigger: str, since: dt.datetime
 ) -> RunRecord:
-    total = session.query(Image.id).filter(*_window(since)).count()
+    # one pass to size the run and find where the window starts (ids grow with time), so
+    # the pages below are plain primary-key ranges whatever the planner thinks of the filters
+    total, first = session.execute(
+        select(func.count(), func.min(Image.id)).where(*_window(since))
+    ).one()
     row = RetroRun(
         entry_ids=sorted(set(entry_ids)),
         trigger=trigger[:100],
         status="pending",
         since=since,
-        cursor=0,
+        cursor=(first - 1) if first is not None else 0,
         total=total,
     )
     session.add(row)
@@ -139,18 +143,25 @@ def _window(since: dt.datetime) -> list:  # type: ignore[type-arg]
 
 
 def stored_hashes(
-    session: Session, *, since: dt.datetime, after_id: int, limit: int, min_quality: int
-) -> list[tuple[int, str, int | None]]:
-    """(image id, PDQ hash, quality) of images stored since ``since``, ids above
-    ``after_id`` ascending — one page of a retro scan (quality filtered by the caller, so the
-    cursor still advances over featureless images)."""
-    query = (
-        select(Image.id, Image.pdq_hash, Image.pdq_quality)
-        .where(Image.id > after_id, *_window(since))
-        .order_by(Image.id)
-        .limit(limit)
+    session: Session, *, since: dt.datetime, after_id: int, limit: int
+) -> tuple[int | None, list[tuple[int, str, int | None]]]:
+    """One page of a retro scan: the id range (``after_id``, ``after_id + limit``] — a
+    primary-key range scan whatever the planner thinks of the other filters — and, of it, the
+    (image id, PDQ hash, quality) of images stored since ``since`` that have a hash. Returns
+    the range's end as the next cursor, or None once ``after_id`` is past the newest image.
+    Read on the Core connection: no ORM row loading for a million rows."""
+    newest = session.scalar(select(func.max(Image.id)))
+    if newest is None or after_id >= newest:
+        return None, []
+    end = after_id + limit
+    query = select(Image.id, Image.pdq_hash, Image.pdq_quality).where(
+        Image.id > after_id, Image.id <= end, *_window(since)
     )
-    return [(r[0], r[1], r[2]) for r in session.execute(query)]
+    result = session.connection().execute(query)
+    # the driver's tuples as they are (ints and strings: no result processing to apply)
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    return min(end, newest), rows
 
 
 def jobs_of_images(session: Session, image_ids: Sequence[int]) -> list[RedecideJob]:
