@@ -103,7 +103,10 @@ def create_run(
         trigger=trigger[:100],
         status="pending",
         since=since,
-        cursor=(first - 1) if first is not None else 0,
+        # nothing in the window: start past the newest image (the run ends at once)
+        cursor=(first - 1)
+        if first is not None
+        else (session.scalar(select(func.max(Image.id))) or 0),
         total=total,
     )
     session.add(row)
