@@ -452,12 +452,26 @@ def _retro_after_change(settings: Settings, entry_ids: list[int], *, trigger: st
 def retro(
     run_id: int | None = typer.Argument(None, help="Resume this run (default: list runs)."),
     limit: int = typer.Option(20, "--limit", min=1, help="Runs listed, newest first."),
+    sweep: bool = typer.Option(
+        False,
+        "--sweep",
+        help="First retro-match every violation entry added or re-enabled without a run (e.g. "
+        "by a reviewer) and resume unfinished runs, here (what beat does on a deployment).",
+    ),
     url: str | None = URL_OPTION,
 ) -> None:
     """Retro-matching runs and their progress; with RUN_ID, resume that run here."""
     from moderation.services import retro as retro_service
 
     settings = settings_with(database_url=url)
+    if sweep:
+        engine = make_engine(settings.database_url)
+        try:
+            outcomes = retro_service.sweep(make_sessionmaker(engine), settings)
+        finally:
+            engine.dispose()
+        redecided = sum(o.run.redecided for o in outcomes)
+        console.print(f"{len(outcomes)} runs, {redecided} jobs re-decided", highlight=False)
     if run_id is not None:
         engine = make_engine(settings.database_url)
         try:

@@ -187,3 +187,25 @@ def test_an_import_retro_matches_once_and_a_hash_of_a_past_upload_hits(db_url, t
     assert {t for t, _, _ in _decisions(db_url, ids).values()} == {"high"}
     runs = ok("bank", "retro", "--url", db_url)
     assert "import:l.csv" in runs and "done" in runs
+
+
+def test_sweep_retro_matches_an_entry_banked_without_a_run(db_url):
+    """A reviewer's confirmation banks without a run; `bank retro --sweep` (beat's task on a
+    deployment) finds the entry and re-decides the past copies."""
+    from moderation.db.session import make_engine
+    from moderation.domain import BankKind
+    from moderation.hashbank.banks import bank_hash
+
+    photo = dark_photo(43)
+    ids = _scored_copies(db_url, photo, 4, callback=False)
+    engine = make_engine(db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            bank_hash(s, bank=BankKind.CONFIRMED_VIOLATION, pdq=compute_pdq(photo),
+                      added_by="reviewer:rita", category="violence")  # fmt: skip
+    finally:
+        engine.dispose()
+    out = ok("bank", "retro", "--sweep", "--url", db_url)
+    assert "1 runs, 4 jobs re-decided" in out and "sweep" in out
+    assert {t for t, _, _ in _decisions(db_url, ids).values()} == {"high"}
+    assert "0 runs, 0 jobs re-decided" in ok("bank", "retro", "--sweep", "--url", db_url)
