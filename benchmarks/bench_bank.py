@@ -4,6 +4,11 @@ crop-window banking (MODERATION_BANK_CROP_GRID) off vs on, side by side in the s
 
     .venv/bin/python benchmarks/bench_bank.py [--bank-size 100000] [--images 200] [--seed 0]
     .venv/bin/python benchmarks/bench_bank.py --crops-only [--crop-grids 0,3,4] [--crop-keep 0.96]
+    .venv/bin/python benchmarks/bench_bank.py --lifecycle [bench_bank_lifecycle.py options]
+
+``--lifecycle`` runs ``bench_bank_lifecycle.py`` instead: propagation latency of a bank change,
+retro-matching seconds at 1 M stored hashes and the import rate of a 100 k-entry hash list,
+beside what the code did before (issue 17).
 
 The bank is ``--images`` seeded synthetic photos (tests/synthetic_images.py) plus random
 256-bit filler up to ``--bank-size`` entries, stored in a throwaway SQLite file and loaded through
@@ -212,6 +217,12 @@ def _false_matches(matcher: BankMatcher, images: list, unrelated: list, base: Se
 
 
 def main() -> None:
+    if "--lifecycle" in sys.argv:
+        sys.argv.remove("--lifecycle")
+        from benchmarks import bench_bank_lifecycle
+
+        bench_bank_lifecycle.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank-size", type=int, default=100_000)
     parser.add_argument("--images", type=int, default=200, help="banked (and unrelated) photos")

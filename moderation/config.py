@@ -261,6 +261,24 @@ class Settings(BaseSettings):
     bank_refresh_s: float = Field(
         30.0, ge=0, description="How often a worker pulls new and disabled bank entries (s)."
     )
+    bank_watch: bool = Field(
+        True,
+        description="Before each batch, compare the banks' version (max id, max change time: "
+        "one indexed query) and reload at once when it moved, so a new, disabled or "
+        "re-enabled entry applies to the very next batch; bank_refresh_s stays the safety net.",
+    )
+    bank_retro_days: int = Field(
+        30,
+        ge=0,
+        description="When a bank entry is added or re-enabled, images stored in the last N days "
+        "are matched against it and their jobs re-decided (retro-matching); 0 = off.",
+    )
+    bank_retro_sweep_s: float = Field(
+        15.0,
+        ge=0,
+        description="How often the workers' beat starts retro-matching for bank entries added "
+        "or re-enabled without a run (e.g. by a reviewer) and resumes unfinished runs (0: off).",
+    )
     bank_crop_grid: int = Field(
         0,
         ge=0,
@@ -285,6 +303,13 @@ class Settings(BaseSettings):
         2048 * 2048,
         ge=1024 * 1024,  # images.NEEDED_PIXELS: what GME takes (1280 tokens × 28² ≈ 1.0 MP)
         description="Larger images are decoded reduced to at most this many pixels.",
+    )
+    max_frames: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Frames of an animated image (GIF, WebP, APNG) decoded, hashed and scored; "
+        "longer animations are sampled evenly (first and last frame included). 1 = first only.",
     )
 
     # --- API -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -14,12 +15,14 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_WORKING_PIXELS",
     "NEEDED_PIXELS",
     "DecodedImage",
     "ImageRejected",
     "decode_image",
+    "frame_sample",
     "reduce_factor",
     "sha256_hex",
     "working_size",
@@ -38,6 +41,11 @@ NEEDED_PIXELS = 1024 * 1024
 # scale inside the decoder (so the full-size pixels never exist), others box-reduced by an
 # integer factor after loading (the peak stays, but look-ahead batches hold the small copy).
 DEFAULT_WORKING_PIXELS = 2048 * 2048
+# Animated images (GIF, WebP, APNG; multi-page TIFF too): at most this many frames are decoded
+# and scored, evenly spaced over the animation (first and last included) when it has more.
+DEFAULT_MAX_FRAMES = 32
+# The smallest a sampled frame after the first is reduced to (open_nsfw's 256² input; PDQ's 64²)
+_FRAME_FLOOR = 256 * 256
 
 
 class ImageRejected(ValueError):
@@ -60,6 +68,27 @@ class DecodedImage:
     width: int
     height: int
     format: str
+    # animated images: the sampled frames after the first (``image`` is frame 0), RGB, upright,
+    # each reduced to the frame budget; ``frame_numbers`` their 0-based positions in the
+    # animation; ``frame_count`` the animation's length (1 for a still image)
+    frames: tuple[Image.Image, ...] = ()
+    frame_numbers: tuple[int, ...] = ()
+    frame_count: int = 1
+
+    def all_frames(self) -> list[tuple[int, Image.Image]]:
+        """(frame number, pixels) of every decoded frame, frame 0 first."""
+        return [(0, self.image), *zip(self.frame_numbers, self.frames, strict=True)]
+
+
+def frame_sample(count: int, max_frames: int) -> list[int]:
+    """The frames of a ``count``-frame animation that are decoded: all of them when at most
+    ``max_frames``, else ``max_frames`` evenly spaced ones, the first and the last included."""
+    if count <= max_frames:
+        return list(range(count))
+    if max_frames <= 1:
+        return [0]
+    step = (count - 1) / (max_frames - 1)
+    return sorted({round(i * step) for i in range(max_frames)})
 
 
 def sha256_hex(data: bytes) -> str:
@@ -87,6 +116,7 @@ def decode_image(
     max_bytes: int = 25 * 1024 * 1024,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     working_pixels: int | None = DEFAULT_WORKING_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
 ) -> DecodedImage:
     """Decode ``data`` defensively.
 
@@ -98,8 +128,14 @@ def decode_image(
     ratio kept: JPEGs decode straight at 1/2, 1/4 or 1/8 scale, so their full-size pixels never
     exist; other formats are box-reduced by an integer factor after loading; a bilinear resize
     follows only where that is still above ``working_pixels``. ``None`` keeps every pixel.
-    The recorded ``width``/``height`` stay the original's. Animated images give their first
-    frame.
+    The recorded ``width``/``height`` stay the original's.
+
+    Animated images (GIF, WebP, APNG, multi-page TIFF) give their first frame as ``image`` and
+    up to ``max_frames`` − 1 more, sampled evenly (``frame_sample``), in ``frames``: each
+    reduced to ``working_pixels`` / frames sampled (at least 256² pixels), so the frames kept
+    hold about what one still image would. A frame bomb is refused before any frame after the
+    first is decoded: ``frame_count × width × height`` (the pixels a decoder walks through to
+    reach the sampled frames) above ``max_pixels`` is ``too_many_frames``.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected("wrong_type", f"expected bytes, got {type(data).__name__}")
@@ -121,7 +157,16 @@ def decode_image(
                 f"{width}x{height} = {width * height} pixels exceeds the {max_pixels} limit",
             )
         fmt = str(opened.format)
+        count = _frame_count(opened, width * height, max_pixels, max_frames)
         rgb, turned = _load_rgb(opened, working_pixels, max_pixels)
+        frames: list[Image.Image] = []
+        numbers = frame_sample(count, max_frames)[1:] if count > 1 else []
+        if numbers:
+            if rgb is opened:  # seeking would change the first frame's pixels under it
+                rgb = rgb.copy()
+            budget = max(_FRAME_FLOOR, (working_pixels or width * height) // (len(numbers) + 1))
+            for number in numbers:
+                frames.append(_load_frame(opened, number, budget, max_pixels))
     finally:
         if rgb is not opened:  # a loaded RGB image is returned as is: closing would free it
             opened.close()
@@ -132,7 +177,65 @@ def decode_image(
         width=height if turned else width,
         height=width if turned else height,
         format=fmt,
+        frames=tuple(frames),
+        frame_numbers=tuple(numbers),
+        frame_count=count,
     )
+
+
+def _frame_count(opened: Image.Image, frame_pixels: int, max_pixels: int, max_frames: int) -> int:
+    """The animation's length (1 for still images and when only one frame is wanted); raises
+    ``too_many_frames`` for a frame bomb. Counting reads frame headers, not pixels."""
+    if max_frames <= 1 or not getattr(opened, "is_animated", False):
+        return 1
+    try:
+        count = int(getattr(opened, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected("corrupt", f"unreadable animation: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            opened.seek(0)
+    if count * frame_pixels > max_pixels:
+        raise ImageRejected(
+            "too_many_frames",
+            f"{count} frames of {frame_pixels} pixels = {count * frame_pixels} pixels exceeds "
+            f"the {max_pixels} limit",
+        )
+    return max(1, count)
+
+
+def _load_frame(opened: Image.Image, number: int, budget: int, max_pixels: int) -> Image.Image:
+    """Frame ``number`` of an animation: reduced to ``budget`` pixels, upright, RGB (a copy)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened.seek(number)
+            opened.load()
+            # a frame as the viewer shows it (GIF/APNG frames are composited by the decoder)
+            image: Image.Image = opened
+            if image.mode not in _RESIZABLE_MODES:
+                image = _to_rgb(image)
+            if image.width * image.height > budget:
+                factor = reduce_factor(image.width, image.height, budget)
+                image = image.reduce(factor) if factor > 1 else image
+                if image.width * image.height > budget:
+                    size = working_size(image.width, image.height, budget)
+                    image = image.resize(size, Image.Resampling.BILINEAR)
+            orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
+            turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+            if turn is not None:
+                image = image.transpose(turn)
+            rgb = _to_rgb(image)
+            return rgb.copy() if rgb is opened else rgb
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(exc, max_pixels) from None
+    except OSError as exc:
+        code = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise ImageRejected(code, f"cannot decode frame {number}: {exc}") from None
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected("corrupt", f"cannot decode frame {number}: {exc}") from None
 
 
 _guard_lock = threading.Lock()

@@ -22,11 +22,14 @@ from moderation.pipeline.publish import (
     SCORE_TASK,
     broker_transport_options,
 )
+from moderation.services.retro import RETRO_SWEEP_TASK, RETRO_TASK
 
 __all__ = [
     "ADJUST_TASK",
     "CALLBACK_TASK",
     "REAP_TASK",
+    "RETRO_SWEEP_TASK",
+    "RETRO_TASK",
     "ROLLUP_TASK",
     "SCORE_TASK",
     "ModerationCelery",
@@ -48,6 +51,8 @@ def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
         REAP_TASK: {"queue": settings.ops_queue_name},
         ROLLUP_TASK: {"queue": settings.ops_queue_name},
         ADJUST_TASK: {"queue": settings.ops_queue_name},
+        RETRO_TASK: {"queue": settings.ops_queue_name},
+        RETRO_SWEEP_TASK: {"queue": settings.ops_queue_name},
     }
 
 
@@ -66,6 +71,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         schedule["adjust-thresholds"] = {
             "task": ADJUST_TASK,
             "schedule": float(settings.adjust_interval_s),
+        }
+    if settings.bank_retro_sweep_s > 0:  # retro-matching's safety net (services.retro.sweep)
+        schedule["retro-match-sweep"] = {
+            "task": RETRO_SWEEP_TASK,
+            "schedule": float(settings.bank_retro_sweep_s),
         }
     return schedule
 

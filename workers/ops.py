@@ -155,3 +155,28 @@ def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
     in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "sent"))
     metrics.record_callback(sent=True)
     return f"sent ({status})"
+
+
+def retro_match_run(app: ModerationCelery, run_id: int) -> dict[str, int]:
+    """Run (or resume) retro-matching run ``run_id`` and publish the callbacks it made due."""
+    from moderation.services import retro
+
+    settings = app.settings
+    outcome = retro.resume(sessions_for(settings), settings, run_id)
+    if outcome.callbacks_due:
+        Publisher(settings, app).publish_callbacks(outcome.callbacks_due)
+    run = outcome.run
+    return {"run": run.id, "scanned": run.scanned, "matched": run.matched,
+            "redecided": run.redecided}  # fmt: skip
+
+
+def retro_match_sweep(app: ModerationCelery) -> dict[str, int]:
+    """Start runs for entries added or re-enabled without one, resume unfinished runs."""
+    from moderation.services import retro
+
+    settings = app.settings
+    outcomes = retro.sweep(sessions_for(settings), settings)
+    due = [job for o in outcomes for job in o.callbacks_due]
+    if due:
+        Publisher(settings, app).publish_callbacks(due)
+    return {"runs": len(outcomes), "redecided": sum(o.run.redecided for o in outcomes)}

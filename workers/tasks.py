@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .batching import BatchingTask
-from .celery_app import ADJUST_TASK, CALLBACK_TASK, REAP_TASK, ROLLUP_TASK, SCORE_TASK
+from .celery_app import (
+    ADJUST_TASK,
+    CALLBACK_TASK,
+    REAP_TASK,
+    RETRO_SWEEP_TASK,
+    RETRO_TASK,
+    ROLLUP_TASK,
+    SCORE_TASK,
+)
 
 if TYPE_CHECKING:
     from .celery_app import ModerationCelery
@@ -41,6 +49,18 @@ def register(app: ModerationCelery) -> None:
         from .ops import refresh_dashboard_rollups
 
         return refresh_dashboard_rollups(app)
+
+    @app.task(name=RETRO_TASK)
+    def retro_match(run_id: int) -> dict[str, int]:
+        from .ops import retro_match_run
+
+        return retro_match_run(app, run_id)
+
+    @app.task(name=RETRO_SWEEP_TASK)
+    def retro_sweep() -> dict[str, int]:
+        from .ops import retro_match_sweep
+
+        return retro_match_sweep(app)
 
     @app.task(name=ADJUST_TASK)
     def adjust_thresholds() -> dict[str, Any]:

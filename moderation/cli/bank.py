@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def _decode_file(path: Path, settings: Settings) -> Image.Image:
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_image_pixels,
             working_pixels=settings.decode_pixels,
+            max_frames=1,  # a bank entry is one picture: an animation banks its first frame
         )
     except ImageRejected as exc:
         raise CliError(f"{exc.code}: {exc.message}") from None
@@ -99,6 +101,7 @@ def add(
     settings = settings_with(database_url=url)
     table = Table("file", "result", "entry", "quality", "pdq hash")
     failed = 0
+    added: list[int] = []
     with _session(settings) as session:
         for path in track(files, description="hashing", transient=True, disable=len(files) < 3):
             try:
@@ -124,9 +127,13 @@ def add(
                 shown = f"[red]quality {pdq.quality} < {settings.bank_min_quality}: not banked[/]"
             else:
                 shown = result.outcome
+            if result.outcome == "added" and result.entry is not None:
+                added.append(result.entry.id)
             entry = f"#{result.entry.id}" if result.entry else ""
             table.add_row(str(path), shown, entry, str(pdq.quality), pdq.hex[:16] + "…")
     console.print(table)
+    if added:
+        _retro_after_change(settings, added, trigger="cli:add")
     if failed:
         raise CliError(f"{failed} of {len(files)} files were not banked")
 
@@ -190,6 +197,8 @@ def _set_enabled(
             raise CliError(str(exc)) from None
     state = "enabled" if entry.enabled else "disabled"
     console.print(f"bank entry #{entry.id} ({entry.bank.value}) is {state}", highlight=False)
+    if enabled:
+        _retro_after_change(settings_with(database_url=url), [entry.id], trigger="cli:enable")
 
 
 @bank_app.command("disable")
@@ -323,6 +332,166 @@ def _match_json(
             "skip_model": verdict.skip_model,
         },
     }
+
+
+@bank_app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="Hash list: CSV (with a header) or JSON Lines."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv or jsonl (default: from the file name or its first line)."
+    ),
+    bank: BankKind | None = typer.Option(None, "--bank", "-b", help="Bank for lines without."),
+    category: str | None = typer.Option(
+        None, "--category", "-c", help="Category for violation lines without one."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="Source list name for lines without one (default: file name)."
+    ),
+    retro: bool = typer.Option(
+        True, "--retro/--no-retro", help="Retro-match the new entries against past uploads."
+    ),
+    by: str | None = BY_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Import a PDQ hash list (columns: hash, quality, bank, category, tags, source,
+    added_at). Malformed lines are reported with their line numbers and skipped; entries
+    already banked are skipped, so re-importing a list adds nothing."""
+    settings = settings_with(database_url=url)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    chosen = fmt or bank_service.detect_format(file.name, text[:200])
+    if chosen not in ("csv", "jsonl"):
+        raise CliError(f"--format must be csv or jsonl, not {chosen!r}")
+    with _session(settings) as session:
+        report = bank_service.import_hash_list(
+            session, text.splitlines(), fmt=chosen, imported_by=_actor(by),  # type: ignore[arg-type]
+            file_name=file.name, default_bank=bank, default_category=category,
+            default_source=source, min_quality=settings.bank_min_quality,
+        )  # fmt: skip
+    for error in report.errors:
+        console.print(f"[red]{file.name}:{error.line}: {error.message}[/]", highlight=False)
+    result = report.result
+    console.print(
+        f"{len(result.added)} added, {result.duplicates} already banked, "
+        f"{result.low_quality} below quality {settings.bank_min_quality}, "
+        f"{len(report.errors)} malformed lines skipped",
+        highlight=False,
+    )
+    if retro and result.added:
+        _retro_after_change(settings, result.added, trigger=f"import:{file.name}")
+    if report.errors:
+        raise CliError(f"{len(report.errors)} malformed lines in {file.name} were skipped")
+
+
+@bank_app.command("export")
+def export(
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    bank: BankKind | None = typer.Option(None, "--bank", "-b", help="Only this bank."),
+    category: str | None = typer.Option(None, "--category", "-c", help="Only this category."),
+    include_disabled: bool = typer.Option(False, "--all", help="Include disabled entries."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Export the banks as a hash list (CSV or JSON Lines; what `bank import` reads)."""
+    if fmt not in ("csv", "jsonl"):
+        raise CliError(f"--format must be csv or jsonl, not {fmt!r}")
+    settings = settings_with(database_url=url)
+    with _session(settings) as session:
+        chunks = bank_service.export_hash_list(
+            session, fmt=fmt, bank=bank, category=category,  # type: ignore[arg-type]
+            include_disabled=include_disabled,
+        )  # fmt: skip
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+            return
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                out.writelines(chunks)
+        except OSError as exc:
+            raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None
+
+
+def _retro_after_change(settings: Settings, entry_ids: list[int], *, trigger: str) -> None:
+    """Retro-match ``entry_ids`` now, in this process (the embedded default has no broker;
+    with one, the CLI still does the work itself and shows it), with a progress bar: the jobs
+    it re-decides show their new decision when this returns."""
+    from rich.progress import Progress
+
+    from moderation.services import retro as retro_service
+
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("retro-matching past uploads", total=None)
+
+            def shown(run: retro_service.RetroProgress) -> None:
+                progress.update(task, total=run.total or None, completed=run.scanned)
+
+            run = retro_service.retro_match_now(
+                sessions, settings, entry_ids, trigger=trigger, on_progress=shown
+            )
+    finally:
+        engine.dispose()
+    console.print(
+        f"retro-match run #{run.id}: {run.scanned} past images scanned, {run.matched} matched, "
+        f"{run.redecided} jobs re-decided",
+        highlight=False,
+    )
+
+
+@bank_app.command("retro")
+def retro(
+    run_id: int | None = typer.Argument(None, help="Resume this run (default: list runs)."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Runs listed, newest first."),
+    sweep: bool = typer.Option(
+        False,
+        "--sweep",
+        help="First retro-match every violation entry added or re-enabled without a run (e.g. "
+        "by a reviewer) and resume unfinished runs, here (what beat does on a deployment).",
+    ),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Retro-matching runs and their progress; with RUN_ID, resume that run here."""
+    from moderation.services import retro as retro_service
+
+    settings = settings_with(database_url=url)
+    if sweep:
+        engine = make_engine(settings.database_url)
+        try:
+            outcomes = retro_service.sweep(make_sessionmaker(engine), settings)
+        finally:
+            engine.dispose()
+        redecided = sum(o.run.redecided for o in outcomes)
+        console.print(f"{len(outcomes)} runs, {redecided} jobs re-decided", highlight=False)
+    if run_id is not None:
+        engine = make_engine(settings.database_url)
+        try:
+            outcome = retro_service.resume(make_sessionmaker(engine), settings, run_id)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            engine.dispose()
+        run = outcome.run
+        console.print(
+            f"run #{run.id} {run.status}: {run.scanned}/{run.total} scanned, "
+            f"{run.matched} matched, {run.redecided} re-decided",
+            highlight=False,
+        )
+        return
+    with _session(settings) as session:
+        runs = retro_service.latest_runs(session, limit)
+    table = Table("run", "trigger", "entries", "status", "scanned", "matched", "re-decided")
+    for r in runs:
+        table.add_row(
+            f"#{r.id}", r.trigger, str(len(r.entry_ids)), r.status, f"{r.scanned}/{r.total}",
+            str(r.matched), str(r.redecided),
+        )  # fmt: skip
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

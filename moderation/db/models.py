@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -42,12 +43,15 @@ __all__ = [
     "Base",
     "BankEntry",
     "Decision",
+    "DecisionHistory",
     "Image",
     "ImageBlob",
     "Job",
     "PatternEmbedding",
     "PatternSet",
     "ROLLUP_TABLES",
+    "RetroMatch",
+    "RetroRun",
     "ReviewItem",
     "Review",
     "RollupState",
@@ -352,8 +356,39 @@ class Decision(Base):
     # what the scenarios gave (0012): {"match": …, "tags": […], "context": …}; None if none
     scenario: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    # 1 = the worker's decision; 2… = re-decisions (retro-matching), the earlier ones kept in
+    # decision_history (0014); ``reason`` says why the last re-decision was made
+    version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_default=text("1")
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    frame: Mapped[int | None] = mapped_column(SmallInteger)  # animation frame that decided
 
     job: Mapped[Job] = relationship(back_populates="decision")
+
+
+class DecisionHistory(Base):
+    """A superseded decision of a job (the audit trail of re-decisions, 0014)."""
+
+    __tablename__ = "decision_history"
+    __table_args__ = (UniqueConstraint("job_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    category: Mapped[str | None] = mapped_column(CATEGORY)
+    priority: Mapped[float] = mapped_column(Float, nullable=False)
+    policy: Mapped[str] = mapped_column(String(64), nullable=False)
+    threshold_versions: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False)
+    matched_bank_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    match_distance: Mapped[int | None] = mapped_column(SmallInteger)
+    frame: Mapped[int | None] = mapped_column(SmallInteger)
+    scenario: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    superseded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class ReviewItem(Base):
@@ -499,6 +534,65 @@ class BankEntry(Base):
     )
     created_at: Mapped[dt.datetime] = created_at_column()
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # provenance of imported entries: the hash list, its tags, who imported it and when (0014)
+    source: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[str] | None] = mapped_column(JSONDoc)
+    imported_by: Mapped[str | None] = mapped_column(String(100))
+    imported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # stamped on add, disable and re-enable: workers compare max(changed_at) before each batch
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # when a retro-matching run last covered this entry (NULL: never; < changed_at: re-enabled)
+    retro_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class RetroRun(Base):
+    """One retro-matching run: new or re-enabled entries against the images stored in the last
+    ``bank_retro_days``; resumable from ``cursor`` (the last image id scanned)."""
+
+    __tablename__ = "retro_runs"
+    __table_args__ = (Index(None, "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    entry_ids: Mapped[list[int]] = mapped_column(JSONDoc, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(100), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending/running/done/failed
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    cursor: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default=text("0")
+    )
+    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    scanned: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    matched: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    redecided: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_column()
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class RetroMatch(Base):
+    """A job re-decided because a bank entry matched its image after it was scored; the unique
+    (job, entry) pair makes re-runs idempotent."""
+
+    __tablename__ = "retro_matches"
+    __table_args__ = (UniqueConstraint("job_id", "entry_id"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("retro_runs.id", ondelete="SET NULL"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("bank_entries.id", ondelete="CASCADE"), nullable=False
+    )
+    distance: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    old_tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    new_tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = created_at_column()
 
 
 class RollupState(Base):

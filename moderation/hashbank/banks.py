@@ -76,6 +76,7 @@ class BankMatch:
     variant: str
     tier: RiskTier | None
     skip_model: bool
+    frame: int | None = None  # the animation frame that matched (None: a still image)
 
     @property
     def similarity(self) -> float:
@@ -399,7 +400,7 @@ def _image_pdq(
     if data is None:
         return stored, ()
     try:
-        decoded = decode_image(data).image
+        decoded = decode_image(data, max_frames=1).image
     except ImageRejected:
         return stored, ()
     crops = compute_crop_hashes(decoded, crop_grid, keep=crop_keep, min_quality=min_quality)

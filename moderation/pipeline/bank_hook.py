@@ -6,17 +6,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
-from moderation.domain import ScoreSource
+from moderation.db.repositories.banks import bank_version
+from moderation.domain import BankKind, ScoreSource
 from moderation.hashbank.banks import (
     BankMatch,
     BankMatcher,
     RefreshResult,
     match_batch_before_scoring,
 )
+from moderation.hashbank.hashing import PdqHash
 from moderation.scoring.base import CategoryScore
 
 from .decode import Prepared
@@ -47,6 +50,7 @@ def pre_score_for(match: BankMatch) -> PreScore:
                 "entry_id": match.entry_id,
                 "distance": match.distance,
                 "variant": match.variant,
+                **({"frame": match.frame} if match.frame is not None else {}),
             },
         )
     return PreScore(
@@ -56,7 +60,19 @@ def pre_score_for(match: BankMatch) -> PreScore:
         category=match.category,
         bank_entry_id=match.entry_id,
         distance=match.distance,
+        frame=match.frame,
     )
+
+
+def _stronger(a: BankMatch, b: BankMatch | None) -> bool:
+    """Of two frames' verdicts: a violation beats a benign hit, then the nearer one."""
+    if b is None:
+        return True
+    rank_a = a.bank is BankKind.CONFIRMED_VIOLATION
+    rank_b = b.bank is BankKind.CONFIRMED_VIOLATION
+    if rank_a != rank_b:
+        return rank_a
+    return a.distance < b.distance
 
 
 class BankPreScore:
@@ -78,6 +94,7 @@ class BankPreScore:
         self.clock = clock  # monotonic seconds; tests step it
         self.last_refresh: RefreshResult | None = None
         self._loaded = False
+        self._version: tuple[object, object] | None = None  # bank_version at the last refresh
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> BankPreScore:
@@ -85,16 +102,39 @@ class BankPreScore:
 
     def __call__(self, prepared: Sequence[Prepared]) -> list[PreScore | None]:
         self._refresh()
-        verdicts = match_batch_before_scoring(
-            [p.pdq for p in prepared], self.matcher, self.settings
-        )
-        return [None if v is None else pre_score_for(v) for v in verdicts]
+        # every hashed frame of an animated image is looked up (one index pass for the batch)
+        owners: list[tuple[int, int | None]] = []
+        pdqs: list[PdqHash | None] = []
+        for i, p in enumerate(prepared):
+            frames = p.all_pdqs() if p.frame_pdqs else [(None, p.pdq)]
+            for number, pdq in frames:
+                owners.append((i, number))
+                pdqs.append(pdq)
+        verdicts = match_batch_before_scoring(pdqs, self.matcher, self.settings)
+        best: list[BankMatch | None] = [None] * len(prepared)
+        for (i, number), verdict in zip(owners, verdicts, strict=True):
+            if verdict is None:
+                continue
+            verdict = replace(verdict, frame=number)
+            if best[i] is None or _stronger(verdict, best[i]):
+                best[i] = verdict
+        return [None if v is None else pre_score_for(v) for v in best]
 
     def _refresh(self) -> None:
         try:
-            result = self.matcher.refresh_if_due(
-                self._sessions, self.settings.bank_refresh_s, now=self.clock()
-            )
+            interval = self.settings.bank_refresh_s
+            if self.settings.bank_watch:
+                # instant propagation: one indexed max(id), max(changed_at) per batch — any
+                # add, disable or re-enable committed before this batch is loaded for it
+                with self._sessions() as session:
+                    version = bank_version(session)
+                if version != self._version:
+                    interval = 0.0
+            else:
+                version = None
+            result = self.matcher.refresh_if_due(self._sessions, interval, now=self.clock())
+            if result is not None:
+                self._version = version
         except Exception:
             # Never loaded: the batch fails and is delivered again — scoring without the bank
             # would let a known violation through on the model's word alone. Loaded once: a

@@ -24,7 +24,7 @@ from moderation.db.repositories.results import (
 )
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
-from moderation.scoring.base import ScoreSet
+from moderation.scoring.base import CategoryScore, ScoreSet
 from moderation.scoring.scorers import score_keeping_vectors
 from moderation.scoring.texts import Scenario, make_scenarios
 from moderation.thresholds.presets import policy_named
@@ -42,7 +42,7 @@ from .context import PipelineContext
 from .decode import Prepared
 from .hooks import DecidedJob, PreScore
 
-__all__ = ["BatchError", "BatchOutcome", "run_batch"]
+__all__ = ["BatchError", "BatchOutcome", "max_over_frames", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -205,20 +205,25 @@ def _score(
             ),
             **_retry(ctx),
         ) if image_ids else {}  # fmt: skip
-    # Duplicate images inside one batch go through the model once.
+    # Duplicate images inside one batch go through the model once; every sampled frame of an
+    # animated image goes through it, and the image scores the max over its frames.
     to_model = {
-        p.sha256: p.image.image
+        p.sha256: p.image
         for p in ok
         if p.image and (p.job_id in texts or (p.job_id in needed and p.image_id not in reused))
     }
     shas = list(to_model)
+    frames = [(sha, n, pixels) for sha in shas for n, pixels in to_model[sha].all_frames()]
     forward: list[ScoreSet] = []
     vectors = None
-    if shas:
-        forward, vectors = score_keeping_vectors(ctx.scorer, [to_model[s] for s in shas])
-    if len(forward) != len(shas):
-        raise RuntimeError(f"scorer returned {len(forward)} results for {len(shas)} images")
-    fresh = dict(zip(shas, forward, strict=True))
+    if frames:
+        forward, vectors = score_keeping_vectors(ctx.scorer, [f[2] for f in frames])
+    if len(forward) != len(frames):
+        raise RuntimeError(f"scorer returned {len(forward)} results for {len(frames)} images")
+    per_image: dict[str, list[tuple[int, ScoreSet]]] = {}
+    for (sha, number, _), score_set in zip(frames, forward, strict=True):
+        per_image.setdefault(sha, []).append((number, score_set))
+    fresh = {sha: max_over_frames(sets) for sha, sets in per_image.items()}
     scores: dict[int, ScoreSet] = {}
     for p in ok:
         match = pre.get(p.job_id)
@@ -229,7 +234,10 @@ def _score(
         else:
             base = fresh[p.sha256]
         scores[p.job_id] = {**base, **(match.scores if match else {})}
-    rows = {sha: i for i, sha in enumerate(shas)}
+    # an image's vector for the scenarios is its first frame's
+    rows: dict[str, int] = {}
+    for i, (sha, _, _) in enumerate(frames):
+        rows.setdefault(sha, i)
     made = make_scenarios(
         ctx.scorer,
         policy,
@@ -239,6 +247,22 @@ def _score(
         ctx.tag_vocabulary,
     )
     return scores, pre, dict(zip([p.job_id for p in ok], made, strict=True))
+
+
+def max_over_frames(frame_sets: Sequence[tuple[int, ScoreSet]]) -> ScoreSet:
+    """An animated image's scores: per category the highest over its frames, the winning
+    frame named in ``details["frame"]`` (a still image's one set is returned as is)."""
+    if len(frame_sets) == 1:
+        return frame_sets[0][1]
+    best: dict[str, tuple[int, CategoryScore]] = {}
+    for number, score_set in frame_sets:
+        for category, score in score_set.items():
+            if category not in best or score.score > best[category][1].score:
+                best[category] = (number, score)
+    return {
+        c: dataclasses.replace(s, details={**s.details, "frame": n, "frames": len(frame_sets)})
+        for c, (n, s) in best.items()
+    }
 
 
 def _options(claim: Claim) -> JobOptions:
@@ -290,7 +314,9 @@ def _persist(
         decision = _with_floor(decision, pre.get(job_id), job_thresholds)
         decision = apply_policy(decision, policy, scenario.match)
         decided.append(DecidedJob(job_id, decision, model, job_thresholds))
-        decision_rows.append(_decision_row(job_id, decision, pre.get(job_id), scenario))
+        decision_rows.append(
+            _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id])
+        )
         score_rows += _score_rows(job_id, scores[job_id], decision, job_thresholds)
     insert_scores(session, score_rows)
     insert_decisions(session, decision_rows)
@@ -336,8 +362,24 @@ def _with_floor(
     )
 
 
+def _deciding_frame(decision: Decision, match: PreScore | None, scores: ScoreSet) -> int | None:
+    """The animation frame behind the decision: the bank-matched frame when a bank hit set
+    the tier, else the frame whose score won the deciding category (None for still images)."""
+    if match is not None and match.frame is not None and match.tier_floor is not None:
+        if match.tier_floor.rank >= decision.tier.rank:
+            return match.frame
+    if decision.category is not None and decision.category in scores:
+        frame = scores[decision.category].details.get("frame")
+        return int(frame) if frame is not None else None
+    return None
+
+
 def _decision_row(
-    job_id: int, decision: Decision, match: PreScore | None, scenario: Scenario
+    job_id: int,
+    decision: Decision,
+    match: PreScore | None,
+    scenario: Scenario,
+    scores: ScoreSet,
 ) -> DecisionRow:
     return DecisionRow(
         job_id=job_id,
@@ -350,6 +392,7 @@ def _decision_row(
         matched_bank_entry_id=match.bank_entry_id if match else None,
         match_distance=match.distance if match else None,
         scenario=scenario.record(),
+        frame=_deciding_frame(decision, match, scores),
     )
 
 

@@ -103,6 +103,7 @@ def build_context(
         working_pixels=settings.decode_pixels,
         threads=decode_threads,
         dihedral=settings.bank_match_flips,
+        max_frames=settings.max_frames,
     )
     return PipelineContext(
         scorer=scorer,

@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from PIL.Image import Image as PILImage
+
 from moderation.db.repositories.images import Payload
 from moderation.hashbank.hashing import PdqHash, compute_pdq
-from moderation.images import DEFAULT_WORKING_PIXELS, DecodedImage, ImageRejected, decode_image
+from moderation.images import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_WORKING_PIXELS,
+    DecodedImage,
+    ImageRejected,
+    decode_image,
+)
 
 __all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]
 
@@ -33,15 +41,26 @@ class Prepared:
     image: DecodedImage | None
     rejected: ImageRejected | None
     pdq: PdqHash | None = None
+    # animated images: (frame number, PDQ hash) of every sampled frame after the first
+    frame_pdqs: tuple[tuple[int, PdqHash], ...] = ()
+
+    def all_pdqs(self) -> list[tuple[int, PdqHash]]:
+        """(frame number, hash) of every hashed frame, frame 0 first."""
+        first = [(0, self.pdq)] if self.pdq is not None else []
+        return [*first, *self.frame_pdqs]
 
 
 def hash_image(image: DecodedImage, *, dihedral: bool) -> PdqHash | None:
     """The PDQ hash of a decoded image, or None if hashing fails: a hash is a by-product of
     intake, and a job must not fail for want of one (the image row keeps a null hash)."""
+    return _hash_pixels(image.image, image.sha256, dihedral=dihedral)
+
+
+def _hash_pixels(pixels: PILImage, sha256: str, *, dihedral: bool) -> PdqHash | None:
     try:
-        return compute_pdq(image.image, dihedral=dihedral)
+        return compute_pdq(pixels, dihedral=dihedral)
     except Exception:
-        log.exception("PDQ hashing failed for image %s; recording no hash", image.sha256)
+        log.exception("PDQ hashing failed for image %s; recording no hash", sha256)
         return None
 
 
@@ -80,11 +99,13 @@ class Decoder:
         working_pixels: int | None = DEFAULT_WORKING_PIXELS,
         threads: int = 2,
         dihedral: bool = True,
+        max_frames: int = DEFAULT_MAX_FRAMES,
     ) -> None:
         self._load = load
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._working_pixels = working_pixels
+        self._max_frames = max_frames
         # also hash the 7 rotations/mirrors (flip-robust bank matching); the DCT is shared
         self._dihedral = dihedral
         self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
@@ -133,6 +154,7 @@ class Decoder:
                 max_bytes=self._max_bytes,
                 max_pixels=self._max_pixels,
                 working_pixels=self._working_pixels,
+                max_frames=self._max_frames,
             )
         except ImageRejected as exc:
             return Prepared(job_id, payload.image_id, payload.sha256, None, exc)
@@ -140,4 +162,11 @@ class Decoder:
             rejected = ImageRejected("corrupt", f"decoder error: {type(exc).__name__}: {exc}")
             return Prepared(job_id, payload.image_id, payload.sha256, None, rejected)
         pdq = hash_image(image, dihedral=self._dihedral)
-        return Prepared(job_id, payload.image_id, payload.sha256, image, None, pdq)
+        frame_pdqs = []
+        for number, frame in zip(image.frame_numbers, image.frames, strict=True):
+            frame_pdq = _hash_pixels(frame, image.sha256, dihedral=self._dihedral)
+            if frame_pdq is not None:
+                frame_pdqs.append((number, frame_pdq))
+        return Prepared(
+            job_id, payload.image_id, payload.sha256, image, None, pdq, tuple(frame_pdqs)
+        )

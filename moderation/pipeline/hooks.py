@@ -68,6 +68,7 @@ class PreScore:
     category: str | None = None
     bank_entry_id: int | None = None
     distance: int | None = None
+    frame: int | None = None  # the animation frame that matched (None: a still image)
 
 
 class PreScoreHook(Protocol):

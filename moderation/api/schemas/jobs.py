@@ -150,6 +150,11 @@ class JobOut(BaseModel):
     match: MatchOut | None = Field(None, description="The image–text match of match_text.")
     tags: list[TagOut] | None = Field(None, description="Album tags, when the job got them.")
     scenario_error: str | None = Field(None, description="Why a match or tags were not made.")
+    frame: int | None = Field(None, description="Animated images: the frame that decided.")
+    decision_version: int | None = Field(None, description="2… after a re-decision.")
+    decision_reason: str | None = Field(
+        None, description="Why the last re-decision was made (retro_match: bank entry #…)."
+    )
     confidence: dict[str, str | None] = Field(
         default_factory=dict,
         description="Per category: high, medium, low or none (the score against the "
@@ -186,6 +191,9 @@ class JobOut(BaseModel):
             match=MatchOut(**scenario["match"]) if "match" in scenario else None,
             tags=[TagOut(**t) for t in scenario["tags"]] if "tags" in scenario else None,
             scenario_error=scenario.get("error"),
+            frame=view.frame,
+            decision_version=view.decision_version,
+            decision_reason=view.decision_reason,
             confidence=confidence or {},
         )
 

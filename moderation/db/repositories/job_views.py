@@ -77,6 +77,9 @@ class JobView:
     want_tags: bool | None = None
     context: dict[str, Any] | None = None
     scenario: dict[str, Any] | None = None  # … and what its decision made of it
+    frame: int | None = None  # the animation frame that decided (0014)
+    decision_version: int | None = None  # 2… after re-decisions (retro-matching)
+    decision_reason: str | None = None  # why the last re-decision, e.g. "retro_match: …"
 
 
 def _base_query() -> Select[Any]:
@@ -163,6 +166,9 @@ def _view(
         want_tags=job.want_tags,
         context=dict(job.context) if job.context is not None else None,
         scenario=dict(decision.scenario) if decision and decision.scenario else None,
+        frame=decision.frame if decision else None,
+        decision_version=decision.version if decision else None,
+        decision_reason=decision.reason if decision else None,
     )
 
 

@@ -53,6 +53,7 @@ class DecisionRow:
     matched_bank_entry_id: int | None = None
     match_distance: int | None = None
     scenario: Mapping[str, Any] | None = None  # match verdict, tags, context (0012)
+    frame: int | None = None  # the animation frame that decided (0014)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def insert_decisions(session: Session, rows: Sequence[DecisionRow]) -> None:
                 "matched_bank_entry_id": r.matched_bank_entry_id,
                 "match_distance": r.match_distance,
                 "scenario": dict(r.scenario) if r.scenario is not None else None,
+                "frame": r.frame,
             }
             for r in rows
         ],

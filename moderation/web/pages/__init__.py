@@ -2,5 +2,6 @@
 
 __all__ = ["PAGE_MODULES"]
 
-# Nav order comes from each PAGE.order: 1 overview, 2 review, 3 thresholds, 4 matcher playground.
-PAGE_MODULES: tuple[str, ...] = ("overview", "review", "thresholds", "matcher")
+# Nav order comes from each PAGE.order: 1 overview, 2 review, 3 thresholds, 4 matcher
+# playground, 5 banks.
+PAGE_MODULES: tuple[str, ...] = ("overview", "review", "thresholds", "matcher", "banks")

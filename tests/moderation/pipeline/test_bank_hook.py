@@ -175,8 +175,35 @@ def test_a_disabled_entry_stops_matching_after_refresh(make_ctx, scorer):
         assert get_job_view(s, first).bank_match.enabled is False
 
 
-def test_entries_added_after_start_arrive_by_incremental_refresh_when_due(make_ctx, scorer):
+def test_with_the_watch_a_change_applies_to_the_very_next_batch(make_ctx, scorer):
+    """Instant propagation: the per-batch bank-version check reloads on add, disable and
+    re-enable without waiting for the 60 s refresh (and loads nothing when nothing moved)."""
     ctx = make_ctx(bank_refresh_s=60)
+    hook = ctx.hooks.pre_score
+    now = [1000.0]
+    hook.clock = lambda: now[0]  # the periodic refresh is never due after the first
+    run_batch(ctx, submit(ctx, encode(OTHER)))
+    loaded = hook.last_refresh
+    run_batch(ctx, submit(ctx, near_copy(OTHER)))
+    assert hook.last_refresh is loaded  # nothing changed: no reload
+    entry = bank(ctx, PHOTO, BankKind.CONFIRMED_VIOLATION, "violence")
+    [first] = submit(ctx, near_copy(PHOTO))
+    run_batch(ctx, [first])
+    assert decision(ctx, first).matched_bank_entry_id == entry
+    with session_scope(ctx.sessions) as s:
+        repo.set_enabled(s, entry, enabled=False, actor="adam")
+    [second] = submit(ctx, near_copy(PHOTO, quality=70))
+    run_batch(ctx, [second])
+    assert decision(ctx, second).matched_bank_entry_id is None
+    with session_scope(ctx.sessions) as s:
+        repo.set_enabled(s, entry, enabled=True, actor="adam")
+    [third] = submit(ctx, near_copy(PHOTO, quality=80))
+    run_batch(ctx, [third])
+    assert decision(ctx, third).matched_bank_entry_id == entry
+
+
+def test_entries_added_after_start_arrive_by_incremental_refresh_when_due(make_ctx, scorer):
+    ctx = make_ctx(bank_refresh_s=60, bank_watch=False)
     hook = ctx.hooks.pre_score
     assert isinstance(hook, BankPreScore)
     now = [1000.0]
