@@ -1,7 +1,7 @@
 """hash-bank lifecycle: provenance, change stamps, retro-match runs, decision versions, frames
 
-Revision ID: 0014
-Revises: 0012 (the merge sets it to 0013)
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 
 - ``bank_entries``: provenance of imported entries (``source`` list, ``tags``, ``imported_by``,
