@@ -28,7 +28,14 @@ from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pd
 from moderation.images import ImageRejected, decode_image
 from moderation.services import banks as bank_service
 
-from ._common import CliError, console, database_session, settings_with
+from ._common import (
+    URL_OPTION,
+    CliError,
+    console,
+    database_session,
+    open_database,
+    settings_with,
+)
 
 __all__ = ["register"]
 
@@ -37,9 +44,6 @@ bank_app = typer.Typer(
     no_args_is_help=True,
 )
 
-URL_OPTION = typer.Option(
-    None, "--url", help="Database URL (default: MODERATION_DATABASE_URL or the SQLite file)."
-)
 BY_OPTION = typer.Option(None, "--by", help="Who is acting (audit log); default: your login.")
 
 
@@ -423,9 +427,7 @@ def _retro_after_change(settings: Settings, entry_ids: list[int], *, trigger: st
 
     from moderation.services import retro as retro_service
 
-    engine = make_engine(settings.database_url)
-    try:
-        sessions = make_sessionmaker(engine)
+    with open_database(settings.database_url) as sessions:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("retro-matching past uploads", total=None)
 
@@ -435,8 +437,6 @@ def _retro_after_change(settings: Settings, entry_ids: list[int], *, trigger: st
             run = retro_service.retro_match_now(
                 sessions, settings, entry_ids, trigger=trigger, on_progress=shown
             )
-    finally:
-        engine.dispose()
     console.print(
         f"retro-match run #{run.id}: {run.scanned} past images scanned, {run.matched} matched, "
         f"{run.redecided} jobs re-decided",
@@ -461,21 +461,16 @@ def retro(
 
     settings = settings_with(database_url=url)
     if sweep:
-        engine = make_engine(settings.database_url)
-        try:
-            outcomes = retro_service.sweep(make_sessionmaker(engine), settings)
-        finally:
-            engine.dispose()
+        with open_database(settings.database_url) as sessions:
+            outcomes = retro_service.sweep(sessions, settings)
         redecided = sum(o.run.redecided for o in outcomes)
         console.print(f"{len(outcomes)} runs, {redecided} jobs re-decided", highlight=False)
     if run_id is not None:
-        engine = make_engine(settings.database_url)
-        try:
-            outcome = retro_service.resume(make_sessionmaker(engine), settings, run_id)
-        except LookupError as exc:
-            raise CliError(str(exc)) from None
-        finally:
-            engine.dispose()
+        with open_database(settings.database_url) as sessions:
+            try:
+                outcome = retro_service.resume(sessions, settings, run_id)
+            except LookupError as exc:
+                raise CliError(str(exc)) from None
         run = outcome.run
         console.print(
             f"run #{run.id} {run.status}: {run.scanned}/{run.total} scanned, "
