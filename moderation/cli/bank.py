@@ -27,6 +27,7 @@ from moderation.hashbank.banks import (
 from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pdq
 from moderation.images import ImageRejected, decode_image
 from moderation.services import banks as bank_service
+from moderation.services.reviews import catalog_categories
 
 from ._common import (
     URL_OPTION,
@@ -103,6 +104,9 @@ def add(
     if bank is BankKind.BENIGN and category:
         raise CliError("the benign bank has no categories; drop --category")
     settings = settings_with(database_url=url)
+    known = catalog_categories(settings.catalog_file)
+    if category is not None and category not in known:
+        raise CliError(f"--category {category!r} is not in the catalog: {', '.join(sorted(known))}")
     table = Table("file", "result", "entry", "quality", "pdq hash")
     failed = 0
     added: list[int] = []
@@ -373,6 +377,7 @@ def import_(
             session, text.splitlines(), fmt=chosen, imported_by=_actor(by),  # type: ignore[arg-type]
             file_name=file.name, default_bank=bank, default_category=category,
             default_source=source, min_quality=settings.bank_min_quality,
+            categories=catalog_categories(settings.catalog_file),
         )  # fmt: skip
     for error in report.errors:
         console.print(f"[red]{file.name}:{error.line}: {error.message}[/]", highlight=False)

@@ -76,9 +76,11 @@ def parse_lines(
     default_bank: BankKind | None = None,
     default_category: str | None = None,
     default_source: str | None = None,
+    categories: frozenset[str] | None = None,
 ) -> Parsed:
     """Every valid entry of the file and every bad line (number and reason). Defaults fill
-    empty ``bank`` / ``category`` / ``source`` fields."""
+    empty ``bank`` / ``category`` / ``source`` fields; with ``categories`` (the catalog's), a
+    violation entry under any other category is a bad line."""
     entries: list[ExchangeEntry] = []
     errors: list[ParseError] = []
     defaults = (default_bank, default_category, default_source)
@@ -88,9 +90,17 @@ def parse_lines(
             errors.append(ParseError(number, record))
             continue
         try:
-            entries.append(_entry(record, *defaults))
+            entry = _entry(record, *defaults)
         except ValueError as exc:
             errors.append(ParseError(number, str(exc)))
+            continue
+        if categories is not None and entry.category is not None:
+            if entry.category not in categories:
+                errors.append(
+                    ParseError(number, f"category {entry.category!r} is not in the catalog")
+                )
+                continue
+        entries.append(entry)
     return Parsed(entries, errors)
 
 

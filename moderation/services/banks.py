@@ -83,15 +83,18 @@ def import_hash_list(
     default_category: str | None = None,
     default_source: str | None = None,
     min_quality: int = 0,
+    categories: frozenset[str] | None = None,
 ) -> HashListImport:
     """Parse a CSV / JSON Lines hash list and bank its valid lines in bulk (bad lines are
-    reported and skipped; the good ones are imported all the same)."""
+    reported and skipped; the good ones are imported all the same). ``categories``: the
+    catalog's (``reviews.catalog_categories``); a violation under another is a bad line."""
     parsed = parse_lines(
         lines,
         fmt,
         default_bank=default_bank,
         default_category=default_category,
         default_source=default_source or file_name,
+        categories=categories,
     )
     result = import_entries(
         session,

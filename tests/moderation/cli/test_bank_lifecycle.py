@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from moderation.cli import app
+from moderation.cli._common import CliError
 from moderation.config import get_settings
 from moderation.db.models import AuditLogEntry, BankEntry, Decision, DecisionHistory, Job
 from moderation.db.session import make_sessionmaker, session_scope
@@ -73,20 +74,22 @@ def test_import_export_round_trip_is_identical_in_both_formats(db_url, tmp_path)
 def test_malformed_lines_are_reported_by_number_and_skipped(db_url, tmp_path):
     text = (
         "hash,quality,bank,category,tags,source,added_at\n"
-        f"{H1},80,confirmed_violation,violence,,l,\n"
-        "nothex,80,confirmed_violation,violence,,l,\n"
-        f"{H2},80,benign,violence,,l,\n"
-        f"{H3},900,confirmed_violation,violence,,l,\n"
+        f"{H1},80,confirmed_violation,graphic_violence,,l,\n"
+        "nothex,80,confirmed_violation,graphic_violence,,l,\n"
+        f"{H2},80,benign,graphic_violence,,l,\n"
+        f"{H3},900,confirmed_violation,graphic_violence,,l,\n"
         f"{H3},80,confirmed_violation,,,l,\n"
         f"{H2},80,benign,,,l,yesterday\n"
-        f"{H3},70,confirmed_violation,violence,,l,\n"
+        f"{H3},70,confirmed_violation,graphic_violence,,l,\n"
+        f"{H1},80,confirmed_violation,made_up,,l,\n"  # not a category of the catalog
     )
     result = invoke("bank", "import", str(write(tmp_path, "bad.csv", text)), "--url", db_url)
     assert result.exit_code != 0
-    for line in (3, 4, 5, 6, 7):
+    for line in (3, 4, 5, 6, 7, 9):
         assert f"bad.csv:{line}:" in result.output
+    assert "bad.csv:9: category 'made_up' is not in the catalog" in result.output
     assert "bad.csv:2:" not in result.output and "bad.csv:8:" not in result.output
-    assert "2 added" in result.output and "5 malformed lines" in result.output
+    assert "2 added" in result.output and "6 malformed lines" in result.output
     jsonl = f'{{"hash": "{H2}", "bank": "benign"}}\n{{not json\n[1]\n'
     result = invoke("bank", "import", str(write(tmp_path, "bad.jsonl", jsonl)), "--url", db_url)
     assert "bad.jsonl:2: not JSON" in result.output
@@ -142,15 +145,15 @@ def test_banking_the_original_re_decides_every_past_copy_once(db_url, tmp_path, 
     assert all(RiskTier(t).rank < RiskTier.HIGH.rank for t, _, _ in before.values())
     path = tmp_path / "original.png"
     photo.save(path)
-    out = ok("bank", "add", str(path), "-b", "confirmed_violation", "-c", "violence",
+    out = ok("bank", "add", str(path), "-b", "confirmed_violation", "-c", "graphic_violence",
              "--url", db_url)  # fmt: skip
     assert "50 jobs re-decided" in out
     after = _decisions(db_url, ids)
     with db_session(db_url) as s:
         entry_id = s.scalar(select(BankEntry.id))
         assert set(after.values()) == {
-            ("high", 2, f"retro_match: bank entry #{entry_id} (confirmed_violation/violence) "
-             f"at distance {d}")
+            ("high", 2, f"retro_match: bank entry #{entry_id} "
+             f"(confirmed_violation/graphic_violence) at distance {d}")
             for d in {int(r.split()[-1]) for _, _, r in after.values()}
         }  # fmt: skip
         history = s.scalars(select(DecisionHistory).where(DecisionHistory.job_id.in_(ids)))
@@ -209,3 +212,14 @@ def test_sweep_retro_matches_an_entry_banked_without_a_run(db_url):
     assert "1 runs, 4 jobs re-decided" in out and "sweep" in out
     assert {t for t, _, _ in _decisions(db_url, ids).values()} == {"high"}
     assert "0 runs, 0 jobs re-decided" in ok("bank", "retro", "--sweep", "--url", db_url)
+
+
+def test_bank_add_refuses_a_category_the_catalog_does_not_have(db_url, tmp_path):
+    path = tmp_path / "photo.png"
+    synthetic_photo(7).save(path)
+    result = invoke("bank", "add", str(path), "-b", "confirmed_violation", "-c", "made_up",
+                    "--url", db_url)  # fmt: skip
+    assert isinstance(result.exception, CliError)  # one line, exit 2 from the entry point
+    assert "--category 'made_up' is not in the catalog" in str(result.exception)
+    with db_session(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(BankEntry)) == 0

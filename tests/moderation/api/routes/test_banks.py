@@ -54,6 +54,17 @@ def test_only_admins_and_hostile_input_gets_4xx(api):
     assert api.client.post("/v1/banks/entries/1/explode", headers=admin).status_code == 422
     r = api.client.post("/v1/banks/import", content="{}\n", headers=admin)
     assert r.status_code == 200 and r.json()["errors"][0]["line"] == 1
+    made_up = f"hash,bank,category\n{H1},confirmed_violation,made_up\n"
+    r = api.client.post("/v1/banks/import", content=made_up, headers=admin)
+    assert r.status_code == 200 and r.json()["added"] == 0
+    assert r.json()["errors"] == [
+        {"line": 2, "message": "category 'made_up' is not in the catalog"}
+    ]
+    assert (
+        api.client.post("/v1/banks/import", content=b"hash\n\x00", headers=admin).status_code == 400
+    )
+    assert api.client.get("/v1/banks/export?category=a%00b", headers=admin).status_code == 422
+    assert api.client.post(f"/v1/banks/entries/{2**63}/enable", headers=admin).status_code == 422
 
 
 def test_disable_and_enable_an_entry(api):
