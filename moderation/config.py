@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     # --- images --------------------------------------------------------------------------
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest accepted file.")
     max_image_pixels: int = Field(
-        64_000_000, ge=1024, description="Decompression-bomb guard (width × height)."
+        50_000_000, ge=1024, description="Decompression-bomb guard (width × height)."
     )
     decode_pixels: int = Field(
         2048 * 2048,

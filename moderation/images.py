@@ -9,6 +9,7 @@ import math
 import re
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -18,8 +19,10 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_WORKING_PIXELS",
+    "FULL_DECODES",
     "NEEDED_PIXELS",
     "DecodedImage",
+    "PixelGate",
     "ImageRejected",
     "decode_image",
     "frame_sample",
@@ -32,7 +35,10 @@ __all__ = [
 # EPS would run Ghostscript and is never allowed.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
-DEFAULT_MAX_PIXELS = 64_000_000
+# 50 MP: a 48 MP phone photo (8000×6000) passes. A format Pillow cannot decode reduced (PNG,
+# WebP, TIFF, BMP, GIF) holds 4 bytes a pixel at full size while it loads: 200 MB at the cap,
+# and ``FULL_DECODES`` lets only a cap's worth load at once in a process.
+DEFAULT_MAX_PIXELS = 50_000_000
 # What the hungriest consumer of a decoded image takes: GME's image processor at most 1280
 # tokens of 28² px (~1.0 MP); open_nsfw takes 256², PDQ a 64² box average, crop hashes 64² of a
 # window ≥ 90 % of each side. A reduced decode never goes below it.
@@ -46,6 +52,37 @@ DEFAULT_WORKING_PIXELS = 2048 * 2048
 DEFAULT_MAX_FRAMES = 32
 # The smallest a sampled frame after the first is reduced to (open_nsfw's 256² input; PDQ's 64²)
 _FRAME_FLOOR = 256 * 256
+
+
+class PixelGate:
+    """Full-size decodes in flight hold their pixel count here; together they hold at most
+    ``limit`` pixels (one at a time when each is near it), so a worker's decode threads never
+    stack several huge images in memory at once. Small images do not pass through it."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._changed = threading.Condition()
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int, limit: int) -> Iterator[None]:
+        with self._changed:
+            # an image alone always goes (it passed the pixel cap); others wait for room
+            self._changed.wait_for(lambda: self._held == 0 or self._held + pixels <= limit)
+            self._held += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= pixels
+                self._changed.notify_all()
+
+
+# The process's gate: every decode_image of a large image that must load at full size.
+FULL_DECODES = PixelGate()
 
 
 class ImageRejected(ValueError):
@@ -117,6 +154,7 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     working_pixels: int | None = DEFAULT_WORKING_PIXELS,
     max_frames: int = DEFAULT_MAX_FRAMES,
+    gate: PixelGate | None = FULL_DECODES,
 ) -> DecodedImage:
     """Decode ``data`` defensively.
 
@@ -136,6 +174,10 @@ def decode_image(
     hold about what one still image would. A frame bomb is refused before any frame after the
     first is decoded: ``frame_count × width × height`` (the pixels a decoder walks through to
     reach the sampled frames) above ``max_pixels`` is ``too_many_frames``.
+
+    An image that must load at full size above the working size (every format but a reduced
+    JPEG) first takes its pixels from ``gate``, whose limit is ``max_pixels``: concurrent
+    decodes in one process then hold at most 4 bytes × ``max_pixels`` of full-size pixels.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected("wrong_type", f"expected bytes, got {type(data).__name__}")
@@ -158,15 +200,24 @@ def decode_image(
             )
         fmt = str(opened.format)
         count = _frame_count(opened, width * height, max_pixels, max_frames)
-        rgb, turned = _load_rgb(opened, working_pixels, max_pixels)
-        frames: list[Image.Image] = []
-        numbers = frame_sample(count, max_frames)[1:] if count > 1 else []
-        if numbers:
-            if rgb is opened:  # seeking would change the first frame's pixels under it
-                rgb = rgb.copy()
-            budget = max(_FRAME_FLOOR, (working_pixels or width * height) // (len(numbers) + 1))
-            for number in numbers:
-                frames.append(_load_frame(opened, number, budget, max_pixels))
+        full_size = width * height > (working_pixels or DEFAULT_WORKING_PIXELS) and not (
+            fmt == "JPEG" and working_pixels is not None  # drafted: never loads at full size
+        )
+        held = (
+            gate.hold(width * height, max_pixels)
+            if gate is not None and full_size
+            else contextlib.nullcontext()
+        )
+        with held:
+            rgb, turned = _load_rgb(opened, working_pixels, max_pixels)
+            frames: list[Image.Image] = []
+            numbers = frame_sample(count, max_frames)[1:] if count > 1 else []
+            if numbers:
+                if rgb is opened:  # seeking would change the first frame's pixels under it
+                    rgb = rgb.copy()
+                budget = max(_FRAME_FLOOR, (working_pixels or width * height) // (len(numbers) + 1))
+                for number in numbers:
+                    frames.append(_load_frame(opened, number, budget, max_pixels))
     finally:
         if rgb is not opened:  # a loaded RGB image is returned as is: closing would free it
             opened.close()
@@ -217,7 +268,7 @@ def _load_frame(opened: Image.Image, number: int, budget: int, max_pixels: int) 
                 image = _to_rgb(image)
             if image.width * image.height > budget:
                 factor = reduce_factor(image.width, image.height, budget)
-                image = image.reduce(factor) if factor > 1 else image
+                image = _reduce(image, factor)
                 if image.width * image.height > budget:
                     size = working_size(image.width, image.height, budget)
                     image = image.resize(size, Image.Resampling.BILINEAR)
@@ -349,14 +400,33 @@ def _shrink(image: Image.Image, original: tuple[int, int], least: int, budget: i
     intermediate, as cheap as a copy — then a resize only if that still exceeds ``budget``."""
     if image.mode not in _RESIZABLE_MODES:
         image = _to_rgb(image)
-    factor = reduce_factor(image.width, image.height, least)
-    if factor > 1:
-        image = image.reduce(factor)
+    image = _reduce(image, reduce_factor(image.width, image.height, least))
     if image.width * image.height > budget:
         # bilinear (antialiased when shrinking): ~3× cheaper than bicubic, and the model and
         # PDQ resize again anyway
         image = image.resize(working_size(*original, budget), Image.Resampling.BILINEAR)
     return image
+
+
+# Rows of an image with alpha reduced at a time (``_reduce``): about this many pixels a strip.
+_STRIP_PIXELS = 1 << 20
+
+
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """``image.reduce(factor)``, the same pixels, without a full-size copy for images with
+    alpha: Pillow premultiplies RGBA/LA into a whole new image before reducing (twice the
+    peak memory of a large PNG), so those go in strips of whole ``factor``-row blocks."""
+    if factor <= 1:
+        return image
+    if image.mode not in ("RGBA", "LA"):
+        return image.reduce(factor)
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // (width * factor)) * factor
+    reduced = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height)))
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    return reduced
 
 
 def reduce_factor(width: int, height: int, least: int) -> int:

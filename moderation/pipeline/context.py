@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,12 @@ from moderation.thresholds.scales import check_scales
 from .decode import Decoder
 from .hooks import PipelineHooks, build_hooks
 
-__all__ = ["PipelineContext", "build_context", "limit_blas_threads"]
+__all__ = [
+    "PipelineContext",
+    "build_context",
+    "limit_blas_threads",
+    "return_freed_images_to_the_os",
+]
 
 
 @dataclass
@@ -72,6 +78,27 @@ def limit_blas_threads() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+# glibc's M_MMAP_THRESHOLD (mallopt's parameter number)
+_M_MMAP_THRESHOLD = -3
+
+
+def return_freed_images_to_the_os(threshold: int = 1 << 20) -> bool:
+    """Make glibc give large freed blocks back to the OS at once (True where it could).
+
+    Pillow allocates image pixels in blocks of up to 16 MiB. glibc serves blocks that size from
+    ``mmap`` only until the first is freed: its threshold then adapts upwards (to 32 MiB), later
+    blocks come from per-thread heaps, and freed memory stays in each decode thread's heap.
+    Five 49 MP RGBA PNGs on 4 decode threads left 1.5 GB resident that way; with a fixed
+    threshold (which turns the adaptation off) the same burst peaks at one image's worth
+    (``benchmarks/bench_decode_memory.py --burst``).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to set
+        return False
+
+
 def build_context(
     settings: Settings,
     scorer: Scorer,
@@ -82,7 +109,8 @@ def build_context(
     on_callbacks_due: Callable[[Sequence[int]], None] | None = None,
 ) -> PipelineContext:
     """The context the worker and ``moderation scan`` both run the pipeline with (building it
-    also limits this process's BLAS threads, ``limit_blas_threads``)."""
+    also limits this process's BLAS threads, ``limit_blas_threads``, and sets the allocator to
+    return decoded images' memory, ``return_freed_images_to_the_os``)."""
     try:
         min_tier = RiskTier(settings.callback_min_tier)
     except ValueError:
@@ -96,6 +124,7 @@ def build_context(
 
     check_scales(scorer.scales)  # an unregistered scale fails at start-up, never per decision
     limit_blas_threads()
+    return_freed_images_to_the_os()
     decoder = Decoder(
         load,
         max_bytes=settings.max_upload_bytes,

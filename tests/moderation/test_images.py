@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 
 import pytest
 from PIL import Image
 
+import moderation.images as images_module
 from moderation.hashbank.hashing import PDQ_MIN_QUALITY, compute_pdq, hamming
 from moderation.images import (
     DEFAULT_WORKING_PIXELS,
     NEEDED_PIXELS,
     ImageRejected,
+    PixelGate,
     decode_image,
     reduce_factor,
     sha256_hex,
@@ -117,7 +120,7 @@ def test_decompression_bomb_is_rejected_from_the_header():
         decode_image(bomb)
     assert info.value.code == "too_many_pixels"
     # beyond Pillow's own guard too, the reason quotes the configured limit, not Pillow's
-    assert "exceeds the 64000000 limit" in info.value.message
+    assert "exceeds the 50000000 limit" in info.value.message
     assert "178956970" not in info.value.message
 
 
@@ -231,3 +234,77 @@ def test_reduce_factor_is_the_largest_that_keeps_least_pixels(width, height, lea
 def test_images_within_the_working_size_keep_every_pixel():
     data = encode(photo(640, 480), "JPEG")
     assert decode_image(data, working_pixels=640 * 480).image.size == (640, 480)
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, (10, 20, 30, 255)[: len(mode)]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+class _RecordingGate(PixelGate):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+
+    def hold(self, pixels, limit):  # type: ignore[override]
+        self.asked.append(pixels)
+        return super().hold(pixels, limit)
+
+
+def test_full_size_loads_of_large_images_pass_the_gate_and_small_or_drafted_ones_do_not():
+    gate = _RecordingGate()
+    decode_image(_png((3000, 2000)), gate=gate)  # 6 MP PNG: loads at full size
+    decode_image(_jpeg((3000, 2000)), gate=gate)  # JPEG: decoded reduced, never full size
+    decode_image(_png((1000, 1000)), gate=gate)  # within the working size
+    assert gate.asked == [6_000_000]
+    assert gate.held == 0  # released
+
+
+def test_the_gate_admits_what_fits_and_holds_back_the_rest_until_room_is_freed():
+    gate = PixelGate()
+    events: list[str] = []
+
+    def take(pixels: int) -> None:
+        with gate.hold(pixels, 10):
+            events.append(f"took {pixels}")
+
+    with gate.hold(6, 10):
+        small = threading.Thread(target=take, args=(3,))
+        small.start()
+        small.join(timeout=30)  # 6 + 3 fits: it does not wait for the 6 to go
+        assert events == ["took 3"]
+        large = threading.Thread(target=take, args=(6,))
+        large.start()
+        large.join(timeout=0.3)  # 6 + 6 does not fit: it waits
+        events.append("released 6")
+    large.join(timeout=30)
+    assert events == ["took 3", "released 6", "took 6"]
+    assert gate.held == 0
+
+
+def test_a_rejected_decode_gives_its_pixels_back():
+    gate = PixelGate()
+    data = _png((3000, 2000))
+    with pytest.raises(ImageRejected):
+        decode_image(data[: len(data) // 2], gate=gate)
+    assert gate.held == 0
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+@pytest.mark.parametrize(("size", "factor"), [((1031, 517), 3), ((4000, 777), 7), ((64, 5000), 2)])
+def test_reducing_an_image_with_alpha_in_strips_gives_pillows_pixels(mode, size, factor):
+    rgb = synthetic_photo(3, size)
+    alpha = Image.linear_gradient("L").resize(size)
+    image = (rgb if mode == "RGBA" else rgb.convert("L")).copy()
+    image.putalpha(alpha)
+    assert image.mode == mode
+    ours = images_module._reduce(image, factor)
+    assert ours.mode == mode and ours.size == image.reduce(factor).size
+    assert ours.tobytes() == image.reduce(factor).tobytes()

@@ -143,7 +143,7 @@ def test_every_file_of_the_folder_gets_a_status_and_broken_ones_a_reason(workdir
     # a job per file that could be read; none for what could not be opened
     no_job = {n for n, r in rows.items() if r["job_id"] is None}
     assert no_job == {"locked.jpg", "pipe", "dangling"}
-    assert "exceeds the 64000000 limit" in rows["bomb.png"]["error"]
+    assert "exceeds the 50000000 limit" in rows["bomb.png"]["error"]
     assert "sub" not in rows and "sub: a subfolder (use --recursive)" in result.stderr
     assert "3 images scored, 15 files failed" in result.stderr
     # once it exists, the scan's own database (and its journals) is skipped, and said so
