@@ -84,14 +84,19 @@ def test_a_folder_is_registered_and_scored_in_chunks(tmp_path: Path, sqlite_url:
 
 
 def test_the_readme_scan_of_the_samples_says_what_the_readme_says(tmp_path: Path):
-    """README command 1: the 4 photos scored, the two broken files failed with their codes,
-    nothing else in the folder (the licences live beside it), exit 1 because of the two."""
+    """README command 1: the 4 photos scored, broken/ named as not scanned, exit 0; with -r
+    the two broken files fail with their codes, nothing else in the folder (the licences live
+    beside it), exit 1 because of the two."""
     import json
 
     from tests.samples import SAMPLES_DIR
 
     db = f"sqlite:///{tmp_path / 'scan.sqlite3'}"
     env = {"MODERATION_PATTERN_CACHE_DIR": str(tmp_path / "pattern-cache")}
+    top = run_cli("scan", str(SAMPLES_DIR), "--url", db, env=env)
+    assert top.returncode == 0, top.stderr
+    assert "4 images scored, 0 files failed" in top.stdout
+    assert "broken: a subfolder (use --recursive)" in top.stdout
     result = run_cli("scan", "-r", str(SAMPLES_DIR), "--url", db, env=env)
     assert result.returncode == 1, result.stderr
     assert "4 images scored, 2 files failed" in result.stdout
