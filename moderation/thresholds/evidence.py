@@ -201,7 +201,7 @@ def collate(
         pi = item.inclusion_probability
         audit = item.kind == AUDIT
         if audit:
-            pi *= response[(item.stratum, pi)]
+            pi *= response[_response_class(item)]
         last = max(r.at for r in by_reviewer.values())
         rows.append((last, item_id, item.score, 2 * yes >= len(by_reviewer), pi, item.at, audit))
     rows.sort(key=lambda row: row[0])
@@ -243,21 +243,28 @@ def _valid_items(
     return known, outside
 
 
+def _response_class(item: ItemRecord) -> tuple[str, int]:
+    """The nonresponse class of an audit: its stratum and π to within a factor 2^(1/4) (a fixed
+    band rate gives one class; the per-image design's continuous π is grouped, not left in
+    classes of one where a pending audit would have no reviewed stand-in)."""
+    return item.stratum, round(math.log2(item.inclusion_probability) * 4)
+
+
 def _response_rates(
     known: Mapping[Hashable, ItemRecord],
     votes: Mapping[Hashable, object],
     quality: Counter[str],
-) -> dict[tuple[str, float], float]:
+) -> dict[tuple[str, int], float]:
     """Share of routed audits with a review per (stratum, π) class; counts the pending items
     (queue and audit, by how they were drawn)."""
-    routed: Counter[tuple[str, float]] = Counter()
-    answered: Counter[tuple[str, float]] = Counter()
+    routed: Counter[tuple[str, int]] = Counter()
+    answered: Counter[tuple[str, int]] = Counter()
     for item_id, item in known.items():
         if item_id not in votes:
             quality["pending_audit" if item.kind == AUDIT else f"pending_{item.kind}"] += 1
         if item.kind != AUDIT:
             continue
-        key = (item.stratum, item.inclusion_probability)
+        key = _response_class(item)
         routed[key] += 1
         answered[key] += item_id in votes
     return {key: answered[key] / routed[key] for key in routed}

@@ -163,3 +163,15 @@ def test_pending_audits_drawn_with_certainty_are_nonresponse_adjusted():
     assert Evidence.from_arrays(
         [0.1, 0.2], [1, 0], [1.0, 0.5], audited=[True, False]
     ).sampled.tolist() == [True, False]
+
+
+def test_per_image_audits_with_nearby_pi_share_a_nonresponse_class():
+    # per-image π is continuous: 0.30 and 0.32 (within 2^¼) form one class, 0.05 another
+    items = [
+        ItemRecord("a", 0.1, 0.30, "near", drawn=AUDIT),
+        ItemRecord("b", 0.1, 0.32, "near", drawn=AUDIT),
+        ItemRecord("c", 0.1, 0.05, "near", drawn=AUDIT),
+    ]
+    ev = collate(items, [ReviewRecord("a", True), ReviewRecord("c", False)])
+    assert ev.inclusion_probability.tolist() == pytest.approx([0.15, 0.05])
+    assert ev.quality == {"pending_audit": 1}
