@@ -71,6 +71,8 @@ class SimConfig:
     start: float = CONTENT_SAFETY_BASE  # both start at the seed's content-safety base, 0.18
     audit_scale: float = 0.5  # × AuditDesign.for_scale("gme_cosine") rates
     reviewer_error: float = 0.0  # chance a reviewer flips the true label
+    load_cap: float | None = None  # adds "load_capped": recall_target with max_load_share…
+    floor_target: float = 0.9  # …degrading to this recall floor under the cap
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
     scenario: Scenario = field(default_factory=Scenario)
     timeline: tuple[float, float] = (0.0, 1.0)  # the slice of the scenario's timeline to run
@@ -232,6 +234,16 @@ def simulate(cfg: SimConfig) -> SimResult:
         "seed": seed,
         "fixed_preset": run_method(cfg, stream, "fixed_preset", lambda t, _reviewed: t),
     }
+    if cfg.load_cap is not None:
+        capped = replace(
+            cfg,
+            adjuster=replace(
+                cfg.adjuster, max_load_share=cfg.load_cap, floor_target=cfg.floor_target
+            ),
+        )
+        runs["load_capped"] = run_method(
+            capped, stream, "load_capped", recall_target_adjust(capped)
+        )
     return SimResult(cfg, stream, runs)
 
 
@@ -313,7 +325,7 @@ def print_tables(result: SimResult) -> None:
         print(f"{phase:<19}{cells}{ora_load[m].mean():>13.1f}")
     print(
         f"\n{'method':<15}{'windows ≥ target':>18}{'mean recall':>12}{'min recall':>11}"
-        f"{'load':>7}{'queue':>7}{'audit':>7}"
+        f"{'load':>7}{'queue':>7}{'audit':>7}{'peak':>7}{'peak/mean':>10}"
     )
     for r in runs.values():
         ok = int((r.recall >= cfg.target).sum())
@@ -321,6 +333,7 @@ def print_tables(result: SimResult) -> None:
             f"{r.name:<15}{f'{ok}/{cfg.windows} ({ok / cfg.windows:.1%})':>18}"
             f"{r.recall.mean():>12.3f}{r.recall.min():>11.3f}"
             f"{r.load.mean():>7.1f}{r.queue_load.mean():>7.1f}{r.audit_load.mean():>7.1f}"
+            f"{r.load.max():>7.1f}{r.load.max() / r.load.mean():>10.2f}"
         )
     st_thr, st_load = static_best(cfg, result.stream)
     print(f"{'static best':<15}{f'(hindsight {st_thr:.4f})':>18}{'':>23}{st_load:>7.1f}")
@@ -407,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recent", type=float, default=4.0, help="recent part, periods (0: off)")
     ap.add_argument("--confidence", type=float, default=0.9, help="of the recall lower bound")
     ap.add_argument("--plot", type=Path, help="write a PNG of the first seed here")
+    ap.add_argument(
+        "--load-cap", type=float, help="add recall_target with this max queue share (load_capped)"
+    )
+    ap.add_argument("--floor", type=float, default=0.9, help="its degraded recall floor")
     args = ap.parse_args(argv)
     cfg = SimConfig(
         seed=args.seed,
@@ -418,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         audit_scale=args.audit_scale,
         reviewer_error=args.reviewer_error,
         adjuster=RecallTargetAdjuster(confidence=args.confidence),
+        load_cap=args.load_cap,
+        floor_target=args.floor,
     )
     result = simulate(cfg)
     summarise(result)
@@ -429,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seed, args.seed + args.seeds):
             res = result if seed == args.seed else simulate(replace(cfg, seed=seed))
             cells = [
-                f"{n} {r.coverage(cfg.target):6.1%} ≥ target, load {r.load.mean():5.1f}"
+                f"{n} {r.coverage(cfg.target):6.1%} ≥ target, load {r.load.mean():5.1f} "
+                f"(peak/mean {r.load.max() / r.load.mean():.2f})"
                 for n, r in res.runs.items()
             ]
             cells.append(f"static best load {static_best(res.cfg, res.stream)[1]:5.1f}")

@@ -197,6 +197,13 @@ class Settings(BaseSettings):
     audit_fraction: float = Field(
         0.02, ge=0, le=1, description="Share of below-threshold items sampled for audit review."
     )
+    audit_design: Literal["per_image", "per_category"] = Field(
+        "per_image",
+        description="per_image: one audit draw per image (π = 1 − Π(1 − π_c)), every category "
+        "labelled in the one review, about audit_fraction of the images drawn; per_category: "
+        "each (image, category) drawn on its own at audit_fraction of its below-threshold "
+        "items (the v1 design).",
+    )
     review_lease_s: float = Field(
         900, gt=0, description="How long a reviewer's claim on a review item lasts (seconds)."
     )

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,12 @@ from moderation.db.repositories.results import (
 )
 from moderation.domain import ReviewItemKind, RiskTier
 from moderation.scoring.base import ScoreSet
-from moderation.thresholds.audit import AuditDesign, audit_decision
+from moderation.thresholds.audit import (
+    ABOVE,
+    AuditDesign,
+    audit_decision,
+    image_inclusion_probability,
+)
 from moderation.thresholds.tiers import CategoryThresholds, Decision
 
 from .decode import Prepared
@@ -44,6 +49,7 @@ __all__ = [
     "ReviewRouter",
     "audit_design_for",
     "audit_uniform",
+    "image_uniform",
     "build_hooks",
     "queue_review_now",
 ]
@@ -124,6 +130,12 @@ def audit_uniform(job_id: int, category: str) -> float:
     return (int.from_bytes(digest, "big") >> 11) / 2.0**53
 
 
+def image_uniform(job_id: int) -> float:
+    """The per-image design's one uniform draw per job (fixed by the job alone, like
+    :func:`audit_uniform`, and independent of its per-category draws)."""
+    return audit_uniform(job_id, "\x00image")
+
+
 def audit_design_for(scale: str) -> AuditDesign:
     """The preset design of ``scale`` (its ``ScaleSpec.audit_bands``)."""
     return AuditDesign.for_scale(scale)
@@ -133,24 +145,33 @@ def audit_design_for(scale: str) -> AuditDesign:
 class AuditSamplingRouter:
     """Queue routing (``queue``) plus stratified audit sampling below the threshold.
 
-    Every (job, category) whose score is below the category's violation cut-off is drawn for
-    audit with the probability of its score band (``AuditDesign``, by distance to the
-    threshold), the design rescaled so that ``fraction`` of below-threshold items are audited
-    in expectation over the category's ``sample_size`` most recent scores (recomputed every
-    ``refresh_s``). Drawn pairs get an ``audit_samples`` row (stratum, π); a drawn job without
-    a queue item gets one review item of kind ``audit`` (for its highest-scoring drawn
-    category, with that π). The queued category of a queued job is not drawn (it is reviewed
-    anyway, π = 1); its other categories are — leaving them out would give them π = 0 and
-    bias every recall estimate. All rows are insert-or-ignore on their unique keys and the
-    draw depends only on (job, category): redelivery writes nothing new.
+    Each below-threshold (job, category) has the rate of its score band (``AuditDesign``, by
+    distance to the threshold), the design rescaled over the category's ``sample_size`` most
+    recent scores (recomputed every ``refresh_s``). Two designs (``design_kind``):
+
+    - ``per_image`` (default): one draw per job with π = 1 − Π(1 − π_c) over its eligible
+      categories, each category's design rescaled to ``fraction`` / (its number of
+      categories) — so about ``fraction`` of the images are drawn. A drawn job gets an
+      ``audit_samples`` row for *every* eligible category, all with the job's π: the one
+      review labels each category, and each category's IPW estimate stays unbiased.
+    - ``per_category`` (v1): every (job, category) draws on its own at π_c, the design
+      rescaled to ``fraction`` of the category's below-threshold items.
+
+    A drawn job without a queue item gets one review item of kind ``audit`` (for its
+    highest-scoring drawn category, with that row's π). The queued category of a queued job is
+    not drawn (it is reviewed anyway, π = 1); its other categories are — leaving them out would
+    give them π = 0 and bias every recall estimate. All rows are insert-or-ignore on their
+    unique keys and the draws depend only on the job (and category): redelivery writes
+    nothing new.
     """
 
     fraction: float
     queue: ReviewRouter = queue_review_now
+    design_kind: Literal["per_image", "per_category"] = "per_image"
     refresh_s: float = 600.0
     sample_size: int = 5000
     clock: Callable[[], float] = time.monotonic
-    _designs: dict[tuple[str, str, float], tuple[float, AuditDesign]] = field(
+    _designs: dict[tuple[str, str, float, float], tuple[float, AuditDesign]] = field(
         default_factory=dict, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -158,6 +179,8 @@ class AuditSamplingRouter:
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"audit fraction must be in [0, 1], got {self.fraction}")
+        if self.design_kind not in ("per_image", "per_category"):
+            raise ValueError(f"unknown audit design {self.design_kind!r}")
 
     def __call__(self, session: Session, decided: Sequence[DecidedJob]) -> None:
         self.queue(session, decided)
@@ -167,22 +190,7 @@ class AuditSamplingRouter:
         items: dict[int, ReviewRow] = {}
         for d in decided:
             queued = d.decision.category if d.decision.action == "review_now" else None
-            drawn: list[AuditSampleRow] = []
-            for category, score in sorted(d.scores.items()):
-                th = d.thresholds.get(category)
-                if th is None or category == queued:
-                    continue
-                if not math.isfinite(score):
-                    log.warning("job %s %s: non-finite score, not audited", d.job_id, category)
-                    continue
-                design = self.design(session, category, th)
-                draw = audit_decision(score, th.base, design, audit_uniform(d.job_id, category))
-                if draw.sampled:
-                    drawn.append(
-                        AuditSampleRow(
-                            d.job_id, category, draw.stratum, score, draw.inclusion_probability
-                        )
-                    )
+            drawn = self._draw(session, d, queued)
             samples += drawn
             if drawn and queued is None:
                 top = max(drawn, key=lambda r: r.score)
@@ -198,9 +206,44 @@ class AuditSamplingRouter:
         insert_audit_samples(session, samples)
         insert_review_items(session, list(items.values()))
 
-    def design(self, session: Session, category: str, th: CategoryThresholds) -> AuditDesign:
-        """The scale's design rescaled to the budget on recent scores (cached ``refresh_s``)."""
-        key = (category, th.scale, th.base)
+    def _draw(self, session: Session, d: DecidedJob, queued: str | None) -> list[AuditSampleRow]:
+        """The audit rows of one job: its eligible categories' bands, then the draw."""
+        share = self.fraction
+        if self.design_kind == "per_image":
+            share /= max(1, sum(c in d.thresholds for c in d.scores))
+        eligible: list[tuple[str, float, str, float]] = []  # (category, score, stratum, π_c)
+        for category, score in sorted(d.scores.items()):
+            th = d.thresholds.get(category)
+            if th is None or category == queued:
+                continue
+            if not math.isfinite(score):
+                log.warning("job %s %s: non-finite score, not audited", d.job_id, category)
+                continue
+            design = self.design(session, category, th, share)
+            draw = audit_decision(score, th.base, design, audit_uniform(d.job_id, category))
+            if draw.stratum == ABOVE:
+                continue
+            if self.design_kind == "per_category" and not draw.sampled:
+                continue
+            eligible.append((category, score, draw.stratum, draw.inclusion_probability))
+        if self.design_kind == "per_category" or not eligible:
+            return [AuditSampleRow(d.job_id, c, band, v, p) for c, v, band, p in eligible]
+        pi = float(image_inclusion_probability([p for *_, p in eligible]))
+        if image_uniform(d.job_id) >= pi:
+            return []
+        return [AuditSampleRow(d.job_id, c, band, v, pi) for c, v, band, _ in eligible]
+
+    def design(
+        self,
+        session: Session,
+        category: str,
+        th: CategoryThresholds,
+        fraction: float | None = None,
+    ) -> AuditDesign:
+        """The scale's design rescaled to ``fraction`` (default: the router's) of the
+        category's below-threshold items on recent scores (cached ``refresh_s``)."""
+        fraction = self.fraction if fraction is None else fraction
+        key = (category, th.scale, th.base, fraction)
         now = self.clock()
         with self._lock:
             cached = self._designs.get(key)
@@ -208,7 +251,7 @@ class AuditSamplingRouter:
             return cached[1]
         base = audit_design_for(th.scale)
         recent = recent_scores(session, category, self.sample_size)
-        design = base.for_budget(self.fraction, recent, th.base) if recent else base
+        design = base.for_budget(fraction, recent, th.base) if recent else base
         with self._lock:
             self._designs[key] = (now, design)
         return design
@@ -233,6 +276,6 @@ def build_hooks(settings: Settings, sessions: sessionmaker[Session]) -> Pipeline
     if settings.bank_violation_mode != "off" or settings.bank_benign_mode != "off":
         pre_score = BankPreScore.from_settings(settings, sessions)
     if settings.audit_fraction > 0:
-        router = AuditSamplingRouter(settings.audit_fraction)
+        router = AuditSamplingRouter(settings.audit_fraction, design_kind=settings.audit_design)
         return PipelineHooks(pre_score=pre_score, route_review=router)
     return PipelineHooks(pre_score=pre_score)

@@ -25,6 +25,7 @@ __all__ = [
     "Proposal",
     "RecallTargetAdjuster",
     "SeedAdjuster",
+    "queue_share",
     "seed_proposal",
 ]
 
@@ -172,6 +173,12 @@ class RecallTargetAdjuster:
     recent_s: float | None = None  # the drift-sensitive recent part of the horizon
     raise_margin: float = 0.0  # extra bound slack demanded before raising (hysteresis)
     flat_tolerance: float = 0.002  # bounds this close count as equal when none passes
+    # Load-aware control (off by default): never propose a threshold whose estimated queue
+    # share (HT: Σ_{s ≥ t} 1/π ÷ Σ 1/π over the evidence) exceeds ``max_load_share`` while the
+    # recall bound there is ≥ ``floor_target`` — the target degrades to the floor, with an
+    # alert in the reason and ``evidence["load_capped"]``; below the floor recall wins.
+    max_load_share: float | None = None
+    floor_target: float | None = None
 
     @classmethod
     def for_scale(cls, scale: str, **overrides: Any) -> RecallTargetAdjuster:
@@ -186,6 +193,10 @@ class RecallTargetAdjuster:
             raise ValueError("resolution must be positive and no larger than either step")
         if not self.bounds[0] < self.bounds[1]:
             raise ValueError(f"bounds must be increasing, got {self.bounds}")
+        if self.max_load_share is not None and not 0.0 < self.max_load_share <= 1.0:
+            raise ValueError("max_load_share must be in (0, 1]")
+        if self.floor_target is not None and not 0.0 < self.floor_target <= self.target:
+            raise ValueError("floor_target must be in (0, target]")
 
     def propose(self, current: float, evidence: Evidence, *, now: float | None = None) -> Proposal:
         """The next threshold for one category from its evidence; ``now`` (seconds, the
@@ -220,9 +231,38 @@ class RecallTargetAdjuster:
             info |= _curve_point("recent_at_current", recent_curve, here)
             info["recent"] = recent.summary()
         j, reason = self._choose(lower, here)
+        if self.max_load_share is not None:
+            j, reason = self._cap_load(evidence, grid, lower, j, reason, info)
         value = float(grid[j])
         info |= _curve_point("at_proposed", curve, j) | self._quality_at(value, evidence)
         return Proposal("recall_target", current, value, reason, info)
+
+    def _cap_load(
+        self,
+        evidence: Evidence,
+        grid: NDArray[np.float64],
+        lower: NDArray[np.float64],
+        j: int,
+        reason: str,
+        info: dict[str, Any],
+    ) -> tuple[int, str]:
+        """Move ``j`` up to the lowest candidate within the load cap, when recall allows."""
+        share = queue_share(evidence, grid)
+        info["load_share_at_chosen"] = float(share[j])
+        if share[j] <= self.max_load_share:  # type: ignore[operator]
+            return j, reason
+        allowed = np.flatnonzero(share <= self.max_load_share)  # type: ignore[operator]
+        allowed = allowed[allowed > j]
+        floor = self.target if self.floor_target is None else self.floor_target
+        if allowed.size == 0 or not lower[allowed[0]] >= floor:
+            info["load_cap_exceeded"] = True
+            return j, f"{reason} (ALERT: load share {share[j]:.3f} over cap, recall first)"
+        k = int(allowed[0])
+        info["load_capped"] = {"from": float(grid[j]), "share": float(share[k])}
+        return k, (
+            f"load cap {self.max_load_share:g}: recall bound {lower[k]:.4f} ≥ floor {floor:g} "
+            f"(ALERT: target {self.target:g} degraded)"
+        )
 
     def _outside(self, current: float) -> str:
         """A note when ``current`` lies outside the bounds (and is left there), else ""."""
@@ -309,6 +349,18 @@ class RecallTargetAdjuster:
             "precision_at_proposed": estimate_precision(*args, self.confidence).as_dict(),
             "miss_rate_below_proposed": estimate_miss_rate(*args, self.confidence).as_dict(),
         }
+
+
+def queue_share(evidence: Evidence, thresholds: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Estimated share of all scored items at/above each threshold: Σ_{s ≥ t} 1/π ÷ Σ 1/π
+    (the queue is a census, audits stand for the rest below) — the review load a threshold
+    would bring, in the units of the evidence."""
+    w = 1.0 / evidence.inclusion_probability
+    total = float(w.sum())
+    if total == 0.0:
+        return np.zeros(thresholds.size)
+    above = evidence.score[None, :] >= thresholds[:, None]
+    return (above * w).sum(axis=1) / total
 
 
 def _curve_point(prefix: str, curve: RecallCurve, j: int) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import betaincinv, gammaincinv
+from scipy.special import betaincinv
 
+from moderation.thresholds.bounds import recall_lower, recall_upper
 from moderation.thresholds.scales import scale_spec
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "estimate_miss_rate",
     "estimate_precision",
     "estimate_recall",
+    "image_audit_decisions",
+    "image_inclusion_probability",
     "recall_curve",
     "weighted_proportion",
 ]
@@ -166,6 +169,48 @@ def audit_decisions(
     return sampled, band, prob
 
 
+def image_inclusion_probability(category_probabilities: ArrayLike) -> NDArray[np.float64]:
+    """Per-image audit design: an image is drawn when any of its categories would be, with one
+    uniform per image, so its inclusion probability is 1 − Π_c (1 − π_c) over the categories
+    eligible for audit (last axis; π_c = 0 for the others: above the threshold, queued, or no
+    threshold). One review then labels every category of the image, and each category's
+    Horvitz–Thompson estimate weighs the image by 1/π_image (≥ its own 1/π_c would be)."""
+    p = np.asarray(category_probabilities, dtype=np.float64)
+    if ((p < 0.0) | (p > 1.0) | ~np.isfinite(p)).any():
+        raise ValueError("category inclusion probabilities must be in [0, 1]")
+    return 1.0 - np.prod(1.0 - p, axis=-1)
+
+
+def image_audit_decisions(
+    scores: ArrayLike,
+    thresholds: ArrayLike,
+    designs: Sequence[AuditDesign],
+    rng: np.random.Generator,
+    eligible: ArrayLike | None = None,
+) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.bool_]]:
+    """Vectorised per-image draw over (images, categories) ``scores`` against one threshold
+    and one design per category: (sampled per image, π per image, below-threshold mask). A
+    sampled image is labelled for every category; each below-threshold (image, category) of
+    it enters that category's evidence with the image's π. ``eligible`` (same shape, default
+    all) leaves out pairs that are not drawn for (e.g. the queued category)."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(thresholds, dtype=np.float64)
+    if s.ndim != 2 or t.shape != (s.shape[1],) or len(designs) != s.shape[1]:
+        raise ValueError("scores must be (images, categories) with one threshold/design each")
+    if not (np.isfinite(s).all() and np.isfinite(t).all()):
+        raise ValueError("scores and thresholds must be finite")
+    below = s < t[None, :]
+    if eligible is not None:
+        below &= np.asarray(eligible, dtype=bool)
+    pi_c = np.zeros(s.shape)
+    for c, design in enumerate(designs):
+        rows = below[:, c]
+        pi_c[rows, c] = design._rates(t[c] - s[rows, c])
+    pi = image_inclusion_probability(pi_c)
+    sampled = rng.random(s.shape[0]) < pi
+    return sampled, pi, below
+
+
 @dataclass(frozen=True)
 class ProportionEstimate:
     """A Hájek (IPW ratio) estimate of a proportion with a Korn–Graubard interval."""
@@ -240,75 +285,56 @@ def recall_curve(
     inclusion_probability: ArrayLike,
     thresholds: ArrayLike,
     confidence: float = 0.9,
-    caught_share: float = 0.1,
 ) -> RecallCurve:
     """Recall R(t) = caught / (caught + missed) of reviewed items, at every candidate ``t``,
     with one-sided ``confidence`` lower and upper bounds.
 
-    Census items (π = 1: the queue) give exact counts; audits give Horvitz–Thompson totals of
-    caught and missed violations, each with a one-sided gamma bound (:func:`_total_bounds`).
-    The lower bound pairs caught's lower with missed's upper bound; their error rates add up
-    (Bonferroni) to α = 1 − ``confidence``, ``caught_share``·α for caught (sampled violations
-    are caught only by candidates below the routing threshold), the rest for missed. The point
-    estimate is the Hájek ratio.
+    The point estimate is the Hájek ratio: census items (π = 1: the queue) count once, audits
+    by their Horvitz–Thompson weight 1/π. The bounds are the *same* finite-sample bound as
+    offline calibration (``bounds.recall_lower``: one-sided Clopper–Pearson on the miss share)
+    applied to effective counts: caught and missed totals divided by ``u``, the weight of one
+    effective observation — 1 when every violation is a census (then the bound is exactly the
+    offline one), else the largest of the audits' mean weight w̄ (with no miss sampled the
+    missed total is bounded by ≈ w̄·ln(1/α), only more audits shrink it) and the
+    variance-to-mean ratios Σw²/Σw of the sampled caught and missed violations (one thinly
+    sampled miss counts as one observation, not as many).
     """
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(is_violation, dtype=bool)
     pi = np.asarray(inclusion_probability, dtype=np.float64)
     t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-    if not (0.5 <= confidence < 1.0 and 0.0 < caught_share < 1.0):
-        raise ValueError("confidence must be in [0.5, 1) and caught_share in (0, 1)")
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError("confidence must be in [0.5, 1)")
     census = pi >= 1.0
     above = s[None, :] >= t[:, None]  # (thresholds, items)
     pos_k = y & census
     caught_k = (above & pos_k).sum(axis=1).astype(np.float64)
     missed_k = float(pos_k.sum()) - caught_k
 
-    alpha_c = (1.0 - confidence) * caught_share
-    alpha_m = (1.0 - confidence) - alpha_c
     zeros = np.zeros(t.size)
-    caught_s, caught_lo, caught_hi = zeros, zeros, zeros
-    missed_s, missed_lo, missed_hi = zeros, zeros, zeros
+    caught_s, missed_s, unit = zeros, zeros, np.ones(t.size)
     samp = ~census
     if samp.any():
-        pi_s, y_s, above_s = pi[samp], y[samp], above[:, samp]
-        caught_s, caught_lo, caught_hi = _total_bounds(above_s & y_s, pi_s, alpha_c)
-        missed_s, missed_lo, missed_hi = _total_bounds(~above_s & y_s, pi_s, alpha_m)
+        w = 1.0 / pi[samp]
+        pos_s = y[samp]
+        caught_z = above[:, samp] & pos_s
+        missed_z = ~above[:, samp] & pos_s
+        caught_s, missed_s = (caught_z * w).sum(axis=1), (missed_z * w).sum(axis=1)
+        unit = np.full(t.size, float(w.mean()))
+        for z, total in ((caught_z, caught_s), (missed_z, missed_s)):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(total > 0, (z * w * w).sum(axis=1) / total, 0.0)
+            unit = np.fmax(unit, ratio)
+    caught = (caught_k + caught_s) / unit
+    missed = (missed_k + missed_s) / unit
     with np.errstate(invalid="ignore", divide="ignore"):
-        est = (caught_k + caught_s) / (caught_k + caught_s + missed_k + missed_s)
-        lower = (caught_k + caught_lo) / (caught_k + caught_lo + missed_k + missed_hi)
-        upper = (caught_k + caught_hi) / (caught_k + caught_hi + missed_k + missed_lo)
-    no_pos = (caught_k + missed_k + caught_s + missed_s) == 0
-    # positives exist but every bound collapsed to 0/0: nothing certain, so the widest bounds
-    lower = np.where(np.isnan(lower), 0.0, lower)
-    upper = np.where(np.isnan(upper), 1.0, upper)
+        est = caught / (caught + missed)
+    lower = recall_lower(caught, missed, confidence)
+    upper = recall_upper(caught, missed, confidence)
+    no_pos = (caught + missed) == 0
     for arr in (est, lower, upper):
         arr[no_pos] = np.nan
     return RecallCurve(t, est, lower, upper, caught_k, missed_k, caught_s, missed_s, confidence)
-
-
-def _total_bounds(
-    z: NDArray[np.bool_], pi: NDArray[np.float64], alpha: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """HT totals y = Σ z/π per row with one-sided (each at level α) gamma bounds for a weighted
-    sum of (near-)Poisson counts: Fay & Feuer (1997), with Tiwari, Clegg & Zou's (2006) mean
-    weight w̄ as the weight of the unseen extra event in the upper bound (Fay–Feuer's maximum
-    weight would let one thinly sampled band dominate). v = Σ z/π² (Poisson-model variance).
-
-    Upper = Gamma⁻¹(1 − α; shape (y + w̄)²/(v + w̄²), scale (v + w̄²)/(y + w̄)): with no event
-    seen the total is still bounded by w̄·ln(1/α), which only more audits shrink.
-    Lower = Gamma⁻¹(α; y²/v, v/y), 0 when nothing was seen. Returns (y, lower, upper).
-    """
-    w = 1.0 / pi
-    w_bar = float(w.mean())
-    y = (z * w).sum(axis=1)
-    v = (z * w * w).sum(axis=1)
-    upper = (
-        gammaincinv((y + w_bar) ** 2 / (v + w_bar**2), 1.0 - alpha) * (v + w_bar**2) / (y + w_bar)
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lower = np.where(y > 0, gammaincinv(y * y / v, alpha) * v / y, 0.0)
-    return y, np.nan_to_num(lower, nan=0.0), upper
 
 
 def estimate_recall(

@@ -15,6 +15,8 @@ from moderation.domain import ReviewLabel
 from moderation.thresholds.audit import ABOVE
 
 __all__ = [
+    "AUDIT",
+    "QUEUE",
     "Evidence",
     "Feedback",
     "ItemRecord",
@@ -24,15 +26,32 @@ __all__ = [
 ]
 
 
+QUEUE = "queue"  # drawn: routed by its tier, reviewed with certainty (a census of the queue)
+AUDIT = "audit"  # drawn: by the audit lottery, at its recorded inclusion probability
+
+
 @dataclass(frozen=True)
 class ItemRecord:
-    """An item routed to review for one category: the queue (π = 1) or an audit sample."""
+    """An item routed to review for one category: the queue (π = 1) or an audit sample.
+
+    ``drawn`` says *how* it was drawn — what the evidence counts as audits — never its π: an
+    audit drawn with certainty (π = 1, e.g. the near band at a high audit fraction) is still an
+    audit. Left None it follows the stratum (``above`` ⇒ queue, a band ⇒ audit). Any other
+    kind (e.g. a labelled appeal) enters the estimates with its π but is neither counted as an
+    audit nor nonresponse-adjusted."""
 
     item_id: Hashable  # e.g. (job_id, category) or review_items.id
     score: float
     inclusion_probability: float = 1.0
     stratum: str = ABOVE
     at: float = 0.0  # when it was routed, seconds since the epoch (the caller's clock)
+    drawn: str | None = None  # QUEUE, AUDIT, or another kind that is not an audit
+
+    @property
+    def kind(self) -> str:
+        if self.drawn is not None:
+            return self.drawn
+        return QUEUE if self.stratum == ABOVE else AUDIT
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,18 @@ class Evidence:
     routed_at: NDArray[np.float64]  # when each item was routed (defines the sampled population)
     reviewed_at: NDArray[np.float64]  # its last review
     quality: Mapping[str, int] = field(default_factory=dict)
+    # drawn by the audit lottery (whatever its π); None: every item with π < 1 (old callers)
+    audited: NDArray[np.bool_] | None = None
+
+    def __post_init__(self) -> None:
+        audited = (
+            self.inclusion_probability < 1.0
+            if self.audited is None
+            else np.asarray(self.audited, dtype=bool)
+        )
+        if audited.shape != self.score.shape:
+            raise ValueError("audited must be aligned with the scores")
+        object.__setattr__(self, "audited", audited)
 
     @classmethod
     def from_arrays(
@@ -78,8 +109,10 @@ class Evidence:
         is_violation: ArrayLike,
         inclusion_probability: ArrayLike,
         routed_at: ArrayLike | None = None,
+        audited: ArrayLike | None = None,
     ) -> Evidence:
-        """Evidence already resolved elsewhere (one label per item), e.g. in a simulation."""
+        """Evidence already resolved elsewhere (one label per item), e.g. in a simulation;
+        ``audited`` marks the audit draws (default: the items with π < 1)."""
         s = np.asarray(score, dtype=np.float64)
         at = np.zeros(s.size) if routed_at is None else np.asarray(routed_at, dtype=np.float64)
         return cls(
@@ -89,6 +122,7 @@ class Evidence:
             np.asarray(inclusion_probability, dtype=np.float64),
             at,
             at,
+            audited=None if audited is None else np.asarray(audited, dtype=bool),
         )
 
     def since(self, t: float) -> Evidence:
@@ -102,6 +136,7 @@ class Evidence:
             self.routed_at[keep],
             self.reviewed_at[keep],
             self.quality,
+            self.sampled[keep],
         )
 
     @property
@@ -114,7 +149,10 @@ class Evidence:
 
     @property
     def sampled(self) -> NDArray[np.bool_]:
-        return self.inclusion_probability < 1.0
+        """The audit draws, by how they were drawn (not by π: an audit drawn with certainty
+        is one) — what the evidence gates count."""
+        assert self.audited is not None  # set in __post_init__
+        return self.audited
 
     def feedback(self) -> list[Feedback]:
         """The seed's view: one (score, is_violation, timestamp) per item, oldest first."""
@@ -161,10 +199,11 @@ def collate(
         if 0 < yes < len(by_reviewer):
             quality["contested_items"] += 1
         pi = item.inclusion_probability
-        if pi < 1.0:
-            pi *= response[(item.stratum, pi)]
+        audit = item.kind == AUDIT
+        if audit:
+            pi *= response[_response_class(item)]
         last = max(r.at for r in by_reviewer.values())
-        rows.append((last, item_id, item.score, 2 * yes >= len(by_reviewer), pi, item.at))
+        rows.append((last, item_id, item.score, 2 * yes >= len(by_reviewer), pi, item.at, audit))
     rows.sort(key=lambda row: row[0])
     return Evidence(
         item_ids=tuple(r[1] for r in rows),
@@ -174,6 +213,7 @@ def collate(
         routed_at=np.array([r[5] for r in rows], dtype=np.float64),
         reviewed_at=np.array([r[0] for r in rows], dtype=np.float64),
         quality=dict(quality),
+        audited=np.array([r[6] for r in rows], dtype=bool),
     )
 
 
@@ -203,20 +243,30 @@ def _valid_items(
     return known, outside
 
 
+def _response_class(item: ItemRecord) -> tuple[str, int]:
+    """The nonresponse class of an audit: its stratum and π to within a factor 2^(1/4) (a fixed
+    band rate gives one class; the per-image design's continuous π is grouped, not left in
+    classes of one where a pending audit would have no reviewed stand-in)."""
+    return item.stratum, round(math.log2(item.inclusion_probability) * 4)
+
+
 def _response_rates(
     known: Mapping[Hashable, ItemRecord],
     votes: Mapping[Hashable, object],
     quality: Counter[str],
-) -> dict[tuple[str, float], float]:
-    """Share of routed items with a review per (stratum, π) class; counts the pending ones."""
-    routed: Counter[tuple[str, float]] = Counter()
-    answered: Counter[tuple[str, float]] = Counter()
+) -> dict[tuple[str, int], float]:
+    """Share of routed audits with a review per (stratum, π) class; counts the pending items
+    (queue and audit, by how they were drawn)."""
+    routed: Counter[tuple[str, int]] = Counter()
+    answered: Counter[tuple[str, int]] = Counter()
     for item_id, item in known.items():
-        key = (item.stratum, item.inclusion_probability)
+        if item_id not in votes:
+            quality["pending_audit" if item.kind == AUDIT else f"pending_{item.kind}"] += 1
+        if item.kind != AUDIT:
+            continue
+        key = _response_class(item)
         routed[key] += 1
         answered[key] += item_id in votes
-        if item_id not in votes:
-            quality["pending_queue" if key[1] >= 1.0 else "pending_audit"] += 1
     return {key: answered[key] / routed[key] for key in routed}
 
 

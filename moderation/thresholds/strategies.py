@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import bdtr, betaincinv
+
+from moderation.thresholds.bounds import miss_share_upper, recall_lower
 
 __all__ = [
     "STRATEGIES",
@@ -310,9 +311,11 @@ def _check_recall_args(r: float, delta: float) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _recall_rank(m: int, r: float, delta: float) -> int:
-    """Largest k with P(Binomial(m, 1−r) ≤ k−1) ≤ δ; 0 when even k = 1 fails."""
-    cdf = bdtr(np.arange(m), m, 1.0 - r)  # binomial CDF at x = 0..m−1, increasing in x
-    return int(np.count_nonzero(cdf <= delta))
+    """Largest k such that flagging at the k-th lowest of ``m`` violation scores (k − 1 missed)
+    keeps the shared recall bound (``bounds.recall_lower`` at confidence 1 − δ) ≥ r; 0 when
+    even k = 1 fails. Equals the largest k with P(Binomial(m, 1−r) ≤ k−1) ≤ δ."""
+    missed = np.arange(m, dtype=np.float64)  # k − 1 = 0 … m − 1, the bound falls as x grows
+    return int(np.count_nonzero(recall_lower(m - missed, missed, 1.0 - delta) >= r))
 
 
 def recall_target(
@@ -352,7 +355,7 @@ def recall_target(
             have=m,
         )
     # Clopper–Pearson upper bound with k−1 misses: the (1−δ) quantile of Beta(k, m−k+1)
-    miss_upper = float(betaincinv(k, m - k + 1, 1 - delta))
+    miss_upper = float(miss_share_upper(k - 1, m, 1.0 - delta))
     bound = (
         f"exact binomial (Clopper–Pearson) order statistic k={k} of m={m} violations: "
         f"P(recall ≥ {r:g}) ≥ {1 - delta:g}; miss-rate upper bound {miss_upper:.4f}"

@@ -83,3 +83,11 @@ def test_match_recall_finds_the_cheapest_target_reaching_the_level(sim):
     # asking for more recall never costs fewer reviews
     higher = sim.match_recall(cfg, stream, "guaranteed", 0.8)
     assert higher.reached >= 0.8 and higher.load >= matched.load
+
+
+def test_load_cap_bounds_the_peak_and_keeps_the_floor(sim):
+    cfg = sim.SimConfig(seed=2, windows=12, timeline=(0.45, 0.75), load_cap=0.25)
+    result = sim.simulate(cfg)
+    capped, rt = result.runs["load_capped"], result.runs["recall_target"]
+    assert capped.load.max() < rt.load.max()  # the low-prevalence peak is cut…
+    assert capped.coverage(cfg.floor_target) >= 0.95  # …and recall holds the stated floor

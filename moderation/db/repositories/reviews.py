@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 from moderation.db.models import AuditSample, Job, Review, ReviewItem, Score
 from moderation.domain import ReviewItemKind, ReviewItemStatus, ReviewLabel, RiskTier
 from moderation.thresholds.evidence import (
+    AUDIT,
+    QUEUE,
     Evidence,
     ItemRecord,
     ReviewRecord,
@@ -435,11 +437,11 @@ def evidence_records(
         queue = queue.where(ReviewItem.created_at >= since)
         audits = audits.where(AuditSample.sampled_at >= since)
     items = [
-        ItemRecord((job_id, category), score, 1.0, at=_epoch(at))
+        ItemRecord((job_id, category), score, 1.0, at=_epoch(at), drawn=QUEUE)
         for job_id, score, at in session.execute(queue.order_by(ReviewItem.id))
     ]
     items += [
-        ItemRecord((job_id, category), score, pi, stratum, _epoch(at))
+        ItemRecord((job_id, category), score, pi, stratum, _epoch(at), drawn=AUDIT)
         for job_id, score, pi, stratum, at in session.execute(audits.order_by(AuditSample.id))
     ]
     routed = {i.item_id[0] for i in items}  # type: ignore[index]

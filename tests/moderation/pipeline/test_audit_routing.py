@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +22,7 @@ from moderation.pipeline.hooks import (
     audit_design_for,
     audit_uniform,
     build_hooks,
+    image_uniform,
 )
 from moderation.thresholds.audit import AuditDesign
 from moderation.thresholds.resolver import resolve_thresholds
@@ -34,8 +36,9 @@ BASE = 0.30  # the probability preset's violation cut-off (ColourScorer's scale)
 
 
 @pytest.fixture
-def ctx(engine: Engine) -> Iterator[PipelineContext]:
-    settings = Settings(_env_file=None, audit_fraction=0.3)  # type: ignore[call-arg]
+def ctx(engine: Engine, request: pytest.FixtureRequest) -> Iterator[PipelineContext]:
+    design = getattr(request, "param", "per_category")
+    settings = Settings(_env_file=None, audit_fraction=0.3, audit_design=design)  # type: ignore[call-arg]
     context = build_context(settings, ColourScorer(), make_sessionmaker(engine), worker="t@h")
     context.db_give_up_after_s = 2
     yield context
@@ -58,6 +61,7 @@ def test_build_hooks_samples_only_when_a_fraction_is_set():
     on = build_hooks(Settings(_env_file=None, audit_fraction=0.1), None)  # type: ignore[call-arg,arg-type]
     assert off.route_review is PipelineHooks().route_review  # plain queue routing
     assert isinstance(on.route_review, AuditSamplingRouter) and on.route_review.fraction == 0.1
+    assert on.route_review.design_kind == "per_image"  # the default design
 
 
 def test_audits_are_recorded_with_stratum_and_inclusion_probability(ctx):
@@ -115,7 +119,9 @@ def test_routing_again_is_deterministic_and_writes_nothing_new(ctx):
         for row in s.scalars(select(Score)):
             scores.setdefault(row.job_id, {})[row.category] = row.score
         decided = [DecidedJob(j, decide(v, th), v, th) for j, v in scores.items()]
-        fresh = AuditSamplingRouter(0.3)  # a new worker: empty cache, same draws
+        fresh = AuditSamplingRouter(
+            0.3, design_kind="per_category"
+        )  # a new worker: empty cache, same draws
         fresh(s, decided)
         redraw = {
             (d.job_id, c)
@@ -141,7 +147,9 @@ def test_non_finite_scores_are_skipped_not_fatal(ctx):
         th = resolve_thresholds(s, scorer.scales, scorer.severities)
         values = {"sexual": float("nan"), "violence": 0.29}
         decision = decide({"violence": 0.29, "sexual": 0.0}, th)
-        AuditSamplingRouter(1.0)(s, [DecidedJob(job, decision, values, th)])
+        AuditSamplingRouter(1.0, design_kind="per_category")(
+            s, [DecidedJob(job, decision, values, th)]
+        )
     samples = rows(ctx, AuditSample)
     # no scores stored yet: the unscaled preset (0.29 is "near": rate 0.2)
     drawn = audit_uniform(job, "violence") < 0.2
@@ -156,6 +164,8 @@ def test_design_for_a_registered_scale_and_an_unknown_one():
         audit_design_for("logit")
     with pytest.raises(ValueError):
         AuditSamplingRouter(1.5)
+    with pytest.raises(ValueError):
+        AuditSamplingRouter(0.1, design_kind="per_pixel")  # type: ignore[arg-type]
 
 
 def test_audit_uniform_is_uniform_and_fixed_by_job_and_category():
@@ -167,3 +177,41 @@ def test_audit_uniform_is_uniform_and_fixed_by_job_and_category():
     # the two categories of a job draw independently; the same pair always draws the same
     assert abs(float(np.corrcoef(draws[::2], draws[1::2])[0, 1])) < 0.05
     assert audit_uniform(7, "sexual") == audit_uniform(7, "sexual") != audit_uniform(8, "sexual")
+
+
+@pytest.mark.parametrize("ctx", ["per_image"], indirect=True)
+def test_per_image_design_draws_once_per_job_for_every_category(ctx):
+    ids = submit(ctx, *images(80), png_bytes((255, 10, 0)))
+    run_batch(ctx, ids)
+    router = ctx.hooks.route_review
+    assert isinstance(router, AuditSamplingRouter) and router.design_kind == "per_image"
+    samples = rows(ctx, AuditSample)
+    assert samples
+    scores: dict[int, dict[str, float]] = {}
+    for row in rows(ctx, Score):
+        scores.setdefault(row.job_id, {})[row.category] = row.score
+    with session_scope(ctx.sessions) as s:
+        th = resolve_thresholds(s, ColourScorer.scales, ColourScorer.severities)
+        # each category's design is rescaled to fraction / (number of categories)
+        designs = {c: router.design(s, c, th[c], 0.3 / len(scores[ids[0]])) for c in th}
+    by_job: dict[int, list[AuditSample]] = {}
+    for sample in samples:
+        by_job.setdefault(sample.job_id, []).append(sample)
+    for job_id, values in scores.items():
+        eligible = {}
+        for c, v in values.items():
+            if v >= th[c].base or (job_id == ids[-1] and c == "sexual"):
+                continue  # above the threshold, or the queued category of the queued job
+            band = designs[c].band_of(th[c].base - v)
+            eligible[c] = (band.name, band.rate)
+        pi = 1.0 - math.prod(1.0 - rate for _, rate in eligible.values())
+        drawn = bool(eligible) and image_uniform(job_id) < pi
+        mine = by_job.get(job_id, [])
+        assert drawn == bool(mine)
+        if drawn:
+            # every eligible category is recorded, with its band and the image's π
+            assert {m.category: m.stratum for m in mine} == {c: b for c, (b, _) in eligible.items()}
+            assert all(m.inclusion_probability == pytest.approx(pi) for m in mine)
+    items = {i.job_id: i for i in rows(ctx, ReviewItem)}
+    audit_items = {j for j, i in items.items() if i.kind == ReviewItemKind.AUDIT}
+    assert audit_items == set(by_job) - {ids[-1]}  # one review per drawn image

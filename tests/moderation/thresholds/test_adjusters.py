@@ -357,3 +357,27 @@ def test_presets_per_score_scale():
     assert RecallTargetAdjuster.for_scale("gme_cosine") == RecallTargetAdjuster()
     with pytest.raises(UnknownScale, match="logits"):
         RecallTargetAdjuster.for_scale("logits")
+
+
+def test_load_cap_degrades_to_the_floor_with_an_alert_and_never_below_it():
+    from moderation.thresholds.adjusters import queue_share
+
+    # 2,000 violations far above; 150 violations and 10,000 benign items at 0.205 (queued at
+    # 0.20 and 0.205, not at 0.2075); 4,000 benign audits at π = 0.1 stand for 40,000 below
+    s = np.r_[np.full(2000, 0.30), np.full(150, 0.205), np.full(10000, 0.205), np.full(4000, 0.05)]
+    y = np.r_[np.ones(2150, bool), np.zeros(14000, bool)]
+    pi = np.r_[np.ones(12150), np.full(4000, 0.1)]
+    ev = Evidence.from_arrays(s, y, pi)
+    assert queue_share(ev, np.array([0.20, 0.21])) == pytest.approx([12150 / 52150, 2000 / 52150])
+    plain = RecallTargetAdjuster().propose(0.20, ev)
+    assert plain.value == 0.205 and "ALERT" not in plain.reason
+    capped = RecallTargetAdjuster(max_load_share=0.1, floor_target=0.85).propose(0.20, ev)
+    assert capped.value == 0.2075
+    assert capped.reason.startswith("load cap 0.1: recall bound 0.9024 ≥ floor 0.85 (ALERT")
+    assert capped.evidence["load_capped"] == {"from": 0.205, "share": pytest.approx(2000 / 52150)}
+    # the floor is above what the capped threshold can certify: recall first, with an alert
+    held = RecallTargetAdjuster(max_load_share=0.1, floor_target=0.95).propose(0.20, ev)
+    assert held.value == 0.205 and "over cap, recall first" in held.reason
+    assert held.evidence["load_cap_exceeded"] is True
+    with pytest.raises(ValueError):
+        RecallTargetAdjuster(max_load_share=0.1, floor_target=0.99)

@@ -15,6 +15,8 @@ from moderation.thresholds.audit import (
     estimate_miss_rate,
     estimate_precision,
     estimate_recall,
+    image_audit_decisions,
+    image_inclusion_probability,
     recall_curve,
     weighted_proportion,
 )
@@ -174,10 +176,12 @@ def test_recall_lower_bound_covers_the_truth(confidence):
 
 
 def test_recall_curve_edge_cases():
-    # census only: exact recall, bounds collapse onto it
+    # census only: the Clopper–Pearson bounds on recall for new data, 1 of 2 caught at 0.2
+    # (lower 1 − √0.9, upper √0.9) and 0 of 2 at 0.6 (lower 0, upper 1 − √0.1)
     curve = recall_curve([0.1, 0.3, 0.5], [True, True, False], [1, 1, 1], [0.2, 0.6])
     assert curve.estimate.tolist() == [0.5, 0.0]
-    assert curve.lower.tolist() == curve.upper.tolist() == [0.5, 0.0]
+    assert curve.lower == pytest.approx([1 - math.sqrt(0.9), 0.0], abs=1e-12)
+    assert curve.upper == pytest.approx([math.sqrt(0.9), 1 - math.sqrt(0.1)], abs=1e-12)
     # no violation reviewed: recall is undefined, not 0 or 1
     empty = recall_curve([0.1, 0.3], [False, False], [0.5, 1.0], [0.2])
     assert math.isnan(empty.estimate[0]) and math.isnan(empty.lower[0])
@@ -192,3 +196,83 @@ def test_designs_per_score_scale():
     assert prob.bands[0].max_distance > DESIGN.bands[0].max_distance
     with pytest.raises(UnknownScale, match="logits"):
         AuditDesign.for_scale("logits")
+
+
+def test_recall_curve_effective_counts_small_case():
+    # 3 census catches, one audited miss at π = 0.5 and an audited non-violation: w̄ = 2 and
+    # the miss's Σw²/Σw = 2, so one effective observation weighs 2 — 1.5 caught, 1 missed:
+    # lower = 1 − Beta⁻¹(0.9; 2, 1.5), upper = 1 − Beta⁻¹(0.1; 1, 2.5)
+    curve = recall_curve([0.3, 0.4, 0.5, 0.1, 0.12], [1, 1, 1, 1, 0], [1, 1, 1, 0.5, 0.5], [0.2])
+    assert curve.estimate[0] == pytest.approx(0.6)
+    assert curve.missed_sampled[0] == 2.0 and curve.caught_census[0] == 3.0
+    assert curve.lower[0] == pytest.approx(0.12309925561041923, rel=1e-9)
+    assert curve.upper[0] == pytest.approx(0.9587315155141827, rel=1e-9)
+    # with no audited miss the missed side is still bounded by the audits' weight: 200 audits
+    # at π = 0.02 (w̄ = 50), 1,000 census catches → 20 effective catches, 0 missed
+    s = np.r_[np.full(1000, 0.3), np.full(200, 0.1)]
+    y = np.r_[np.ones(1000, bool), np.zeros(200, bool)]
+    pi = np.r_[np.ones(1000), np.full(200, 0.02)]
+    lower = recall_curve(s, y, pi, [0.2], 0.9).lower[0]
+    assert lower == pytest.approx(0.1 ** (1 / 20), rel=1e-9)  # CP with 0 of 20: α^(1/m)
+
+
+def test_image_inclusion_probability():
+    assert image_inclusion_probability([0.2, 0.5]) == pytest.approx(0.6)  # 1 − 0.8·0.5
+    assert image_inclusion_probability([[0.0, 0.0], [1.0, 0.1]]).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError):
+        image_inclusion_probability([0.2, 1.5])
+
+
+def _correlated(seed: int, n: int = 20_000, k: int = 8):
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal((n, 1))
+    latent = 0.6 * common + 0.8 * rng.standard_normal((n, k))
+    y = latent > np.diag(np.quantile(latent, 1 - np.geomspace(0.005, 0.03, k), axis=0))
+    noise = 0.6 * common + 0.8 * rng.standard_normal((n, k))
+    return np.where(y, 0.23 + 0.045 * noise, 0.12 + 0.04 * noise), y
+
+
+def test_per_image_design_keeps_every_category_ipw_estimate_unbiased():
+    """Per-image draws (π = 1 − Π(1 − π_c), every category labelled in the one review): over
+    400 seeded draws each category's HT total of missed violations and Hájek miss share
+    average to the truth (within 3 standard errors), though categories are correlated and
+    images are drawn because of *other* categories' bands."""
+    s, y = _correlated(3)
+    k = s.shape[1]
+    t = np.full(k, 0.20)
+    designs = [DESIGN.scaled(0.3)] * k
+    below = s < t
+    true_missed = (y & below).sum(axis=0)
+    true_share = true_missed / below.sum(axis=0)
+    rng = np.random.default_rng(4)
+    draws = 400
+    totals, shares = np.zeros((draws, k)), np.zeros((draws, k))
+    for r in range(draws):
+        sampled, pi, mask = image_audit_decisions(s, t, designs, rng)
+        assert (mask == below).all()
+        w = np.where(sampled, 1.0 / np.where(pi > 0, pi, 1.0), 0.0)[:, None] * below
+        totals[r] = (w * y).sum(axis=0)
+        shares[r] = totals[r] / w.sum(axis=0)
+    se = totals.std(axis=0, ddof=1) / math.sqrt(draws)
+    assert (np.abs(totals.mean(axis=0) - true_missed) < 3 * se).all()
+    se_share = shares.std(axis=0, ddof=1) / math.sqrt(draws)
+    assert (np.abs(shares.mean(axis=0) - true_share) < 3 * se_share + 1e-4).all()
+    # one draw per image: the share of images drawn is the mean of π, and π ≥ every π_c
+    assert totals.std(axis=0).min() > 0
+
+
+def test_image_audit_decisions_validate_and_respect_eligibility():
+    s = np.array([[0.19, 0.05], [0.30, 0.19]])
+    rng = np.random.default_rng(0)
+    sampled, pi, below = image_audit_decisions(s, [0.2, 0.2], [DESIGN, DESIGN], rng)
+    assert below.tolist() == [[True, True], [False, True]]
+    # image 0: near (0.2) and rest (0.005) → 1 − 0.8·0.995; image 1: only its near band
+    assert pi == pytest.approx([1 - 0.8 * 0.995, 0.2])
+    _, pi, below = image_audit_decisions(
+        s, [0.2, 0.2], [DESIGN, DESIGN], rng, eligible=[[True, False], [True, True]]
+    )
+    assert pi == pytest.approx([0.2, 0.2]) and not below[0, 1]
+    with pytest.raises(ValueError):
+        image_audit_decisions(s, [0.2], [DESIGN], rng)
+    with pytest.raises(ValueError):
+        image_audit_decisions([[math.nan, 0.1]], [0.2, 0.2], [DESIGN, DESIGN], rng)

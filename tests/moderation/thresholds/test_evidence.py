@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from moderation.domain import ReviewLabel
+from moderation.thresholds.adjusters import RecallTargetAdjuster
 from moderation.thresholds.evidence import (
+    AUDIT,
+    QUEUE,
     Evidence,
     ItemRecord,
     ReviewRecord,
@@ -124,3 +127,51 @@ def test_from_arrays_and_since():
     recent = ev.since(1)
     assert recent.score.tolist() == [0.2, 0.3] and recent.item_ids == (1, 2)
     assert np.array_equal(recent.routed_at, [1.0, 2.0])
+
+
+def test_audits_drawn_with_certainty_count_as_audits_not_census():
+    # 30 reviewed misses audited in the near band at π = 1 (a high audit fraction) and 300
+    # queue items: the audit count is how they were drawn, not their probability
+    items = [ItemRecord(f"a{i}", 0.17, 1.0, "near", drawn=AUDIT) for i in range(30)]
+    items += [ItemRecord(f"q{i}", 0.3, 1.0, drawn=QUEUE) for i in range(300)]
+    items += [ItemRecord(f"r{i}", 0.05, 0.01, "rest") for i in range(4)]  # derived: audit
+    reviews = [ReviewRecord(f"a{i}", True, "r1", 1.0) for i in range(30)]
+    reviews += [ReviewRecord(f"q{i}", i % 2 == 0, "r1", 2.0) for i in range(300)]
+    reviews += [ReviewRecord(f"r{i}", True, "r1", 3.0) for i in range(4)]
+    ev = collate(items, reviews)
+    summary = ev.summary()
+    assert summary["audited"] == 34 and summary["audited_positives"] == 34
+    assert summary["n"] == 334 and summary["positives"] == 184
+    # the window keeps the draw kind
+    assert int(ev.since(0.0).sampled.sum()) == 34
+    # the "≥ min_audited audits" gate counts those 34 audits (not the 4 with π < 1)
+    gate = RecallTargetAdjuster(min_audited=35).propose(0.18, ev)
+    assert gate.reason == "thin evidence: 34 audits < 35"
+    assert RecallTargetAdjuster(min_audited=34).propose(0.18, ev).reason != gate.reason
+    # a queue item is never an audit, an appeal (another kind) neither
+    appeal = collate(
+        [ItemRecord("p", 0.1, 0.5, "appeal", drawn="appeal")], [ReviewRecord("p", True)]
+    )
+    assert appeal.summary()["audited"] == 0 and appeal.inclusion_probability.tolist() == [0.5]
+
+
+def test_pending_audits_drawn_with_certainty_are_nonresponse_adjusted():
+    items = [ItemRecord(f"a{i}", 0.17, 1.0, "near", drawn=AUDIT) for i in range(4)]
+    ev = collate(items, [ReviewRecord("a0", True), ReviewRecord("a1", False)])
+    assert ev.inclusion_probability.tolist() == [0.5, 0.5]
+    assert ev.quality == {"pending_audit": 2}
+    assert Evidence.from_arrays(
+        [0.1, 0.2], [1, 0], [1.0, 0.5], audited=[True, False]
+    ).sampled.tolist() == [True, False]
+
+
+def test_per_image_audits_with_nearby_pi_share_a_nonresponse_class():
+    # per-image π is continuous: 0.30 and 0.32 (within 2^¼) form one class, 0.05 another
+    items = [
+        ItemRecord("a", 0.1, 0.30, "near", drawn=AUDIT),
+        ItemRecord("b", 0.1, 0.32, "near", drawn=AUDIT),
+        ItemRecord("c", 0.1, 0.05, "near", drawn=AUDIT),
+    ]
+    ev = collate(items, [ReviewRecord("a", True), ReviewRecord("c", False)])
+    assert ev.inclusion_probability.tolist() == pytest.approx([0.15, 0.05])
+    assert ev.quality == {"pending_audit": 1}

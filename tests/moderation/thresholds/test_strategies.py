@@ -187,3 +187,24 @@ def test_more_conservative_recall_targets_never_raise_the_threshold(positives, n
     assert threshold(r[1], delta[1]) <= loose  # higher recall
     assert threshold(r[0], delta[0]) <= loose  # higher confidence
     assert threshold(r[1], delta[0]) <= min(threshold(r[1], delta[1]), threshold(r[0], delta[0]))
+
+
+def test_offline_and_online_recall_bounds_are_one_implementation():
+    """Calibration's recall_target and the live adjuster's recall_curve call the same bound
+    (``bounds.recall_lower``) and agree on the same census evidence."""
+    from moderation.thresholds import audit, bounds, strategies
+
+    assert strategies.recall_lower is bounds.recall_lower is audit.recall_lower
+    rng = np.random.default_rng(5)
+    scores = np.r_[rng.normal(0.3, 0.05, 400), rng.normal(0.1, 0.04, 2000)]
+    labels = np.r_[np.ones(400, bool), np.zeros(2000, bool)]
+    result = strategies.recall_target(scores, labels, r=0.95, delta=0.1)
+    k = int(result.params["k"])
+    # online, on the same labels as census evidence (π = 1), at the chosen threshold
+    curve = audit.recall_curve(scores, labels, np.ones(scores.size), [result.threshold], 0.9)
+    assert curve.missed_census[0] == k - 1
+    assert curve.lower[0] == pytest.approx(1.0 - result.params["miss_rate_upper"], abs=1e-12)
+    assert curve.lower[0] >= 0.95
+    # one step higher (one more miss) the shared bound fails the target, both ways
+    above = np.sort(scores[labels])[k]
+    assert audit.recall_curve(scores, labels, np.ones(scores.size), [above], 0.9).lower[0] < 0.95
