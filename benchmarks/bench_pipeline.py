@@ -13,6 +13,11 @@ client) say what limits the ceiling.
 
     .venv/bin/python benchmarks/bench_pipeline.py --backend fake --jobs 4000
     .venv/bin/python benchmarks/bench_pipeline.py --backend open_nsfw --jobs 400 --size 640x480
+    .venv/bin/python benchmarks/bench_pipeline.py --backend fake --device-ms 8 --jobs 2000
+
+``--device-ms`` (backend fake) holds each forward ``8 ms × images`` without using a CPU, as a
+GPU would (``MODERATION_FAKE_DEVICE_MS_PER_IMAGE``): e2e / raw then says how much of the
+device's time the pipeline's CPU work (decode, hashing, database, broker) fails to hide.
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class Bench:
             "MODERATION_MAX_BATCH_JOBS": str(args.chunk),
             "MODERATION_API_TOKENS": f"bench:submitter:{TOKEN}",
             "MODERATION_API_PORT": str(self.port),
+            "MODERATION_FAKE_DEVICE_MS_PER_IMAGE": str(args.device_ms),
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self._poll_engine: Engine | None = None
@@ -237,7 +243,13 @@ def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, 
     """(images/s wall, CPU seconds per image) of the scorer alone."""
     from moderation.scoring.scorers import build_scorer
 
-    scorer = build_scorer(Settings(_env_file=None, backend=args.backend))  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        backend=args.backend,
+        batch_size=args.batch_size,
+        fake_device_ms_per_image=args.device_ms,
+    )
+    scorer = build_scorer(settings)
     decoded = [decode_image(p).image for p in payloads]
     scorer.score_images(decoded[: args.batch_size])  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
@@ -259,6 +271,13 @@ def main() -> None:
         choices=("multipart", "json"),
         default="multipart",
         help="batch requests as multipart files or JSON with base64 bytes",
+    )
+    parser.add_argument(
+        "--device-ms",
+        type=float,
+        default=0.0,
+        help="backend fake: device time per image in ms (sleeps, no CPU), e.g. 8 ≈ GME-2B "
+        "at 448² on an H100",
     )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
@@ -305,6 +324,7 @@ def main() -> None:
     print(
         f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
         f" chunk={args.chunk} clients={args.clients} upload={args.upload} cores={os.cpu_count()}"
+        f" device_ms={args.device_ms}"
     )
     n = args.jobs
     per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}

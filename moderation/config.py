@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N, mps.")
+    fake_device_ms_per_image: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="Backend fake only: each image forward holds its batch this many ms, as a "
+        "device would (GIL released, no CPU used), so the pipeline's overlap with model time "
+        "can be measured without a GPU. 0 = no delay.",
+    )
     classifiers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Classifiers run beside an embedding backend (gme, fake), e.g. open_nsfw.",

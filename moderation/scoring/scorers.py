@@ -417,6 +417,12 @@ def _load_embedder(settings: Settings) -> Embedder:
     """The embedding backend ``settings`` name, ``settings.batch_size`` inputs per forward."""
     from moderation.embedders.registry import load_embedder
 
+    if settings.backend == "fake":
+        return load_embedder(
+            "fake",
+            batch_size=settings.batch_size,
+            device_ms_per_image=settings.fake_device_ms_per_image,
+        )
     if settings.backend != "gme":
         return load_embedder(settings.backend, batch_size=settings.batch_size)
     path = settings.gme_path
