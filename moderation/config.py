@@ -167,6 +167,11 @@ class Settings(BaseSettings):
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N, mps.")
+    gme_preprocessor: Literal["fast", "reference"] = Field(
+        "fast",
+        description="GME image preprocessing: fast (PIL + numpy lookup tables, the same "
+        "pixel_values) or reference (transformers' Qwen2VLImageProcessorPil).",
+    )
     fake_device_ms_per_image: float = Field(
         0.0,
         ge=0,

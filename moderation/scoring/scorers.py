@@ -430,7 +430,13 @@ def _load_embedder(settings: Settings) -> Embedder:
         raise ScorerConfigError("backend gme needs MODERATION_GME_PATH (a local weights dir)")
     if not Path(path).is_dir():
         raise ScorerConfigError(f"MODERATION_GME_PATH={path} is not a directory")
-    return load_embedder("gme", path, device=settings.device, batch_size=settings.batch_size)
+    return load_embedder(
+        "gme",
+        path,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        preprocessor=settings.gme_preprocessor,
+    )
 
 
 def embedding_scale(embedder_name: str) -> str:
