@@ -348,9 +348,8 @@ def run_throughput(args: argparse.Namespace) -> None:
                     continue
                 results[label] = size / seconds
                 mfu = f"{100 * flops * size / seconds / peak:5.1f} %" if peak else "  n/a"
-                print(
-                    f"    {size:5d}  {label:13s} {size / seconds:8.1f} {seconds * 1e3:10.1f}   {mfu}"
-                )
+                rate, ms = size / seconds, seconds * 1e3
+                print(f"    {size:5d}  {label:13s} {rate:8.1f} {ms:10.1f}   {mfu}")
             if "official 1-D" in results and "stock M-RoPE" in results:
                 ratio = results["official 1-D"] / results["stock M-RoPE"]
                 print(f"           official/stock: {ratio:.2f}×")
