@@ -235,8 +235,25 @@ class Bench:
                 time.sleep(0.1)
         raise RuntimeError("API did not start")
 
-    def worker(self) -> subprocess.Popen[bytes]:
-        return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
+    def worker(self, **env: str) -> subprocess.Popen[bytes]:
+        saved = self.env
+        self.env = {**self.env, **env}
+        try:
+            return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
+        finally:
+            self.env = saved
+
+    def drain(self, payloads: list[bytes], **env: str) -> float:
+        """jobs/s of a worker alone on ``payloads`` queued beforehand (startup excluded)."""
+        worker = self.worker(**env)
+        while self.finished() == 0:
+            time.sleep(0.02)
+        before = self.finished()
+        t0 = time.perf_counter()
+        self.wait_finished(len(payloads))
+        rate = (len(payloads) - before) / (time.perf_counter() - t0)
+        self.stop(worker)
+        return rate
 
 
 def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
@@ -279,6 +296,11 @@ def main() -> None:
         help="backend fake: device time per image in ms (sleeps, no CPU), e.g. 8 ≈ GME-2B "
         "at 448² on an H100",
     )
+    parser.add_argument(
+        "--compare-ahead",
+        action="store_true",
+        help="also drain with MODERATION_FORWARD_AHEAD=off (before/after in one run)",
+    )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
     args = parser.parse_args()
@@ -293,14 +315,12 @@ def main() -> None:
         t0 = time.perf_counter()
         bench.submit_all(payloads)
         intake = args.jobs / (time.perf_counter() - t0)
-        worker = bench.worker()
-        while bench.finished() == 0:  # time the drain from the first result (startup excluded)
-            time.sleep(0.02)
-        before = bench.finished()
-        t0 = time.perf_counter()
-        bench.wait_finished(args.jobs)
-        drain = (args.jobs - before) / (time.perf_counter() - t0)
-        bench.stop(worker)
+        drain = bench.drain(payloads)
+        drain_off = None
+        if args.compare_ahead:  # the same drain without the model's look-ahead
+            bench.fresh_db()
+            bench.submit_all(payloads)
+            drain_off = bench.drain(payloads, MODERATION_FORWARD_AHEAD="off")
         # together: submit-to-scored
         bench.fresh_db()
         worker = bench.worker()
@@ -334,7 +354,12 @@ def main() -> None:
         f"{raw_cpu * 1e3:.2f} ms CPU per image"
     )
     print(f"API intake alone     {intake:10.1f} jobs/s")
-    print(f"worker drain alone   {drain:10.1f} jobs/s")
+    print(f"worker drain alone   {drain:10.1f} jobs/s  (drain / raw {drain / raw:.1%})")
+    if drain_off is not None:
+        print(
+            f"  look-ahead off     {drain_off:10.1f} jobs/s  (drain / raw {drain_off / raw:.1%};"
+            " MODERATION_FORWARD_AHEAD=off, the pipeline before it)"
+        )
     print(f"end to end           {e2e:10.1f} jobs/s  (submit-to-scored, {wall:.1f} s)")
     raw_mean = (raw + raw_after) / 2
     print(f"raw scorer again     {raw_after:10.1f} images/s (after the e2e run; load drifts)")

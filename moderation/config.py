@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         description="GME image preprocessing: fast (PIL + numpy lookup tables, the same "
         "pixel_values) or reference (transformers' Qwen2VLImageProcessorPil).",
     )
+    forward_ahead: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Start the next batch's model forward while this batch is decided and "
+        "committed: auto = where the model runs off the CPU (a GPU, or the fake backend's "
+        "device time), on, off.",
+    )
     fake_device_ms_per_image: float = Field(
         0.0,
         ge=0,

@@ -161,5 +161,9 @@ def build_context(
         callback_min_tier=min_tier,
         hooks=build_hooks(settings, sessions),
         on_callbacks_due=on_callbacks_due,
-        forward_ahead=runs_off_cpu(scorer),
+        forward_ahead=(
+            runs_off_cpu(scorer)
+            if settings.forward_ahead == "auto"
+            else settings.forward_ahead == "on"
+        ),
     )

@@ -236,3 +236,27 @@ def test_a_pipeline_process_runs_numpy_blas_on_one_thread(ctx):
 
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+@pytest.mark.parametrize(
+    ("device_ms", "setting", "expected"),
+    [(0, "auto", False), (8, "auto", True), (0, "on", True), (8, "off", False)],
+)
+def test_forward_ahead_follows_where_the_model_runs(
+    engine, settings_factory, device_ms, setting, expected
+):
+    """MODERATION_FORWARD_AHEAD=auto: on where the model is off the CPU (here the fake's
+    simulated device time), off for a CPU model; on/off force it."""
+    from moderation.pipeline.forward import runs_off_cpu
+    from moderation.scoring.scorers import build_scorer
+
+    settings = settings_factory(
+        backend="fake", fake_device_ms_per_image=device_ms, forward_ahead=setting
+    )
+    scorer = build_scorer(settings)
+    assert runs_off_cpu(scorer) is (device_ms > 0)
+    context = build_context(settings, scorer, make_sessionmaker(engine), worker="t@h")
+    try:
+        assert context.forward_ahead is expected
+    finally:
+        context.close()
