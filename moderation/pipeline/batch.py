@@ -219,7 +219,6 @@ def _score(
     model = ctx.forward()
     if frames:
         forward, vectors = model.score(frames)
-    model.start(ctx.decoder.pending(ahead))
     if len(forward) != len(frames):
         raise RuntimeError(f"scorer returned {len(forward)} results for {len(frames)} images")
     per_image: dict[str, list[tuple[int, ScoreSet]]] = {}
@@ -248,6 +247,9 @@ def _score(
         [rows.get(p.sha256) for p in ok],
         ctx.tag_vocabulary,
     )
+    # the model is free now (the scenarios' texts are embedded): the next batch's forward
+    # runs while this batch is decided and committed
+    model.start(ctx.decoder.pending(ahead))
     return scores, pre, dict(zip([p.job_id for p in ok], made, strict=True))
 
 
