@@ -13,6 +13,11 @@ client) say what limits the ceiling.
 
     .venv/bin/python benchmarks/bench_pipeline.py --backend fake --jobs 4000
     .venv/bin/python benchmarks/bench_pipeline.py --backend open_nsfw --jobs 400 --size 640x480
+    .venv/bin/python benchmarks/bench_pipeline.py --backend fake --device-ms 8 --jobs 2000
+
+``--device-ms`` (backend fake) holds each forward ``8 ms × images`` without using a CPU, as a
+GPU would (``MODERATION_FAKE_DEVICE_MS_PER_IMAGE``): e2e / raw then says how much of the
+device's time the pipeline's CPU work (decode, hashing, database, broker) fails to hide.
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class Bench:
             "MODERATION_MAX_BATCH_JOBS": str(args.chunk),
             "MODERATION_API_TOKENS": f"bench:submitter:{TOKEN}",
             "MODERATION_API_PORT": str(self.port),
+            "MODERATION_FAKE_DEVICE_MS_PER_IMAGE": str(args.device_ms),
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self._poll_engine: Engine | None = None
@@ -229,15 +235,38 @@ class Bench:
                 time.sleep(0.1)
         raise RuntimeError("API did not start")
 
-    def worker(self) -> subprocess.Popen[bytes]:
-        return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
+    def worker(self, **env: str) -> subprocess.Popen[bytes]:
+        saved = self.env
+        self.env = {**self.env, **env}
+        try:
+            return self.start("worker", "--cpu", str(self.args.workers), "--no-ops")
+        finally:
+            self.env = saved
+
+    def drain(self, payloads: list[bytes], **env: str) -> float:
+        """jobs/s of a worker alone on ``payloads`` queued beforehand (startup excluded)."""
+        worker = self.worker(**env)
+        while self.finished() == 0:
+            time.sleep(0.02)
+        before = self.finished()
+        t0 = time.perf_counter()
+        self.wait_finished(len(payloads))
+        rate = (len(payloads) - before) / (time.perf_counter() - t0)
+        self.stop(worker)
+        return rate
 
 
 def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
     """(images/s wall, CPU seconds per image) of the scorer alone."""
     from moderation.scoring.scorers import build_scorer
 
-    scorer = build_scorer(Settings(_env_file=None, backend=args.backend))  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        backend=args.backend,
+        batch_size=args.batch_size,
+        fake_device_ms_per_image=args.device_ms,
+    )
+    scorer = build_scorer(settings)
     decoded = [decode_image(p).image for p in payloads]
     scorer.score_images(decoded[: args.batch_size])  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
@@ -260,6 +289,18 @@ def main() -> None:
         default="multipart",
         help="batch requests as multipart files or JSON with base64 bytes",
     )
+    parser.add_argument(
+        "--device-ms",
+        type=float,
+        default=0.0,
+        help="backend fake: device time per image in ms (sleeps, no CPU), e.g. 8 ≈ GME-2B "
+        "at 448² on an H100",
+    )
+    parser.add_argument(
+        "--compare-ahead",
+        action="store_true",
+        help="also drain with MODERATION_FORWARD_AHEAD=off (before/after in one run)",
+    )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
     args = parser.parse_args()
@@ -274,14 +315,12 @@ def main() -> None:
         t0 = time.perf_counter()
         bench.submit_all(payloads)
         intake = args.jobs / (time.perf_counter() - t0)
-        worker = bench.worker()
-        while bench.finished() == 0:  # time the drain from the first result (startup excluded)
-            time.sleep(0.02)
-        before = bench.finished()
-        t0 = time.perf_counter()
-        bench.wait_finished(args.jobs)
-        drain = (args.jobs - before) / (time.perf_counter() - t0)
-        bench.stop(worker)
+        drain = bench.drain(payloads)
+        drain_off = None
+        if args.compare_ahead:  # the same drain without the model's look-ahead
+            bench.fresh_db()
+            bench.submit_all(payloads)
+            drain_off = bench.drain(payloads, MODERATION_FORWARD_AHEAD="off")
         # together: submit-to-scored
         bench.fresh_db()
         worker = bench.worker()
@@ -305,6 +344,7 @@ def main() -> None:
     print(
         f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
         f" chunk={args.chunk} clients={args.clients} upload={args.upload} cores={os.cpu_count()}"
+        f" device_ms={args.device_ms}"
     )
     n = args.jobs
     per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}
@@ -314,7 +354,12 @@ def main() -> None:
         f"{raw_cpu * 1e3:.2f} ms CPU per image"
     )
     print(f"API intake alone     {intake:10.1f} jobs/s")
-    print(f"worker drain alone   {drain:10.1f} jobs/s")
+    print(f"worker drain alone   {drain:10.1f} jobs/s  (drain / raw {drain / raw:.1%})")
+    if drain_off is not None:
+        print(
+            f"  look-ahead off     {drain_off:10.1f} jobs/s  (drain / raw {drain_off / raw:.1%};"
+            " MODERATION_FORWARD_AHEAD=off, the pipeline before it)"
+        )
     print(f"end to end           {e2e:10.1f} jobs/s  (submit-to-scored, {wall:.1f} s)")
     raw_mean = (raw + raw_after) / 2
     print(f"raw scorer again     {raw_after:10.1f} images/s (after the e2e run; load drifts)")

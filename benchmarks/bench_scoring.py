@@ -6,6 +6,8 @@ images/s and MFU of the full-size GME architecture, stock transformers vs the of
 (b) GPU, full GME-2B architecture with random weights, 448² images (256 visual tokens):
     .venv/bin/python benchmarks/bench_scoring.py --device cuda --full-size-random
     .venv/bin/python benchmarks/bench_scoring.py --full-size-random --tiny   # same code on CPU
+(c) GME image preprocessing, CPU per image, transformers' processor vs the fast one:
+    .venv/bin/python benchmarks/bench_scoring.py --preprocess
 
 Both sides of every ratio run in the same process on the same backend; times are the best of
 ``--repeats`` runs (the two sides of (a) alternate, so both see the same machine load). The
@@ -17,6 +19,7 @@ product.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -317,28 +320,39 @@ def run_throughput(args: argparse.Namespace) -> None:
     params = sum(p.numel() for p in embedder._model.parameters())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"(b) random GME, {params / 1e6:,.1f} M parameters, {embedder.info.dtype}, "
-          f"attention {embedder.attn_implementation}, on {name}")  # fmt: skip
-    images = sample_images(max(args.batches), 448, 448)
-    prep = best_of(args.repeats, lambda: embedder.prepare_images(images))
-    print(f"    preprocessing 448² on {embedder._workers} threads: {len(images) / prep:8.1f} img/s")
-    print("    batch  path            img/s   ms/batch    MFU")
-    for size in args.batches:
-        batch = embedder.prepare_images(images[:size])
-        (tokens,) = set(batch.image_token_counts)
-        flops = flops_per_image(config, tokens * 4, batch.input_ids.shape[1])
-        results = {}
-        for label, fn in (
-            ("stock M-RoPE", lambda b=batch: stock_forward(embedder, b)),
-            ("official 1-D", lambda b=batch: embedder.embed_inputs(b)),
-        ):
-            fn()  # warm-up (kernels, allocator)
-            seconds = best_of(args.repeats, fn)
-            results[label] = size / seconds
-            mfu = f"{100 * flops * size / seconds / peak:5.1f} %" if peak else "  n/a"
-            print(f"    {size:5d}  {label:13s} {size / seconds:8.1f} {seconds * 1e3:10.1f}   {mfu}")
-        print(
-            f"           official/stock: {results['official 1-D'] / results['stock M-RoPE']:.2f}×"
-        )
+          f"attention {embedder.attn_implementation}, preprocessor {embedder.preprocessor}, "
+          f"on {name}")  # fmt: skip
+    for side in args.sizes:
+        images = sample_images(max(args.batches), side, side)
+        prep = best_of(args.repeats, lambda im=images: embedder.prepare_images(im))
+        print(f"    {side}²: preprocessing on {embedder._workers} threads "
+              f"{len(images) / prep:8.1f} img/s")  # fmt: skip
+        print("    batch  path            img/s   ms/batch    MFU")
+        for size in args.batches:
+            batch = embedder.prepare_images(images[:size])
+            (tokens,) = set(batch.image_token_counts)
+            flops = flops_per_image(config, tokens * 4, batch.input_ids.shape[1])
+            results = {}
+            for label, fn in (
+                ("stock M-RoPE", lambda b=batch: stock_forward(embedder, b)),
+                ("official 1-D", lambda b=batch: embedder.embed_inputs(b)),
+                # what a worker calls: preprocessing (threads, one batch ahead) + forward
+                ("embed_images", lambda n=size, im=images: embedder.embed_images(im[:n])),
+            ):
+                try:
+                    fn()  # warm-up (kernels, allocator)
+                    seconds = best_of(args.repeats, fn)
+                except torch.OutOfMemoryError:
+                    print(f"    {size:5d}  {label:13s}  out of device memory")
+                    torch.cuda.empty_cache()
+                    continue
+                results[label] = size / seconds
+                mfu = f"{100 * flops * size / seconds / peak:5.1f} %" if peak else "  n/a"
+                rate, ms = size / seconds, seconds * 1e3
+                print(f"    {size:5d}  {label:13s} {rate:8.1f} {ms:10.1f}   {mfu}")
+            if "official 1-D" in results and "stock M-RoPE" in results:
+                ratio = results["official 1-D"] / results["stock M-RoPE"]
+                print(f"           official/stock: {ratio:.2f}×")
     run_text_throughput(embedder, args)
     if device.type == "cuda":
         print(f"    peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
@@ -352,6 +366,50 @@ def run_text_throughput(embedder: GmeEmbedder, args: argparse.Namespace) -> None
     batched = best_of(args.repeats, lambda: embedder.embed_texts(texts))
     print(f"    texts/s: one at a time {16 / single:8.1f}, "
           f"batch {args.text_batch} {len(texts) / batched:8.1f}")  # fmt: skip
+
+
+PREPROCESS_SIZES = ((448, 448), (640, 480), (1920, 1080))
+
+
+def run_preprocess(args: argparse.Namespace) -> None:
+    """(c) CPU per image of the GME image preprocessing, one thread: transformers'
+    ``Qwen2VLImageProcessorPil`` vs ``FastQwen2VLImageProcessor`` (same pixel_values), each
+    after the same ``official_resize`` (timed on its own: both pay it)."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    from moderation.embedders.gme import TOKEN_PX, official_resize
+    from moderation.embedders.qwen2vl_image import FastQwen2VLImageProcessor
+
+    reference = Qwen2VLImageProcessorPil(
+        min_pixels=args.min_image_tokens * TOKEN_PX * TOKEN_PX,
+        max_pixels=args.max_image_tokens * TOKEN_PX * TOKEN_PX,
+    )
+    fast = FastQwen2VLImageProcessor.like(reference)
+
+    def cpu_ms(fn: Callable[[], object], n: int) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.process_time()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.process_time() - start) / n)
+        return best * 1e3
+
+    print("(c) GME image preprocessing, CPU ms per image (best of --repeats, one thread)")
+    print("    size        official_resize  reference   fast   fast/reference  equal")
+    for width, height in PREPROCESS_SIZES:
+        image = sample_images(1, width, height)[0]
+        resized = official_resize(image)
+        n = max(2, int(2e7 // (width * height)))
+        resize_ms = cpu_ms(lambda im=image: official_resize(im), n)
+        ref_ms = cpu_ms(lambda im=resized: reference(images=[im], return_tensors="np"), n)
+        fast_ms = cpu_ms(lambda im=resized: fast(im), n)
+        expected = reference(images=[resized], return_tensors="np")["pixel_values"]
+        equal = np.array_equal(expected, fast(resized)[0])
+        print(f"    {width}x{height:<5d} {resize_ms:14.2f} {ref_ms:11.2f} {fast_ms:7.2f}"
+              f" {fast_ms / ref_ms:14.1%}   {equal}")  # fmt: skip
+    print(f"    load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def main() -> None:
@@ -371,13 +429,19 @@ def main() -> None:
     parser.add_argument("--full-size-random", action="store_true", help="run (b)")
     parser.add_argument("--tiny", action="store_true", help="(b) with the tiny test config")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32, 64])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[448], help="(b) square image sides, e.g. 448 896"
+    )
+    parser.add_argument("--preprocess", action="store_true", help="run (c)")
     parser.add_argument("--text-batch", type=int, default=256)
     parser.add_argument("--attn", default="sdpa", help="(b) attention implementation")
     parser.add_argument("--peak-tflops", type=float, help="device peak for MFU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.full_size_random:
+    if args.preprocess:
+        run_preprocess(args)
+    elif args.full_size_random:
         if not args.tiny and not args.device.startswith("cuda"):
             parser.error("the full-size model needs --device cuda (or --tiny for a CPU dry run)")
         if args.device.startswith("cuda") and not torch.cuda.is_available():

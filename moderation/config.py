@@ -167,6 +167,25 @@ class Settings(BaseSettings):
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N, mps.")
+    gme_preprocessor: Literal["fast", "reference"] = Field(
+        "fast",
+        description="GME image preprocessing: fast (PIL + numpy lookup tables, the same "
+        "pixel_values) or reference (transformers' Qwen2VLImageProcessorPil).",
+    )
+    forward_ahead: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Start the next batch's model forward while this batch is decided and "
+        "committed: auto = where the model runs off the CPU (a GPU, or the fake backend's "
+        "device time), on, off.",
+    )
+    fake_device_ms_per_image: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="Backend fake only: each image forward holds its batch this many ms, as a "
+        "device would (GIL released, no CPU used), so the pipeline's overlap with model time "
+        "can be measured without a GPU. 0 = no delay.",
+    )
     classifiers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Classifiers run beside an embedding backend (gme, fake), e.g. open_nsfw.",

@@ -13,12 +13,19 @@ the content-safety cut-offs), phrasings that share content words are similar, an
 build a deliberately violating image: ``FakeEmbedder.image_matching("a photo of a gun")``
 draws the phrasing's vector as pixels, so it scores ≈ 1.0 against every phrasing whose content
 words are exactly ``{"gun"}``. Encode it losslessly (PNG): JPEG blurs the pattern.
+
+Device-shaped: with ``device_ms_per_image`` (``MODERATION_FAKE_DEVICE_MS_PER_IMAGE``) each image
+forward also holds its batch ``n × device_ms_per_image`` ms in a sleep, which releases the GIL
+and uses no CPU — what a forward on a GPU looks like to the host. The pipeline's overlap of
+decode, hashing and database work with model time can then be measured on a CPU-only machine
+(``benchmarks/bench_pipeline.py --device-ms 8``). Vectors are the same with or without it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -57,12 +64,22 @@ class FakeEmbedder:
     """Implements ``Embedder`` without a model; same input → bit-identical vector."""
 
     def __init__(
-        self, model_path: object = None, *, device: str = "cpu", batch_size: int = 16
+        self,
+        model_path: object = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 16,
+        device_ms_per_image: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # model_path and device mirror the real backends' constructors and are ignored
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not device_ms_per_image >= 0:
+            raise ValueError(f"device_ms_per_image must be >= 0, got {device_ms_per_image}")
         self.batch_size = batch_size
+        self.device_ms_per_image = float(device_ms_per_image)
+        self._sleep = sleep  # time.sleep releases the GIL and burns no CPU
         self.info = EmbedderInfo(
             name="fake", model_id=MODEL_ID, dim=FAKE_DIM, dtype="float32", device="cpu"
         )
@@ -77,7 +94,10 @@ class FakeEmbedder:
         return self._batched(texts, self.forward_texts)
 
     def forward_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """One batch of images (the stand-in for a model forward)."""
+        """One batch of images (the stand-in for a model forward); with a device time, the
+        batch is held ``len(images) × device_ms_per_image`` ms as a device would hold it."""
+        if self.device_ms_per_image and images:
+            self._sleep(len(images) * self.device_ms_per_image / 1000)
         grids = [
             np.asarray(image.convert("RGB").resize((GRID, GRID), Image.Resampling.BOX))
             for image in images

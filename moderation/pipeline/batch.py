@@ -25,7 +25,6 @@ from moderation.db.repositories.results import (
 from moderation.db.retry import in_transaction
 from moderation.domain import RiskTier, ScoreSource
 from moderation.scoring.base import CategoryScore, ScoreSet
-from moderation.scoring.scorers import score_keeping_vectors
 from moderation.scoring.texts import Scenario, make_scenarios
 from moderation.thresholds.presets import policy_named
 from moderation.thresholds.resolver import thresholds_for
@@ -150,7 +149,7 @@ def _run_group(
     }
     ok = [prepared[j] for j in claimed if j in prepared and prepared[j].image is not None]
     try:
-        scores, pre, scenarios = _score(ctx, ok, claim)
+        scores, pre, scenarios = _score(ctx, ok, claim, ahead)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.exception("scoring failed for jobs %s", [p.job_id for p in ok])
@@ -178,10 +177,11 @@ def _run_group(
 
 
 def _score(
-    ctx: PipelineContext, ok: Sequence[Prepared], claim: ClaimResult
+    ctx: PipelineContext, ok: Sequence[Prepared], claim: ClaimResult, ahead: Sequence[int] = ()
 ) -> tuple[dict[int, ScoreSet], dict[int, PreScore], dict[int, Scenario]]:
     """Scores per job: hook matches, reused scores, and one forward for the rest; plus the
-    scenarios (match, tags) of the jobs that ask for them."""
+    scenarios (match, tags) of the jobs that ask for them. Once this batch's forward is done,
+    the next batch's (``ahead``) starts on the device while this one is decided and written."""
     pre: dict[int, PreScore] = {}
     if ctx.hooks.pre_score is not None and ok:
         results = ctx.hooks.pre_score(ok)
@@ -216,8 +216,9 @@ def _score(
     frames = [(sha, n, pixels) for sha in shas for n, pixels in to_model[sha].all_frames()]
     forward: list[ScoreSet] = []
     vectors = None
+    model = ctx.forward()
     if frames:
-        forward, vectors = score_keeping_vectors(ctx.scorer, [f[2] for f in frames])
+        forward, vectors = model.score(frames)
     if len(forward) != len(frames):
         raise RuntimeError(f"scorer returned {len(forward)} results for {len(frames)} images")
     per_image: dict[str, list[tuple[int, ScoreSet]]] = {}
@@ -246,6 +247,9 @@ def _score(
         [rows.get(p.sha256) for p in ok],
         ctx.tag_vocabulary,
     )
+    # the model is free now (the scenarios' texts are embedded): the next batch's forward
+    # runs while this batch is decided and committed
+    model.start(ctx.decoder.pending(ahead))
     return scores, pre, dict(zip([p.job_id for p in ok], made, strict=True))
 
 

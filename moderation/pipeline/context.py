@@ -23,6 +23,7 @@ from moderation.thresholds.presets import DEFAULT_TAG_LABELS
 from moderation.thresholds.scales import check_scales
 
 from .decode import Decoder
+from .forward import ForwardAhead, runs_off_cpu
 from .hooks import PipelineHooks, build_hooks
 
 __all__ = [
@@ -51,10 +52,23 @@ class PipelineContext:
     clock: Callable[[], dt.datetime] = utcnow
     db_give_up_after_s: float = 60.0
 
+    # the next batch's forward runs while this one commits (where the model is off the CPU)
+    forward_ahead: bool = False
+
     _tags: TagVocabulary | None = field(default=None, init=False, repr=False)
+    _forward: ForwardAhead | None = field(default=None, init=False, repr=False)
 
     def close(self) -> None:
         self.decoder.close()
+        if self._forward is not None:
+            self._forward.close()
+            self._forward = None
+
+    def forward(self) -> ForwardAhead:
+        """The model's forwards, with the look-ahead when ``forward_ahead`` (built once)."""
+        if self._forward is None:
+            self._forward = ForwardAhead(self.scorer, enabled=self.forward_ahead)
+        return self._forward
 
     def tag_vocabulary(self) -> TagVocabulary:
         """The tag labels embedded once, on first use (``TextUnsupported`` without an
@@ -147,4 +161,9 @@ def build_context(
         callback_min_tier=min_tier,
         hooks=build_hooks(settings, sessions),
         on_callbacks_due=on_callbacks_due,
+        forward_ahead=(
+            runs_off_cpu(scorer)
+            if settings.forward_ahead == "auto"
+            else settings.forward_ahead == "on"
+        ),
     )

@@ -130,6 +130,11 @@ class Decoder:
             self._ahead.pop(stale).cancel()
         self._ahead.update(self._submit(wanted))
 
+    def pending(self, job_ids: Iterable[int]) -> list[cf.Future[Prepared | None]]:
+        """The look-ahead futures of ``job_ids`` (those ``prefetch`` started), left in place
+        for ``take``: the model's look-ahead (``forward.ForwardAhead``) reads them too."""
+        return [self._ahead[j] for j in job_ids if j in self._ahead]
+
     def close(self) -> None:
         for future in self._ahead.values():
             future.cancel()

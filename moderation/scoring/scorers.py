@@ -417,6 +417,12 @@ def _load_embedder(settings: Settings) -> Embedder:
     """The embedding backend ``settings`` name, ``settings.batch_size`` inputs per forward."""
     from moderation.embedders.registry import load_embedder
 
+    if settings.backend == "fake":
+        return load_embedder(
+            "fake",
+            batch_size=settings.batch_size,
+            device_ms_per_image=settings.fake_device_ms_per_image,
+        )
     if settings.backend != "gme":
         return load_embedder(settings.backend, batch_size=settings.batch_size)
     path = settings.gme_path
@@ -424,7 +430,13 @@ def _load_embedder(settings: Settings) -> Embedder:
         raise ScorerConfigError("backend gme needs MODERATION_GME_PATH (a local weights dir)")
     if not Path(path).is_dir():
         raise ScorerConfigError(f"MODERATION_GME_PATH={path} is not a directory")
-    return load_embedder("gme", path, device=settings.device, batch_size=settings.batch_size)
+    return load_embedder(
+        "gme",
+        path,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        preprocessor=settings.gme_preprocessor,
+    )
 
 
 def embedding_scale(embedder_name: str) -> str:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, LargeBinary, Table, text
+from sqlalchemy import JSON, Enum, LargeBinary, Table, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -64,7 +64,9 @@ def _recordset_insert(
     rows = _with_defaults(table, rows)
     names = list(rows[0])
     processors = {
-        n: table.c[n].type.bind_processor(dialect) for n in names if not _is_json(table, n)
+        n: _memoised(table.c[n].type, table.c[n].type.bind_processor(dialect))
+        for n in names
+        if not _is_json(table, n)
     }
     records = []
     for row in rows:
@@ -88,6 +90,24 @@ def _recordset_insert(
         f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     )
     session.execute(text(sql), {"rows": json.dumps(records)})
+
+
+def _memoised(kind: Any, processor: Any) -> Any:
+    """An Enum column's bind processor, remembered per value: a batch's score rows repeat a
+    handful of tiers and sources thousands of times (~10 µs a call, a tenth of the worker's
+    CPU per job before)."""
+    if processor is None or not isinstance(kind, Enum):
+        return processor
+    seen: dict[Any, Any] = {}
+
+    def process(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = result = processor(value)
+            return result
+
+    return process
 
 
 def update_many(

@@ -70,10 +70,30 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
     return ids
 
 
+# PostgreSQL through psycopg: the blobs come back in binary format. In the default text format
+# the server hex-encodes every bytea and psycopg decodes it (~1 ms of CPU per 166 kB, twice
+# the bytes on the wire); binary sends the bytes as they are stored.
+_PAYLOADS_SQL = (
+    "SELECT j.id, i.id, i.sha256, b.data, i.storage_uri FROM jobs AS j"
+    " JOIN images AS i ON i.id = j.image_id"
+    " LEFT OUTER JOIN image_blobs AS b ON b.image_id = i.id"
+    " WHERE j.id = ANY(%s)"
+)
+
+
 def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload]:
     """Bytes (or their location) of the images behind ``job_ids``; unknown ids are absent."""
     if not job_ids:
         return {}
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        driver = connection.connection.driver_connection
+        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PAYLOADS_SQL, ([int(j) for j in job_ids],))
+            return {
+                job_id: Payload(job_id, image_id, sha, None if data is None else bytes(data), uri)
+                for job_id, image_id, sha, data, uri in cursor.fetchall()
+            }
     query = (
         select(Job.id, Image.id, Image.sha256, ImageBlob.data, Image.storage_uri)
         .join(Image, Image.id == Job.image_id)

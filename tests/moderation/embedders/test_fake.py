@@ -67,3 +67,37 @@ def test_image_matching_scores_high_only_against_its_phrasing(photos):
     assert abs(sims[0, 1]) < 0.2
     # real photos are far from any phrasing (noise floor std ≈ 0.036)
     assert np.abs(sims[1:]).max() < 0.15
+
+
+def test_device_time_holds_each_batch_for_its_images(photos):
+    """MODERATION_FAKE_DEVICE_MS_PER_IMAGE: one sleep per forward, n × ms long; same vectors."""
+    slept: list[float] = []
+    device = FakeEmbedder(batch_size=2, device_ms_per_image=8, sleep=slept.append)
+    images = [*photos, *photos][:5]
+    vectors = device.embed_images(images)
+    assert slept == pytest.approx([0.016, 0.016, 0.008])  # batches of 2, 2, 1
+    np.testing.assert_array_equal(vectors, FakeEmbedder(batch_size=2).embed_images(images))
+    device.embed_texts(["a knife"])  # texts are not held
+    assert len(slept) == 3
+
+
+def test_no_device_time_by_default(photos):
+    slept: list[float] = []
+    FakeEmbedder(sleep=slept.append).embed_images(photos)
+    FakeEmbedder(device_ms_per_image=0, sleep=slept.append).embed_images(photos)
+    assert slept == []
+    with pytest.raises(ValueError, match="device_ms_per_image"):
+        FakeEmbedder(device_ms_per_image=-1)
+
+
+def test_device_time_reaches_the_fake_from_the_settings(monkeypatch):
+    from moderation.config import Settings
+    from moderation.scoring.scorers import _load_embedder
+
+    monkeypatch.setenv("MODERATION_FAKE_DEVICE_MS_PER_IMAGE", "2.5")
+    settings = Settings(_env_file=None, backend="fake", batch_size=4)  # type: ignore[call-arg]
+    embedder = _load_embedder(settings)
+    assert isinstance(embedder, FakeEmbedder)
+    assert (embedder.device_ms_per_image, embedder.batch_size) == (2.5, 4)
+    monkeypatch.delenv("MODERATION_FAKE_DEVICE_MS_PER_IMAGE")
+    assert _load_embedder(Settings(_env_file=None, backend="fake")).device_ms_per_image == 0

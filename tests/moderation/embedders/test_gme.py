@@ -387,6 +387,38 @@ def test_batch_size_reaches_gme_through_build_scorer(tiny_gme_dir, settings_fact
     assert sizes == [2, 2, 1, 2, 1]  # five phrasings, then three images
 
 
+def test_fast_preprocessor_feeds_the_model_what_the_reference_does(tiny_gme_dir, images):
+    """MODERATION_GME_PREPROCESSOR: fast (default) and reference give the same inputs."""
+    from moderation.embedders.qwen2vl_image import FastQwen2VLImageProcessor
+
+    fast = GmeEmbedder(tiny_gme_dir, device="cpu", batch_size=8)
+    reference = GmeEmbedder(tiny_gme_dir, device="cpu", batch_size=8, preprocessor="reference")
+    try:
+        assert isinstance(fast._fast_processor, FastQwen2VLImageProcessor)
+        assert reference._fast_processor is None
+        a, b = fast.prepare_images(images), reference.prepare_images(images)
+        np.testing.assert_array_equal(a.image_grid_thw.numpy(), b.image_grid_thw.numpy())
+        np.testing.assert_allclose(a.pixel_values.numpy(), b.pixel_values.numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            fast.embed_images(images), reference.embed_images(images), atol=1e-5
+        )
+        assert fast.info.model_id == reference.info.model_id  # same vectors, same cache keys
+    finally:
+        fast.close()
+        reference.close()
+    with pytest.raises(ValueError, match="preprocessor"):
+        GmeEmbedder(tiny_gme_dir, device="cpu", preprocessor="bogus")  # type: ignore[arg-type]
+
+
+def test_preprocessor_setting_reaches_gme(tiny_gme_dir, settings_factory):
+    from moderation.scoring.scorers import _load_embedder
+
+    settings = settings_factory(
+        backend="gme", gme_path=tiny_gme_dir, device="cpu", gme_preprocessor="reference"
+    )
+    assert _load_embedder(settings).preprocessor == "reference"
+
+
 # --- GPU (skipped without CUDA) ----------------------------------------------------------------
 @pytest.mark.gpu
 def test_cuda_half_precision_agrees_with_cpu(tiny_gme_dir, tiny_gme, images):

@@ -103,7 +103,13 @@ def test_reuse_can_be_turned_off(ctx, scorer):
     assert scorer.calls == [1, 1]
 
 
-def test_scorer_crash_redelivers_then_isolates_and_quarantines_the_poison(ctx, scorer):
+@pytest.mark.parametrize("forward_ahead", [False, True], ids=["in-batch", "look-ahead"])
+def test_scorer_crash_redelivers_then_isolates_and_quarantines_the_poison(
+    ctx, scorer, forward_ahead
+):
+    # with the model's look-ahead, a suspect's look-ahead forward of the poison fails (logged)
+    # without touching the suspect's own batch: the poison still fails only its own
+    ctx.forward_ahead = forward_ahead
     poison = png_bytes((0, 0, 0), size=(13, 13))
     ids = submit(ctx, RED, poison, BLACK)
     with pytest.raises(BatchError):
@@ -150,6 +156,36 @@ def test_prefetched_images_are_decoded_ahead(ctx, scorer):
     run_batch(ctx, second)
     assert ctx.decoder._ahead == {}
     assert jobs(ctx)[second[0]].status == JobStatus.SCORED
+
+
+def test_the_next_batch_is_forwarded_while_this_one_commits(ctx, scorer):
+    """Model look-ahead (a GPU host): the upcoming batch's forward starts after this batch's
+    own; the next batch takes its results instead of forwarding again — same scores."""
+    ctx.forward_ahead = True
+    first, second = submit(ctx, RED), submit(ctx, BLACK, png_bytes((0, 255, 0)))
+    run_batch(ctx, first, upcoming=second)
+    outcome = run_batch(ctx, second)
+    assert scorer.calls == [1, 2]  # the second batch's forward was the look-ahead
+    assert outcome.tiers == {second[0]: RiskTier.CLEAR, second[1]: RiskTier.EXTREME}
+    # a batch the look-ahead covered only in part forwards the rest, once
+    third, fourth = submit(ctx, png_bytes((0, 0, 255))), submit(ctx, png_bytes((9, 9, 9)))
+    run_batch(ctx, third, upcoming=fourth)
+    fifth = submit(ctx, png_bytes((7, 7, 7)))
+    outcome = run_batch(ctx, [*fourth, *fifth])
+    assert scorer.calls == [1, 2, 1, 1, 1]
+    assert sorted(outcome.scored) == sorted([*fourth, *fifth])
+    with session_scope(ctx.sessions) as s:
+        violence = s.scalar(
+            select(Score.score).where(Score.job_id == second[1], Score.category == "violence")
+        )
+    assert violence == pytest.approx(1.0)
+
+
+def test_without_look_ahead_nothing_is_forwarded_early(ctx, scorer):
+    assert ctx.forward_ahead is False  # a CPU scorer: speculative work would compete for CPUs
+    first, second = submit(ctx, RED), submit(ctx, BLACK)
+    run_batch(ctx, first, upcoming=second)
+    assert scorer.calls == [1]
 
 
 def test_pre_score_hook_can_skip_the_model_and_set_a_tier_floor(ctx, scorer):
@@ -200,3 +236,27 @@ def test_a_pipeline_process_runs_numpy_blas_on_one_thread(ctx):
 
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+@pytest.mark.parametrize(
+    ("device_ms", "setting", "expected"),
+    [(0, "auto", False), (8, "auto", True), (0, "on", True), (8, "off", False)],
+)
+def test_forward_ahead_follows_where_the_model_runs(
+    engine, settings_factory, device_ms, setting, expected
+):
+    """MODERATION_FORWARD_AHEAD=auto: on where the model is off the CPU (here the fake's
+    simulated device time), off for a CPU model; on/off force it."""
+    from moderation.pipeline.forward import runs_off_cpu
+    from moderation.scoring.scorers import build_scorer
+
+    settings = settings_factory(
+        backend="fake", fake_device_ms_per_image=device_ms, forward_ahead=setting
+    )
+    scorer = build_scorer(settings)
+    assert runs_off_cpu(scorer) is (device_ms > 0)
+    context = build_context(settings, scorer, make_sessionmaker(engine), worker="t@h")
+    try:
+        assert context.forward_ahead is expected
+    finally:
+        context.close()
