@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from moderation.services.jobs import JobView
+from moderation.storage.refs import MAX_URI
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT
 
 from .common import CleanStr
@@ -46,12 +48,30 @@ class ContextIn(BaseModel):
 
 
 class JsonSubmission(BaseModel):
-    """One image as base64 in JSON (the multipart form takes the same fields)."""
+    """One image as base64 in JSON, or its ``image_uri`` (the multipart form takes the same
+    fields)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(
+        strict=True,
+        # exactly one of the image's bytes and its location
+        json_schema_extra={
+            "oneOf": [{"required": ["image_base64"]}, {"required": ["image_uri"]}],
+        },
+    )
 
-    image_base64: str = Field(
-        pattern=BASE64_PATTERN, description="The image bytes, base64-encoded (with padding)."
+    image_base64: str | SkipJsonSchema[None] = Field(
+        None,
+        pattern=BASE64_PATTERN,
+        description="The image bytes, base64-encoded (with padding). Or give image_uri.",
+    )
+    image_uri: CleanStr | SkipJsonSchema[None] = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URI,
+        description="Where the image is: s3://bucket/key (an allowed bucket of the configured "
+        "S3-compatible store) or file:///path (under the configured root); the worker reads "
+        "it when it scores the job. No other scheme (http:// is refused).",
+        examples=["s3://uploads/2026/12/06/abc.jpg"],
     )
     external_id: CleanStr | None = Field(
         None, max_length=200, description="Your id for this upload."
@@ -71,6 +91,12 @@ class JsonSubmission(BaseModel):
         None, description="Album tags for the image (default: the policy's, album_tagging on)."
     )
     context: ContextIn | None = Field(None, description="Decision context (docs/policies.md).")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> JsonSubmission:
+        if (self.image_base64 is None) == (self.image_uri is None):
+            raise ValueError("give exactly one of image_base64 and image_uri")
+        return self
 
 
 class BatchSubmission(BaseModel):
