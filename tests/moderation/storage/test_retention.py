@@ -215,3 +215,31 @@ def test_cli_hold_and_run_and_the_dashboard_shows_what_was_deleted(
     section = page.split('id="retention"')[1].split("</section>")[0]
     today = utcnow().date().isoformat()
     assert f'<td>{today}</td><td class="num">1</td><td class="num">0</td>' in section
+
+
+def test_beat_runs_retention_on_the_ops_queue(pg_url, sessions, settings_factory):
+    from types import SimpleNamespace
+
+    from workers.celery_app import RETENTION_TASK, beat_schedule, ops_routes
+    from workers.ops import run_retention as beat_body
+
+    settings = settings_factory(database_url=pg_url, retention_clear_days=0)
+    tasks = {e["task"]: e["schedule"] for e in beat_schedule(settings).values()}
+    assert tasks[RETENTION_TASK] == 3600.0
+    assert ops_routes(settings)[RETENTION_TASK] == {"queue": settings.ops_queue_name}
+    off = settings_factory(retention_interval_s=0)
+    assert RETENTION_TASK not in {e["task"] for e in beat_schedule(off).values()}
+    [job] = _submit(settings, sessions, [Submission.from_bytes(_image((0, 0, 0), 2))])
+    ctx = build_context(settings, ColourScorer(), sessions, worker="test@retention")
+    try:
+        run_batch(ctx, [job])
+    finally:
+        ctx.close()
+    done = beat_body(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    assert done == {
+        "purged_clear": 1,
+        "purged_reviewed": 0,
+        "purged_bytes": done["purged_bytes"],
+        "errors": 0,
+    }
+    assert done["purged_bytes"] > 0 and _stored(sessions, job)[2]
