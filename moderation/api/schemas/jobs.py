@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from moderation.services.jobs import JobView
@@ -59,15 +59,14 @@ class JsonSubmission(BaseModel):
         },
     )
 
-    image_base64: str | SkipJsonSchema[None] = Field(
-        None,
-        pattern=BASE64_PATTERN,
-        description="The image bytes, base64-encoded (with padding). Or give image_uri.",
+    # absent is None; an explicit null is refused (the schema has no null: see _no_null)
+    image_base64: Annotated[str, Field(pattern=BASE64_PATTERN)] | SkipJsonSchema[None] = Field(
+        None, description="The image bytes, base64-encoded (with padding). Or give image_uri."
     )
-    image_uri: CleanStr | SkipJsonSchema[None] = Field(
+    image_uri: (
+        Annotated[CleanStr, Field(min_length=1, max_length=MAX_URI)] | SkipJsonSchema[None]
+    ) = Field(
         None,
-        min_length=1,
-        max_length=MAX_URI,
         description="Where the image is: s3://bucket/key (an allowed bucket of the configured "
         "S3-compatible store) or file:///path (under the configured root); the worker reads "
         "it when it scores the job. No other scheme (http:// is refused).",
@@ -91,6 +90,13 @@ class JsonSubmission(BaseModel):
         None, description="Album tags for the image (default: the policy's, album_tagging on)."
     )
     context: ContextIn | None = Field(None, description="Decision context (docs/policies.md).")
+
+    @field_validator("image_base64", "image_uri", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("leave the field out instead of null")
+        return value
 
     @model_validator(mode="after")
     def _one_image(self) -> JsonSubmission:
