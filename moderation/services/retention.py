@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation import metrics
 from moderation.config import Settings
 from moderation.db.repositories import retention as repo
+from moderation.db.repositories.audit_log import record_action
 from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.storage.blobs import delete_blob
@@ -137,12 +138,20 @@ def _count(report: RetentionReport, c: repo.PurgeCandidate) -> None:
         metrics.RETENTION_PURGED.labels(reason=c.reason).inc()
 
 
-def set_legal_hold(session: Session, job_id: int, held: bool) -> int:
-    """Put (``held``) or lift a legal hold on the image of ``job_id``; its image id.
-    Raises ``UnknownJob``."""
+def set_legal_hold(session: Session, job_id: int, held: bool, *, actor: str = "cli") -> int:
+    """Put (``held``) or lift a legal hold on the image of ``job_id`` (audit-logged); its
+    image id. Raises ``UnknownJob``."""
     image_id = repo.image_of_job(session, job_id)
     if image_id is None or not repo.set_legal_hold(session, image_id, held):
         raise UnknownJob(f"no job {job_id}")
+    record_action(
+        session,
+        actor=actor,
+        action="legal_hold.set" if held else "legal_hold.lift",
+        target_type="image",
+        target_id=image_id,
+        details={"job_id": job_id},
+    )
     return image_id
 
 

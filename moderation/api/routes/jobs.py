@@ -29,6 +29,7 @@ from moderation.pipeline.intake import (
 from moderation.services.confidence import confidence_of
 from moderation.services.jobs import JobView, get_job_view, list_job_views, submitter_view
 from moderation.services.requeue import retry_and_publish
+from moderation.services.retention import UnknownJob, set_legal_hold
 from moderation.storage.blobs import open_blob_store
 from moderation.storage.refs import MAX_URI, ReferenceRefused, check_image_uri
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT, JobContext, JobOptions
@@ -44,7 +45,14 @@ from ..schemas.common import (
     unprocessable,
     validated,
 )
-from ..schemas.jobs import BatchSubmission, JobAccepted, JobList, JobOut, JsonSubmission
+from ..schemas.jobs import (
+    BatchSubmission,
+    JobAccepted,
+    JobList,
+    JobOut,
+    JsonSubmission,
+    LegalHold,
+)
 
 __all__ = ["router"]
 
@@ -437,3 +445,35 @@ def retry_job(job_id: JobId, state: StateDep, principal: Admin) -> JobOut:
     if not retry_and_publish(state.sessions, state.publisher, [job_id]).requeued:
         raise HTTPException(409, f"job {job_id} does not exist or is not failed/quarantined")
     return get_job(job_id, state, principal)
+
+
+@router.put(
+    "/{job_id:int}/legal-hold",
+    response_model=LegalHold,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def put_legal_hold(job_id: JobId, state: StateDep, principal: Admin) -> LegalHold:
+    """Put a legal hold on the job's image: retention keeps its bytes (admin, audit-logged)."""
+    return _legal_hold(job_id, state, principal, True)
+
+
+@router.delete(
+    "/{job_id:int}/legal-hold",
+    response_model=LegalHold,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def delete_legal_hold(job_id: JobId, state: StateDep, principal: Admin) -> LegalHold:
+    """Lift the legal hold on the job's image (admin, audit-logged)."""
+    return _legal_hold(job_id, state, principal, False)
+
+
+def _legal_hold(job_id: int, state: ApiState, principal: Principal, held: bool) -> LegalHold:
+    try:
+        image_id = in_transaction(
+            state.sessions,
+            lambda s: set_legal_hold(s, job_id, held, actor=principal.name),
+            give_up_after_s=API_DB_RETRY_S,
+        )
+    except UnknownJob:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from None
+    return LegalHold(job_id=job_id, image_id=image_id, legal_hold=held)

@@ -22,6 +22,7 @@ __all__ = [
     "JobList",
     "JobOut",
     "JsonSubmission",
+    "LegalHold",
     "ScoreOut",
 ]
 
@@ -119,6 +120,12 @@ class JobAccepted(BaseModel):
     sha256: str
     external_id: str | None = None
     url: str
+
+
+class LegalHold(BaseModel):
+    job_id: int
+    image_id: int
+    legal_hold: bool = Field(description="Retention never deletes the image's bytes while on.")
 
 
 class ScoreOut(BaseModel):

@@ -243,3 +243,32 @@ def test_beat_runs_retention_on_the_ops_queue(pg_url, sessions, settings_factory
         "errors": 0,
     }
     assert done["purged_bytes"] > 0 and _stored(sessions, job)[2]
+
+
+def test_admin_api_puts_and_lifts_a_legal_hold(api_factory, sessions):
+    from moderation.db.models import AuditLogEntry
+
+    api = api_factory()
+    job = api.client.post(
+        "/v1/jobs", files={"file": ("b.png", _image((0, 0, 0), 3))}, headers=api.headers("alice")
+    ).json()["id"]
+    url = f"/v1/jobs/{job}/legal-hold"
+    assert api.client.put(url, headers=api.headers("alice")).status_code == 403
+    assert api.client.put(url, headers=api.headers("rita")).status_code == 403
+    assert api.client.put(url).status_code == 401
+    held = api.client.put(url, headers=api.headers("adam"))
+    assert held.status_code == 200 and held.json()["legal_hold"] is True
+    with session_scope(sessions) as s:
+        assert s.scalar(select(Image.legal_hold).join(Job).where(Job.id == job)) is True
+    lifted = api.client.delete(url, headers=api.headers("adam"))
+    assert lifted.status_code == 200 and lifted.json()["legal_hold"] is False
+    assert (
+        api.client.put("/v1/jobs/999999/legal-hold", headers=api.headers("adam")).status_code == 404
+    )
+    with session_scope(sessions) as s:
+        actions = s.scalars(
+            select(AuditLogEntry.action)
+            .where(AuditLogEntry.actor == "adam")
+            .order_by(AuditLogEntry.id)
+        ).all()
+    assert actions == ["legal_hold.set", "legal_hold.lift"]
