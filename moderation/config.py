@@ -391,6 +391,57 @@ class Settings(BaseSettings):
         5, ge=1, description="Callback POSTs tried (exponential backoff) before giving up."
     )
 
+    # storage by reference and the blob store (moderation.storage; docs/deploy.md)
+    blob_store: str = Field(
+        "db",
+        description="Where directly uploaded bytes are kept: `db` (image_blobs, the default), "
+        "`dir:/path` (a local directory) or `s3://bucket/prefix` (an S3-compatible bucket).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph, ...); unset: AWS."
+    )
+    s3_region: str = Field("us-east-1", description="Region of the S3-compatible store.")
+    s3_access_key_id: str | None = Field(None, description="Access key of the S3 store.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key of the S3 store.")
+    s3_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries of one S3 read (transient errors, backoff)."
+    )
+    image_uri_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets `image_uri: s3://bucket/key` may name (comma-separated); "
+        "empty: S3 references are refused.",
+    )
+    image_file_root: Path | None = Field(
+        None,
+        description="Directory `image_uri: file://` references must lie under (symlinks out "
+        "of it refused); unset: file references are refused.",
+    )
+    retention_clear_days: int = Field(
+        7, ge=0, description="Stored bytes of `clear` jobs are deleted after this many days."
+    )
+    retention_reviewed_days: int = Field(
+        30, ge=0, description="Stored bytes of reviewed non-violations are deleted after this."
+    )
+    retention_batch_size: int = Field(
+        500, ge=1, le=100_000, description="Images a retention run purges per transaction."
+    )
+    retention_interval_s: int = Field(
+        3600, ge=0, description="Beat interval of the retention run (0: never by beat)."
+    )
+
+    @field_validator("blob_store")
+    @classmethod
+    def _blob_store_parses(cls, value: str) -> str:
+        from moderation.storage.blobs import parse_blob_store
+
+        parse_blob_store(value)  # raises naming the accepted forms
+        return value.strip()
+
+    @field_validator("image_file_root", mode="before")
+    @classmethod
+    def _empty_root_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _database_url_parses(cls, value: str) -> str:
@@ -450,7 +501,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "api_tokens", "allowed_hosts", "callback_allowlist", "classifiers", "tag_labels",
-        mode="before",
+        "image_uri_buckets", mode="before",
     )  # fmt: skip
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

@@ -116,6 +116,11 @@ REAPED = Counter(
     "(pending callbacks re-dispatched), requeued (a redelivered batch's claim back to queued).",
     ["action"],
 )
+RETENTION_PURGED = Counter(
+    "moderation_retention_purged",
+    "Images whose stored bytes retention deleted, by reason (clear, reviewed).",
+    ["reason"],
+)
 BROKER_RESETS = Counter(
     "moderation_broker_resets",
     "Times the broker watch found that Redis had lost its state (restart without "

@@ -18,6 +18,7 @@ from moderation.pipeline.publish import (
     ADJUST_TASK,
     CALLBACK_TASK,
     REAP_TASK,
+    RETENTION_TASK,
     ROLLUP_TASK,
     SCORE_TASK,
     broker_transport_options,
@@ -28,6 +29,7 @@ __all__ = [
     "ADJUST_TASK",
     "CALLBACK_TASK",
     "REAP_TASK",
+    "RETENTION_TASK",
     "RETRO_SWEEP_TASK",
     "RETRO_TASK",
     "ROLLUP_TASK",
@@ -53,6 +55,7 @@ def ops_routes(settings: Settings) -> dict[str, dict[str, str]]:
         ADJUST_TASK: {"queue": settings.ops_queue_name},
         RETRO_TASK: {"queue": settings.ops_queue_name},
         RETRO_SWEEP_TASK: {"queue": settings.ops_queue_name},
+        RETENTION_TASK: {"queue": settings.ops_queue_name},
     }
 
 
@@ -76,6 +79,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         schedule["retro-match-sweep"] = {
             "task": RETRO_SWEEP_TASK,
             "schedule": float(settings.bank_retro_sweep_s),
+        }
+    if settings.retention_interval_s > 0:  # stored bytes past their retention (services.retention)
+        schedule["run-retention"] = {
+            "task": RETENTION_TASK,
+            "schedule": float(settings.retention_interval_s),
         }
     return schedule
 

@@ -18,7 +18,7 @@ from moderation.db.rollups import refresh_rollups
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.db.types import utcnow
 from moderation.pipeline.publish import Publisher
-from moderation.services import requeue
+from moderation.services import requeue, retention
 
 if TYPE_CHECKING:
     from moderation.config import Settings
@@ -30,6 +30,7 @@ __all__ = [
     "callback_payload",
     "reap_and_publish",
     "refresh_dashboard_rollups",
+    "run_retention",
     "send_callback_for_job",
     "watch_broker",
 ]
@@ -44,6 +45,18 @@ def _sessions(database_url: str, echo: bool) -> sessionmaker[Session]:
 
 def sessions_for(settings: Settings) -> sessionmaker[Session]:
     return _sessions(settings.database_url, settings.db_echo)
+
+
+def run_retention(app: ModerationCelery) -> dict[str, int]:
+    """The beat task's body: ``moderation.services.retention.run_retention`` (in batches)."""
+    report = retention.run_retention(app.settings, sessions_for(app.settings))
+    metrics.record_task_success("retention")
+    return {
+        "purged_clear": report.purged_clear,
+        "purged_reviewed": report.purged_reviewed,
+        "purged_bytes": report.purged_bytes,
+        "errors": report.errors,
+    }
 
 
 def refresh_dashboard_rollups(app: ModerationCelery) -> dict[str, int]:

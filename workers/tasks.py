@@ -9,6 +9,7 @@ from .celery_app import (
     ADJUST_TASK,
     CALLBACK_TASK,
     REAP_TASK,
+    RETENTION_TASK,
     RETRO_SWEEP_TASK,
     RETRO_TASK,
     ROLLUP_TASK,
@@ -49,6 +50,12 @@ def register(app: ModerationCelery) -> None:
         from .ops import refresh_dashboard_rollups
 
         return refresh_dashboard_rollups(app)
+
+    @app.task(name=RETENTION_TASK)
+    def retention() -> dict[str, int]:
+        from .ops import run_retention
+
+        return run_retention(app)
 
     @app.task(name=RETRO_TASK)
     def retro_match(run_id: int) -> dict[str, int]:

@@ -35,6 +35,7 @@ _COMMAND_MODULES: list[str] = [
     "jobs",
     "submit",
     "tokens",
+    "retention",
 ]
 
 for _name in _COMMAND_MODULES:

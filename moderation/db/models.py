@@ -115,6 +115,14 @@ class Image(Base):
     pdq_quality: Mapped[int | None] = mapped_column(SmallInteger)
     # Where the bytes are when not in image_blobs (e.g. file:///… for `moderation scan`).
     storage_uri: Mapped[str | None] = mapped_column(Text)
+    # Where the blob store (MODERATION_BLOB_STORE dir/s3) keeps the uploaded bytes (0016).
+    blob_uri: Mapped[str | None] = mapped_column(Text)
+    # When retention deleted the stored bytes (the row, hashes and jobs stay).
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Legal hold: retention never deletes these bytes (`moderation retention hold`).
+    legal_hold: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
     created_at: Mapped[dt.datetime] = created_at_column()
 
     blob: Mapped[ImageBlob | None] = relationship(
@@ -668,3 +676,20 @@ ROLLUP_TABLES: dict[str, Table] = {
         ),
     )
 }
+
+
+class RetentionRun(Base):
+    """One retention run (beat or ``moderation retention run``): what it deleted, for the
+    dashboard's per-day counts. A dry run records what it would have deleted."""
+
+    __tablename__ = "retention_runs"
+    __table_args__ = (Index(None, "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    purged_clear: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    purged_reviewed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    purged_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -147,6 +147,7 @@ def build_context(
         threads=decode_threads,
         dihedral=settings.bank_match_flips,
         max_frames=settings.max_frames,
+        settings=settings,
     )
     return PipelineContext(
         scorer=scorer,

@@ -8,8 +8,7 @@ import concurrent.futures as cf
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING
 
 from PIL.Image import Image as PILImage
 
@@ -22,6 +21,10 @@ from moderation.images import (
     ImageRejected,
     decode_image,
 )
+from moderation.storage.blobs import read_blob
+
+if TYPE_CHECKING:
+    from moderation.config import Settings
 
 __all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]
 
@@ -64,22 +67,23 @@ def _hash_pixels(pixels: PILImage, sha256: str, *, dihedral: bool) -> PdqHash | 
         return None
 
 
-def read_payload_bytes(payload: Payload, max_bytes: int) -> bytes:
-    """The image bytes: from the blob, or from a ``file://`` URI (``moderation scan``)."""
+def read_payload_bytes(payload: Payload, max_bytes: int, settings: Settings | None = None) -> bytes:
+    """The image bytes: from ``image_blobs``, the blob store (``blob_uri``) or the location
+    the job was submitted with (``file://`` from ``moderation scan``, an ``image_uri``).
+
+    ``settings`` give the S3 endpoint and credentials (needed for ``s3://`` locations only).
+    Raises ``ImageRejected``: ``purged`` (retention deleted the bytes), ``not_found``,
+    ``fetch_failed`` (the store kept failing), ``too_large`` or ``missing``."""
     if payload.data is not None:
         return payload.data
-    uri = payload.storage_uri or ""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        raise ImageRejected("missing", f"no stored bytes and no readable location ({uri!r})")
-    path = Path(unquote(parsed.path))
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageRejected("too_large", f"{size} bytes exceeds the {max_bytes}-byte limit")
-        return path.read_bytes()
-    except OSError as exc:
-        raise ImageRejected("missing", f"cannot read {path}: {exc.strerror or exc}") from None
+    if payload.purged:
+        raise ImageRejected("purged", "retention deleted the stored bytes (hashes are kept)")
+    location = payload.blob_uri or payload.storage_uri
+    if not location:
+        raise ImageRejected("missing", "no stored bytes and no location")
+    if location.startswith("s3://") and settings is None:
+        raise ImageRejected("fetch_failed", f"no S3 settings to read {location}")
+    return read_blob(location, settings, max_bytes)  # type: ignore[arg-type]
 
 
 class Decoder:
@@ -100,8 +104,10 @@ class Decoder:
         threads: int = 2,
         dihedral: bool = True,
         max_frames: int = DEFAULT_MAX_FRAMES,
+        settings: Settings | None = None,
     ) -> None:
         self._load = load
+        self._settings = settings  # blob store / image_uri reads (S3 endpoint, credentials)
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._working_pixels = working_pixels
@@ -153,7 +159,7 @@ class Decoder:
         if payload is None:
             return None
         try:
-            data = read_payload_bytes(payload, self._max_bytes)
+            data = read_payload_bytes(payload, self._max_bytes, self._settings)
             image = decode_image(
                 data,
                 max_bytes=self._max_bytes,

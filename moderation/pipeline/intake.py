@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
 from moderation.db.repositories.images import NewImage, upsert_images
 from moderation.db.repositories.jobs import NewJob, create_jobs
 from moderation.images import sha256_hex
+from moderation.storage.blobs import BlobStore
+from moderation.storage.refs import reference_key
 from moderation.thresholds.scenarios import JobOptions
 
-__all__ = ["OptionsRefused", "Submission", "check_options", "register_submissions"]
+__all__ = [
+    "OptionsRefused",
+    "Submission",
+    "check_options",
+    "keep_bytes",
+    "register_submissions",
+]
 
 
 class OptionsRefused(ValueError):
@@ -44,6 +52,7 @@ class Submission:
     byte_size: int
     data: bytes | None = None
     storage_uri: str | None = None
+    blob_uri: str | None = None  # the blob store's copy (dir/s3), instead of ``data``
     source: str = "api"
     external_id: str | None = None
     submitted_by: str | None = None
@@ -56,6 +65,28 @@ class Submission:
     @classmethod
     def from_bytes(cls, data: bytes, **fields: object) -> Submission:
         return cls(sha256=sha256_hex(data), byte_size=len(data), data=data, **fields)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_reference(cls, uri: str, **fields: object) -> Submission:
+        """An ``image_uri`` already checked (``moderation.storage.refs.check_image_uri``): the
+        worker reads the bytes when it scores the job; the image row is keyed by the URI."""
+        return cls(sha256=reference_key(uri), byte_size=0, storage_uri=uri, **fields)  # type: ignore[arg-type]
+
+
+def keep_bytes(store: BlobStore, submissions: Sequence[Submission]) -> list[Submission]:
+    """Put uploaded bytes in the blob store (``MODERATION_BLOB_STORE``) before the intake
+    transaction: ``db`` leaves them for ``image_blobs``; ``dir``/``s3`` write them (keyed by
+    sha256, so the same upload is stored once) and the image row keeps their ``blob_uri``."""
+    if store.kind == "db":
+        return list(submissions)
+    out = []
+    for s in submissions:
+        if s.data is None:
+            out.append(s)
+            continue
+        stored = store.put(s.sha256, s.data)
+        out.append(replace(s, data=stored.data, blob_uri=stored.blob_uri))
+    return out
 
 
 def register_submissions(
@@ -72,7 +103,7 @@ def register_submissions(
     """
     image_ids = upsert_images(
         session,
-        [NewImage(s.sha256, s.byte_size, s.data, s.storage_uri) for s in submissions],
+        [NewImage(s.sha256, s.byte_size, s.data, s.storage_uri, s.blob_uri) for s in submissions],
     )
     return create_jobs(
         session,

@@ -23,6 +23,7 @@ __all__ = [
     "ADJUST_TASK",
     "CALLBACK_TASK",
     "REAP_TASK",
+    "RETENTION_TASK",
     "ROLLUP_TASK",
     "SCORE_TASK",
     "Publisher",
@@ -39,6 +40,7 @@ CALLBACK_TASK = "moderation.send_callback"
 REAP_TASK = "moderation.reap"
 ROLLUP_TASK = "moderation.refresh_rollups"
 ADJUST_TASK = "moderation.adjust_thresholds"
+RETENTION_TASK = "moderation.run_retention"
 
 # Bounded: a request must not hang on a dead broker. A job whose publish fails stays in the DB
 # with enqueued_at NULL and the reaper publishes it later — nothing is lost.

@@ -14,11 +14,15 @@ from workers.ops import refresh_dashboard_rollups
 
 
 def test_beat_runs_the_refresh_unless_disabled(settings_factory):
-    only = settings_factory(adjust_interval_s=0, bank_retro_sweep_s=0)  # each has its own test
+    only = settings_factory(  # each has its own test
+        adjust_interval_s=0, bank_retro_sweep_s=0, retention_interval_s=0
+    )
     tasks = {e["task"]: e["schedule"] for e in beat_schedule(only).values()}
     assert tasks == {REAP_TASK: 30.0, ROLLUP_TASK: 300.0}
     off = beat_schedule(
-        settings_factory(rollup_interval_s=0, adjust_interval_s=0, bank_retro_sweep_s=0)
+        settings_factory(
+            rollup_interval_s=0, adjust_interval_s=0, bank_retro_sweep_s=0, retention_interval_s=0
+        )
     )
     assert [e["task"] for e in off.values()] == [REAP_TASK]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -22,11 +23,15 @@ from moderation.pipeline.intake import (
     OptionsRefused,
     Submission,
     check_options,
+    keep_bytes,
     register_submissions,
 )
 from moderation.services.confidence import confidence_of
 from moderation.services.jobs import JobView, get_job_view, list_job_views, submitter_view
 from moderation.services.requeue import retry_and_publish
+from moderation.services.retention import UnknownJob, set_legal_hold
+from moderation.storage.blobs import open_blob_store
+from moderation.storage.refs import MAX_URI, ReferenceRefused, check_image_uri
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT, JobContext, JobOptions
 
 from ..auth import Principal
@@ -40,10 +45,18 @@ from ..schemas.common import (
     unprocessable,
     validated,
 )
-from ..schemas.jobs import BatchSubmission, JobAccepted, JobList, JobOut, JsonSubmission
+from ..schemas.jobs import (
+    BatchSubmission,
+    JobAccepted,
+    JobList,
+    JobOut,
+    JsonSubmission,
+    LegalHold,
+)
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Submitter = Annotated[Principal, Depends(require_role("submitter"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -77,21 +90,30 @@ _FIELDS: dict[str, dict[str, Any]] = {
         "contentMediaType": "application/json",
     },
 }
+_URI = {
+    **_TEXT,
+    "minLength": 1,
+    "maxLength": MAX_URI,
+    "description": "s3://bucket/key or file:///path (instead of a file part)",
+}
 SINGLE_DOC = _body_doc(
     "JsonSubmission",
     {
         "type": "object",
-        "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}, **_FIELDS},
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "image_uri": _URI,
+            **_FIELDS,
+        },
     },
 )
 BATCH_DOC = _body_doc(
     "BatchSubmission",
     {
         "type": "object",
-        "required": ["files"],
         "properties": {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "image_uri": {"type": "array", "items": _URI},
             "priority": _FIELDS["priority"],
             "match_text": _FIELDS["match_text"],
             "tags": _FIELDS["tags"],
@@ -105,11 +127,12 @@ SUBMIT_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 503)
 
 @dataclass(frozen=True)
 class _Item:
-    data: bytes
+    data: bytes | None  # None: image_uri names where the image is
     external_id: str | None = None
     callback_url: str | None = None
     priority: int = 0
     options: JobOptions = JobOptions()
+    image_uri: str | None = None
 
 
 def _options(s: JsonSubmission, loc: tuple[str | int, ...]) -> JobOptions:
@@ -171,11 +194,14 @@ def _parse_json(raw: bytearray, settings: Settings, *, batch: bool) -> list[_Ite
     options = [_options(s, loc) for s, loc in zip(subs, locs, strict=True)]
     return [
         _Item(
-            _decode_b64(s.image_base64, loc, settings.max_upload_bytes),
+            None
+            if s.image_base64 is None
+            else _decode_b64(s.image_base64, loc, settings.max_upload_bytes),
             s.external_id,
             s.callback_url,
             s.priority,
             opts,
+            s.image_uri,
         )
         for s, loc, opts in zip(subs, locs, options, strict=True)
     ]
@@ -191,21 +217,28 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
         max_files = settings.max_batch_jobs if batch else 1
         # one file over the batch limit is let in, so that the count below answers (413, or
         # 422 for several files to the single-job route); past that Starlette's 400
-        form = await request.form(max_files=settings.max_batch_jobs + 1, max_fields=100)
+        form = await request.form(
+            max_files=settings.max_batch_jobs + 1, max_fields=100 + settings.max_batch_jobs
+        )
         uploads = form.getlist(field)
-        if not uploads or any(isinstance(u, str) for u in uploads):
-            raise unprocessable(f"multipart field {field!r} missing (a file part)")
-        if len(uploads) > max_files:
+        uris = form.getlist("image_uri")
+        if any(isinstance(u, str) for u in uploads) or any(not isinstance(u, str) for u in uris):
+            raise unprocessable(f"multipart {field!r} must be file parts, 'image_uri' text")
+        if not uploads and not uris:
+            raise unprocessable(f"multipart field {field!r} missing (a file part) or 'image_uri'")
+        if len(uploads) + len(uris) > max_files:
             if batch:
                 raise HTTPException(413, f"at most {max_files} images per request")
-            raise unprocessable("POST /v1/jobs takes one 'file' (use /v1/jobs/batch for more)")
-        others = [k for k in form if k != field]
+            raise unprocessable(
+                "POST /v1/jobs takes one 'file' or 'image_uri' (use /v1/jobs/batch for more)"
+            )
+        others = [k for k in form if k not in (field, "image_uri")]
         unknown = sorted(set(others) - set(_FIELDS))
         if unknown:
             raise unprocessable(f"unknown multipart fields {unknown}")
         fields = validated(JsonSubmission, {"image_base64": "", **_form_fields(form, _FIELDS)})
         options = _options(fields, ("body",))
-        return [
+        items = [
             _Item(
                 await u.read(),  # type: ignore[union-attr]
                 fields.external_id,
@@ -214,6 +247,10 @@ async def _parse(request: Request, state: ApiState, *, batch: bool) -> list[_Ite
                 options,
             )
             for u in uploads
+        ]
+        return items + [
+            _Item(None, fields.external_id, fields.callback_url, fields.priority, options, str(u))
+            for u in uris
         ]
     if ctype.startswith("application/json"):
         max_objects = 2 * (settings.max_batch_jobs if batch else 1) + 1
@@ -229,8 +266,15 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
     settings = state.settings
     if len(items) > settings.max_batch_jobs:
         raise HTTPException(413, f"at most {settings.max_batch_jobs} images per request")
+    refs: dict[int, str] = {}
     for i, item in enumerate(items):
-        if len(item.data) > settings.max_upload_bytes:
+        if item.image_uri is not None:
+            try:
+                refs[i] = check_image_uri(item.image_uri, settings)
+            except ReferenceRefused as exc:
+                loc = ("body", "jobs", i, "image_uri") if len(items) > 1 else ("body", "image_uri")
+                raise unprocessable(str(exc), loc) from None
+        elif item.data is not None and len(item.data) > settings.max_upload_bytes:
             raise HTTPException(
                 413, f"image {i}: exceeds the {settings.max_upload_bytes}-byte limit"
             )
@@ -244,19 +288,16 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
             except CallbackRefused as exc:
                 raise unprocessable(str(exc), ("body", "callback_url")) from None
     subs = [
-        Submission.from_bytes(
-            item.data,
-            source="api",
-            external_id=item.external_id,
-            submitted_by=principal.name,
-            priority=item.priority,
-            callback_url=item.callback_url,
-            # a re-run of the transaction below after a lost COMMIT finds these jobs
-            intake_key=uuid.uuid4().hex,
-            options=item.options,
-        )
-        for item in items
+        Submission.from_reference(refs[i], **_fields(principal, item))
+        if i in refs
+        else Submission.from_bytes(item.data or b"", **_fields(principal, item))
+        for i, item in enumerate(items)
     ]
+    try:
+        subs = keep_bytes(open_blob_store(settings), subs)
+    except Exception as exc:  # the blob store (dir/s3) is down: nothing was queued
+        log.warning("blob store refused an upload: %s: %s", type(exc).__name__, exc)
+        raise HTTPException(503, "the blob store is unavailable; try again") from None
     ids = in_transaction(
         state.sessions,
         lambda s: register_submissions(s, subs, utcnow(), publishing=True),
@@ -282,6 +323,19 @@ def _accept(state: ApiState, principal: Principal, items: list[_Item]) -> list[J
     ]
 
 
+def _fields(principal: Principal, item: _Item) -> dict[str, Any]:
+    return {
+        "source": "api",
+        "external_id": item.external_id,
+        "submitted_by": principal.name,
+        "priority": item.priority,
+        "callback_url": item.callback_url,
+        # a re-run of the intake transaction after a lost COMMIT finds these jobs
+        "intake_key": uuid.uuid4().hex,
+        "options": item.options,
+    }
+
+
 async def _submit(request: Request, state: ApiState, principal: Principal, batch: bool) -> Any:
     items = await _parse(request, state, batch=batch)
     return await run_in_threadpool(_accept, state, principal, items)
@@ -297,7 +351,8 @@ async def _submit(request: Request, state: ApiState, principal: Principal, batch
 async def submit_job(
     request: Request, response: Response, state: StateDep, principal: Submitter
 ) -> JobAccepted:
-    """Submit one image (multipart ``file`` or JSON ``image_base64``)."""
+    """Submit one image (multipart ``file`` or JSON ``image_base64``), or its location
+    (``image_uri``: ``s3://`` an allowed bucket, ``file://`` under the configured root)."""
     accepted: list[JobAccepted] = await _submit(request, state, principal, batch=False)
     response.headers["Location"] = accepted[0].url
     return accepted[0]
@@ -390,3 +445,35 @@ def retry_job(job_id: JobId, state: StateDep, principal: Admin) -> JobOut:
     if not retry_and_publish(state.sessions, state.publisher, [job_id]).requeued:
         raise HTTPException(409, f"job {job_id} does not exist or is not failed/quarantined")
     return get_job(job_id, state, principal)
+
+
+@router.put(
+    "/{job_id:int}/legal-hold",
+    response_model=LegalHold,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def put_legal_hold(job_id: JobId, state: StateDep, principal: Admin) -> LegalHold:
+    """Put a legal hold on the job's image: retention keeps its bytes (admin, audit-logged)."""
+    return _legal_hold(job_id, state, principal, True)
+
+
+@router.delete(
+    "/{job_id:int}/legal-hold",
+    response_model=LegalHold,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def delete_legal_hold(job_id: JobId, state: StateDep, principal: Admin) -> LegalHold:
+    """Lift the legal hold on the job's image (admin, audit-logged)."""
+    return _legal_hold(job_id, state, principal, False)
+
+
+def _legal_hold(job_id: int, state: ApiState, principal: Principal, held: bool) -> LegalHold:
+    try:
+        image_id = in_transaction(
+            state.sessions,
+            lambda s: set_legal_hold(s, job_id, held, actor=principal.name),
+            give_up_after_s=API_DB_RETRY_S,
+        )
+    except UnknownJob:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from None
+    return LegalHold(job_id=job_id, image_id=image_id, legal_hold=held)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from moderation.services.jobs import JobView
+from moderation.storage.refs import MAX_URI
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT
 
 from .common import CleanStr
@@ -20,6 +22,7 @@ __all__ = [
     "JobList",
     "JobOut",
     "JsonSubmission",
+    "LegalHold",
     "ScoreOut",
 ]
 
@@ -46,12 +49,29 @@ class ContextIn(BaseModel):
 
 
 class JsonSubmission(BaseModel):
-    """One image as base64 in JSON (the multipart form takes the same fields)."""
+    """One image as base64 in JSON, or its ``image_uri`` (the multipart form takes the same
+    fields)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(
+        strict=True,
+        # exactly one of the image's bytes and its location
+        json_schema_extra={
+            "oneOf": [{"required": ["image_base64"]}, {"required": ["image_uri"]}],
+        },
+    )
 
-    image_base64: str = Field(
-        pattern=BASE64_PATTERN, description="The image bytes, base64-encoded (with padding)."
+    # absent is None; an explicit null is refused (the schema has no null: see _no_null)
+    image_base64: Annotated[str, Field(pattern=BASE64_PATTERN)] | SkipJsonSchema[None] = Field(
+        None, description="The image bytes, base64-encoded (with padding). Or give image_uri."
+    )
+    image_uri: (
+        Annotated[CleanStr, Field(min_length=1, max_length=MAX_URI)] | SkipJsonSchema[None]
+    ) = Field(
+        None,
+        description="Where the image is: s3://bucket/key (an allowed bucket of the configured "
+        "S3-compatible store) or file:///path (under the configured root); the worker reads "
+        "it when it scores the job. No other scheme (http:// is refused).",
+        examples=["s3://uploads/2026/12/06/abc.jpg"],
     )
     external_id: CleanStr | None = Field(
         None, max_length=200, description="Your id for this upload."
@@ -72,6 +92,19 @@ class JsonSubmission(BaseModel):
     )
     context: ContextIn | None = Field(None, description="Decision context (docs/policies.md).")
 
+    @field_validator("image_base64", "image_uri", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("leave the field out instead of null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_image(self) -> JsonSubmission:
+        if (self.image_base64 is None) == (self.image_uri is None):
+            raise ValueError("give exactly one of image_base64 and image_uri")
+        return self
+
 
 class BatchSubmission(BaseModel):
     """Several images; at most ``max_batch_jobs`` (256 by default, else 413)."""
@@ -87,6 +120,12 @@ class JobAccepted(BaseModel):
     sha256: str
     external_id: str | None = None
     url: str
+
+
+class LegalHold(BaseModel):
+    job_id: int
+    image_id: int
+    legal_hold: bool = Field(description="Retention never deletes the image's bytes while on.")
 
 
 class ScoreOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from moderation.db.models import Image, ImageBlob, Job
@@ -21,6 +21,7 @@ class NewImage:
     byte_size: int
     data: bytes | None = None  # stored in image_blobs when given
     storage_uri: str | None = None  # where the bytes live otherwise (file:///…)
+    blob_uri: str | None = None  # where the blob store (dir/s3) put them
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Payload:
     sha256: str
     data: bytes | None
     storage_uri: str | None
+    blob_uri: str | None = None  # the blob store's copy (MODERATION_BLOB_STORE dir/s3)
+    purged: bool = False  # retention deleted the bytes (the hashes stay)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
             "sha256": img.sha256,
             "byte_size": img.byte_size,
             "storage_uri": img.storage_uri,
+            "blob_uri": img.blob_uri,
         }
         for img in images
     }
@@ -61,6 +65,7 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
         session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(rows)))).all()
     )
     blobs = {ids[img.sha256]: img.data for img in images if img.data is not None}
+    _restore_purged(session, images, ids)
     insert_ignore(
         session,
         ImageBlob.__table__,
@@ -70,11 +75,28 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
     return ids
 
 
+def _restore_purged(session: Session, images: Sequence[NewImage], ids: Mapping[str, int]) -> None:
+    """The same bytes uploaded again after retention purged them: keep them again."""
+    stored = {ids[i.sha256]: i for i in images if i.data is not None or i.blob_uri is not None}
+    if not stored:
+        return
+    purged = session.scalars(
+        select(Image.id).where(Image.id.in_(list(stored)), Image.purged_at.is_not(None))
+    ).all()
+    for image_id in purged:
+        session.execute(
+            update(Image)
+            .where(Image.id == image_id)
+            .values(purged_at=None, blob_uri=stored[image_id].blob_uri)
+        )
+
+
 # PostgreSQL through psycopg: the blobs come back in binary format. In the default text format
 # the server hex-encodes every bytea and psycopg decodes it (~1 ms of CPU per 166 kB, twice
 # the bytes on the wire); binary sends the bytes as they are stored.
 _PAYLOADS_SQL = (
-    "SELECT j.id, i.id, i.sha256, b.data, i.storage_uri FROM jobs AS j"
+    "SELECT j.id, i.id, i.sha256, b.data, i.storage_uri, i.blob_uri, i.purged_at IS NOT NULL"
+    " FROM jobs AS j"
     " JOIN images AS i ON i.id = j.image_id"
     " LEFT OUTER JOIN image_blobs AS b ON b.image_id = i.id"
     " WHERE j.id = ANY(%s)"
@@ -91,18 +113,27 @@ def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload
         with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
             cursor.execute(_PAYLOADS_SQL, ([int(j) for j in job_ids],))
             return {
-                job_id: Payload(job_id, image_id, sha, None if data is None else bytes(data), uri)
-                for job_id, image_id, sha, data, uri in cursor.fetchall()
+                job_id: Payload(
+                    job_id,
+                    image_id,
+                    sha,
+                    None if data is None else bytes(data),
+                    uri,
+                    blob,
+                    bool(purged),
+                )
+                for job_id, image_id, sha, data, uri, blob, purged in cursor.fetchall()
             }
     query = (
         select(Job.id, Image.id, Image.sha256, ImageBlob.data, Image.storage_uri)
+        .add_columns(Image.blob_uri, Image.purged_at.is_not(None))  # blob store, retention
         .join(Image, Image.id == Job.image_id)
         .outerjoin(ImageBlob, ImageBlob.image_id == Image.id)
         .where(Job.id.in_(list(job_ids)))
     )
     return {
-        job_id: Payload(job_id, image_id, sha, data, uri)
-        for job_id, image_id, sha, data, uri in session.execute(query).all()
+        job_id: Payload(job_id, image_id, sha, data, uri, blob_uri, bool(purged))
+        for job_id, image_id, sha, data, uri, blob_uri, purged in session.execute(query).all()
     }
 
 

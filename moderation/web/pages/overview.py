@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from moderation.db import views
 from moderation.domain import TIERS, RiskTier
+from moderation.services.retention import retention_by_day
 from moderation.web import charts
 from moderation.web.deps import NowDep, Page, SessionDep, render, window_hours
 
@@ -169,4 +170,10 @@ def overview(
         ),
         review_chart=review_chart(latency, window), latency=latency_by_kind(latency),
         agreement=views.reviewer_agreement(session, window),
+        retention=retention_by_day(session, now), retention_days=_retention_days(request),
     )  # fmt: skip
+
+
+def _retention_days(request: Request) -> dict[str, int]:
+    settings = request.app.state.settings
+    return {"clear": settings.retention_clear_days, "reviewed": settings.retention_reviewed_days}

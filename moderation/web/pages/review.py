@@ -286,13 +286,15 @@ def item_image(item_id: int, request: Request) -> Response:
         raise HTTPException(404, f"no review item {item_id}")
     try:
         max_bytes = _settings(request).max_upload_bytes
-        data = read_payload_bytes(payload, max_bytes)
+        data = read_payload_bytes(payload, max_bytes, _settings(request))
         if len(data) > max_bytes:  # blobs were capped at intake; the setting may since be lower
             raise ImageRejected("too_large", f"{len(data)} bytes exceeds {max_bytes}")
         media_type = image_media_type(data)
     except ImageRejected as exc:
         log.warning("review item %s: image not served: %s", item_id, exc)
-        status = {"missing": 404, "too_large": 413}.get(exc.code, 415)
+        status = {"missing": 404, "not_found": 404, "purged": 410, "too_large": 413}.get(
+            exc.code, 502 if exc.code == "fetch_failed" else 415
+        )
         raise HTTPException(status, f"image not available: {exc.message}") from None
     return Response(
         data,
