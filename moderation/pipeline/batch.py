@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from moderation import metrics
+from moderation.actions.resolver import rules_in_force
+from moderation.actions.rules import ActionRules, Enforcement, evaluate
 from moderation.db.repositories import jobs as jobs_repo
 from moderation.db.repositories.images import ImageFacts, record_facts
 from moderation.db.repositories.jobs import Claim, ClaimResult, JobFailure
@@ -304,6 +306,7 @@ def _persist(
     decision_rows: list[DecisionRow] = []
     decided: list[DecidedJob] = []
     policy = policy_named(ctx.policy)
+    rules = rules_in_force(session, ctx.action_rules_file)
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
         # a hash similarity is not on the category's scale: the match's tier floor speaks for it
@@ -314,8 +317,9 @@ def _persist(
         decision = _with_floor(decision, pre.get(job_id), job_thresholds)
         decision = apply_policy(decision, policy, scenario.match)
         decided.append(DecidedJob(job_id, decision, model, job_thresholds))
+        enforcement = enforcement_of(decision, pre.get(job_id), rules.rules, rules.version_id)
         decision_rows.append(
-            _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id])
+            _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id], enforcement)
         )
         score_rows += _score_rows(job_id, scores[job_id], decision, job_thresholds)
     insert_scores(session, score_rows)
@@ -374,12 +378,27 @@ def _deciding_frame(decision: Decision, match: PreScore | None, scores: ScoreSet
     return None
 
 
+def enforcement_of(
+    decision: Decision, match: PreScore | None, rules: ActionRules, version_id: int | None
+) -> Enforcement:
+    """The action rules applied to a decision: a category whose tier a bank hit set (the
+    matcher's floor reached it) has source ``bank``, every other ``model``."""
+    sources: dict[str, str] = {}
+    floor = match.tier_floor if match is not None else None
+    if match is not None and floor is not None:
+        category = match.category or decision.category
+        if category is not None and decision.category_tiers.get(category) is floor:
+            sources[category] = "bank"
+    return evaluate(rules, decision.category_tiers, sources, rules_version=version_id)
+
+
 def _decision_row(
     job_id: int,
     decision: Decision,
     match: PreScore | None,
     scenario: Scenario,
     scores: ScoreSet,
+    enforcement: Enforcement | None = None,
 ) -> DecisionRow:
     return DecisionRow(
         job_id=job_id,
@@ -393,6 +412,8 @@ def _decision_row(
         match_distance=match.distance if match else None,
         scenario=scenario.record(),
         frame=_deciding_frame(decision, match, scores),
+        enforcement=enforcement.action if enforcement else None,
+        enforcement_detail=enforcement.as_dict() if enforcement else None,
     )
 
 
