@@ -118,6 +118,11 @@ class Enforcement:
         }
 
 
+def _key(value: Any) -> str:
+    # name a key only when it is a plain identifier: the message never echoes hostile input
+    return f" {value!r}" if isinstance(value, str) and _NAME.fullmatch(value) else ""
+
+
 def _fail(where: str, why: str) -> ActionRulesError:
     return ActionRulesError(f"{where}: {why}")
 
@@ -180,7 +185,8 @@ def _rule(
         raise _fail(where, "must be a mapping with category, tier, action")
     unknown = sorted(set(map(str, raw)) - _RULE_KEYS)
     if unknown:
-        raise _fail(where, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_RULE_KEYS))})")
+        allowed = ", ".join(sorted(_RULE_KEYS))
+        raise _fail(where, f"unknown key{_key(unknown[0])} (allowed: {allowed})")
     for key in ("category", "tier", "action"):
         if key not in raw:
             raise _fail(where, f"{key} is required")
@@ -209,7 +215,7 @@ def parse_rules(doc: Any, *, categories: Iterable[str] | None = None) -> ActionR
         raise ActionRulesError("action rules must be a mapping with order, default and rules")
     unknown = sorted(set(map(str, doc)) - {"order", "default", "rules"})
     if unknown:
-        raise _fail(unknown[0], "unknown key (allowed: order, default, rules)")
+        raise ActionRulesError(f"unknown key{_key(unknown[0])} (allowed: order, default, rules)")
     order = _order(doc.get("order"))
     default = doc.get("default", {"action": "allow"})
     if isinstance(default, str):

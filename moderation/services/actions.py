@@ -27,6 +27,7 @@ __all__ = [
     "ActionRulesChangeError",
     "ActionRulesError",
     "RulesChange",
+    "UnknownActionRuleVersion",
     "in_force",
     "list_versions",
     "rollback",
@@ -38,6 +39,10 @@ __all__ = [
 
 class ActionRulesChangeError(ValueError):
     """The change or lookup cannot be done; the message says why."""
+
+
+class UnknownActionRuleVersion(ActionRulesChangeError):
+    """No action rule version with that id."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def list_versions(session: Session, *, limit: int = 100) -> list[ActionRuleVersi
 def show_version(session: Session, version_id: int) -> ActionRuleVersionRecord:
     version = repo.get_version(session, version_id)
     if version is None:
-        raise ActionRulesChangeError(f"no action rule version {version_id}")
+        raise UnknownActionRuleVersion(f"no action rule version {version_id}")
     return version
 
 
@@ -133,7 +138,7 @@ def rollback(
         )
     target = repo.get_version(session, to) if to is not None else versions[1]
     if target is None:
-        raise ActionRulesChangeError(f"no action rule version {to}")
+        raise UnknownActionRuleVersion(f"no action rule version {to}")
     return write_rules(
         session,
         parse_rules(target.rules),
