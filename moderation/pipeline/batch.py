@@ -316,8 +316,12 @@ def _persist(
         decision = decide(model, job_thresholds, ctx.policy)
         decision = _with_floor(decision, pre.get(job_id), job_thresholds)
         decision = apply_policy(decision, policy, scenario.match)
-        decided.append(DecidedJob(job_id, decision, model, job_thresholds))
         enforcement = enforcement_of(decision, pre.get(job_id), rules.rules, rules.version_id)
+        decided.append(
+            DecidedJob(
+                job_id, decision, model, job_thresholds, escalated_category(enforcement, decision)
+            )
+        )
         decision_rows.append(
             _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id], enforcement)
         )
@@ -390,6 +394,16 @@ def enforcement_of(
         if category is not None and decision.category_tiers.get(category) is floor:
             sources[category] = "bank"
     return evaluate(rules, decision.category_tiers, sources, rules_version=version_id)
+
+
+def escalated_category(enforcement: Enforcement, decision: Decision) -> str | None:
+    """The category an escalating action rule sends to review: of the escalated categories,
+    the one with the highest tier (ties: by name); None when no rule escalates."""
+    escalated = [c for c, a in enforcement.categories.items() if a.escalate]
+    if not escalated:
+        return None
+    tiers = decision.category_tiers
+    return min(escalated, key=lambda c: (-tiers.get(c, RiskTier.CLEAR).rank, c))
 
 
 def _decision_row(

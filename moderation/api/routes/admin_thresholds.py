@@ -13,6 +13,7 @@ from moderation.domain import RiskTier
 from moderation.services import thresholds as service
 from moderation.services.reviews import catalog_categories
 
+from ..auth import Principal
 from ..deps import StateDep
 from ..schemas.admin import PinIn, ThresholdRollbackIn, ThresholdSetIn, ThresholdVersionOut
 from ..schemas.common import MAX_DB_ID, error_responses, unprocessable
@@ -156,25 +157,42 @@ async def rollback(
     )
 
 
+async def _pin(
+    request: Request, state: StateDep, admin: Principal, category: str, pinned: bool
+) -> ThresholdVersionOut:
+    body = await read_json(request, PinIn, optional=True)
+    _known(state, category)
+    change = service.pin if pinned else service.unpin
+    return await _change(
+        state, lambda s: change(s, category, actor=actor_of(admin), reason=body.reason)
+    )
+
+
 @router.post(
-    "/{category}/{verb}",
+    "/{category}/pin",
     status_code=201,
     response_model=ThresholdVersionOut,
     openapi_extra=body_doc(PinIn, required=False),
     responses=_CHANGE_ERRORS,
 )
 async def pin(
-    request: Request,
-    state: StateDep,
-    admin: Admin,
-    category: Category,
-    verb: Annotated[str, Path(pattern="^(pin|unpin)$", description="pin or unpin")],
+    request: Request, state: StateDep, admin: Admin, category: Category
 ) -> ThresholdVersionOut:
-    """Pin the category's active cut-offs (the adjuster leaves them alone) or unpin them (a
-    new version with the same cut-offs). 409: no version yet, or already (un)pinned."""
-    body = await read_json(request, PinIn, optional=True)
-    _known(state, category)
-    change = service.pin if verb == "pin" else service.unpin
-    return await _change(
-        state, lambda s: change(s, category, actor=actor_of(admin), reason=body.reason)
-    )
+    """Pin the category's active cut-offs (a new version carrying them): the adjuster leaves
+    them alone. 409: no version yet, or already pinned."""
+    return await _pin(request, state, admin, category, True)
+
+
+@router.post(
+    "/{category}/unpin",
+    status_code=201,
+    response_model=ThresholdVersionOut,
+    openapi_extra=body_doc(PinIn, required=False),
+    responses=_CHANGE_ERRORS,
+)
+async def unpin(
+    request: Request, state: StateDep, admin: Admin, category: Category
+) -> ThresholdVersionOut:
+    """Hand the category back to the adjuster (a new unpinned version, same cut-offs). 409:
+    no version yet, or not pinned."""
+    return await _pin(request, state, admin, category, False)

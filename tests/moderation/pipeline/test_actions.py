@@ -118,3 +118,22 @@ def test_a_bank_hit_is_judged_as_source_bank():
     assert model_only.action == "hold" and model_only.categories["violence"].source == "model"
     custom = parse_rules({"rules": [{"category": "*", "tier": "high", "action": "allow"}]})
     assert enforcement_of(floored, hit, custom, None).action == "allow"  # "any" covers bank
+
+
+def test_an_escalating_rule_queues_a_job_its_tier_would_not(ctx):
+    from moderation.db.models import ReviewItem
+
+    rules = {
+        "rules": [{"category": "sexual", "tier": "warning", "action": "blur", "escalate": True}]
+    }
+    with session_scope(ctx.sessions) as s:
+        service.set_rules(s, rules, reason="watch sexual warnings", actor="t")
+    pink = png_bytes((int(255 * 0.2), 0, 0))  # sexual 0.2: warning on the probability scale
+    warned, clear = submit(ctx, pink, BLACK)
+    outcome = run_batch(ctx, [warned, clear])
+    assert outcome.tiers == {warned: RiskTier.WARNING, clear: RiskTier.CLEAR}
+    assert stored(ctx, warned)[0] == "blur"
+    with session_scope(ctx.sessions) as s:
+        items = {(i.job_id, i.kind, i.category, i.tier) for i in s.scalars(select(ReviewItem))}
+    assert (warned, "queue", "sexual", RiskTier.WARNING) in items
+    assert not any(job == clear and kind == "queue" for job, kind, *_ in items)
