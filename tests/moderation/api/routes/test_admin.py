@@ -142,6 +142,12 @@ def test_tokens_add_list_revoke_and_the_new_token_works(api_factory, db_url):
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert api.client.post("/v1/admin/tokens/up/revoke", headers=admin).status_code == 404
     assert [a[1:] for a in _audit(db_url)] == [("tokens.add", "up"), ("tokens.revoke", "up")]
+    long = "n" * 100  # longer than the audit log's target id: the entry keeps it in details
+    r = api.client.post("/v1/admin/tokens", json={"name": long, "role": "admin"}, headers=admin)
+    assert r.status_code == 201
+    assert api.client.post(f"/v1/admin/tokens/{long}/revoke", headers=admin).status_code == 200
+    too_long = {"name": "n" * 101, "role": "admin"}
+    assert api.client.post("/v1/admin/tokens", json=too_long, headers=admin).status_code == 422
 
 
 RULES = {
