@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from moderation.db.retry import in_transaction
-from moderation.domain import RiskTier
 from moderation.services import thresholds as service
 from moderation.services.reviews import catalog_categories
+from moderation.thresholds.tiers import LADDER
 
 from ..auth import Principal
 from ..deps import StateDep
@@ -121,11 +121,10 @@ async def set_version(
     _known(state, category)
     cutoffs = None
     if body.cutoffs is not None:
-        if len(body.cutoffs) != 4:
-            raise unprocessable(
-                "cutoffs needs warning, medium, high and extreme", ("body", "cutoffs")
-            )
-        cutoffs = {RiskTier(k): v for k, v in body.cutoffs.items()}
+        if set(body.cutoffs) != set(LADDER):
+            names = ", ".join(t.value for t in LADDER)
+            raise unprocessable(f"cutoffs needs exactly {names}", ("body", "cutoffs"))
+        cutoffs = dict(body.cutoffs)
     return await _change(
         state,
         lambda s: service.set_version(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from moderation.domain import RiskTier
+from moderation.thresholds.tiers import LADDER
 
 from .common import CleanStr, DbId
 
@@ -24,6 +27,10 @@ __all__ = [
 ]
 
 Reason = CleanStr
+_EXAMPLE = (0.2, 0.3, 0.4, 0.5)
+Score = Annotated[
+    float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)
+]  # cut-offs of an example ladder
 _REASON = Field(min_length=1, max_length=2000, description="Why (kept in the audit log).")
 
 
@@ -53,7 +60,7 @@ class ThresholdSetIn(BaseModel):
             "examples": [
                 {"base": 0.31, "reason": "too many false positives on beach photos"},
                 {
-                    "cutoffs": {"warning": 0.2, "medium": 0.3, "high": 0.4, "extreme": 0.5},
+                    "cutoffs": {t.value: v for t, v in zip(LADDER, _EXAMPLE, strict=True)},
                     "scale": "gme_cosine",
                     "reason": "policy review 2026-12",
                 },
@@ -61,9 +68,9 @@ class ThresholdSetIn(BaseModel):
         },
     )
 
-    base: float | None = Field(None, ge=-1e6, le=1e6, allow_inf_nan=False)
-    cutoffs: dict[Literal["warning", "medium", "high", "extreme"], float] | None = Field(
-        None, description="warning, medium, high, extreme cut-offs (all four)."
+    base: Score | None = None
+    cutoffs: dict[RiskTier, Score] | None = Field(
+        None, description="The cut-off of every non-clear tier (warning … extreme)."
     )
     scale: CleanStr | None = Field(None, max_length=32, description="Default: the active's.")
     reason: Reason = _REASON

@@ -234,3 +234,14 @@ def test_invalid_action_rules_are_422_with_one_clear_line(api, rules, msg):
     )
     assert r.status_code == 422
     assert r.json()["detail"] == [{"loc": ["body", "rules"], "msg": msg, "type": "value_error"}]
+
+
+def test_threshold_cutoffs_must_be_the_whole_ladder_and_finite(api):
+    admin = api.headers("adam")
+    path = "/v1/admin/thresholds/sexual/set"
+    partial = {"cutoffs": {"warning": 0.1}, "scale": "gme_cosine", "reason": "x"}
+    r = api.client.post(path, json=partial, headers=admin)
+    assert r.status_code == 422 and "cutoffs needs exactly" in r.json()["detail"][0]["msg"]
+    nan = b'{"base": NaN, "scale": "gme_cosine", "reason": "x"}'
+    r = api.client.post(path, content=nan, headers={**admin, "content-type": "application/json"})
+    assert r.status_code in (400, 422)
