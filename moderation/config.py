@@ -208,6 +208,12 @@ class Settings(BaseSettings):
         description="Album-tagging vocabulary (comma-separated): the labels a job's tags are "
         "chosen from.",
     )
+    action_rules_file: Path | None = Field(
+        None,
+        description="YAML of action rules ((category, tier, source) → allow, blur, "
+        "age_restrict, hold, block or a custom action); an admin-set rule version in the DB "
+        "wins, the packaged default applies without either (docs/actions.md).",
+    )
     thresholds_file: Path | None = Field(
         None,
         description="YAML of per-category thresholds overriding the preset "
@@ -451,7 +457,9 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot parse database URL {masked_url(value)!r}") from exc
         return value
 
-    @field_validator("catalog_file", "thresholds_file", "gme_path", mode="before")
+    @field_validator(
+        "catalog_file", "thresholds_file", "action_rules_file", "gme_path", mode="before"
+    )
     @classmethod
     def _empty_path_is_unset(cls, value: Any) -> Any:
         # `MODERATION_THRESHOLDS_FILE=` would otherwise be Path("") — the current directory
@@ -476,6 +484,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{path} does not exist")
         if not path.is_file():
             raise ValueError(f"{path} is not a file")
+        return path
+
+    @field_validator("action_rules_file")
+    @classmethod
+    def _action_rules_parse(cls, value: Path | None) -> Path | None:
+        # a broken rules file stops start-up with one line, not the first batch
+        if value is None:
+            return None
+        from moderation.actions.rules import ActionRulesError, parse_rules_text
+
+        path = cls._file_exists(value)
+        try:
+            parse_rules_text(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read ({exc})") from None
+        except ActionRulesError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         return path
 
     @field_validator("device")

@@ -140,6 +140,8 @@ def callback_payload(view: JobView) -> dict[str, Any]:
         "threshold_versions": view.threshold_versions,
         "scores": {s.category: {"score": s.score, "tier": s.tier} for s in view.scores},
         "finished_at": view.finished_at.isoformat() if view.finished_at else None,
+        # action rules (issue 18 part 1): {action, escalate, rules_version, categories}
+        "enforcement": dict(view.enforcement) if view.enforcement else None,
     }
 
 

@@ -27,13 +27,40 @@ from moderation.services.jobs import count_by_status, oldest_by_status
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import banks, health, jobs, metrics, reviews
+from .routes import (
+    action_rules,
+    admin_thresholds,
+    admin_tokens,
+    banks,
+    health,
+    jobs,
+    metrics,
+    reviews,
+)
+from .schemas.admin import (
+    ActionRulesIn,
+    PinIn,
+    RollbackIn,
+    ThresholdRollbackIn,
+    ThresholdSetIn,
+    TokenIn,
+)
 from .schemas.common import clean_errors
 from .schemas.jobs import BatchSubmission, JsonSubmission
 from .schemas.reviews import ReviewIn
 
 # request bodies the routes read themselves (after authentication) and document by $ref
-BODY_MODELS = (JsonSubmission, BatchSubmission, ReviewIn)
+BODY_MODELS = (
+    JsonSubmission,
+    BatchSubmission,
+    ReviewIn,
+    ThresholdSetIn,
+    ThresholdRollbackIn,
+    PinIn,
+    TokenIn,
+    ActionRulesIn,
+    RollbackIn,
+)
 
 __all__ = ["RETRY_AFTER_S", "create_app", "create_app_from_env"]
 
@@ -88,6 +115,9 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(jobs.router)
     app.include_router(reviews.router)
     app.include_router(banks.router)
+    app.include_router(admin_thresholds.router)
+    app.include_router(admin_tokens.router)
+    app.include_router(action_rules.router)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)

@@ -22,6 +22,7 @@ app = typer.Typer(
 # (module under moderation.cli, attribute): a Typer sub-app (a group) or a register(app) hook.
 # Heavy libraries (torch, onnxruntime) are imported inside commands, so `--help` stays fast.
 _COMMAND_MODULES: list[str] = [
+    "actions",
     "bank",
     "calibrate",
     "config",

@@ -19,15 +19,20 @@ def add(
     name: str = typer.Argument(...),
     role: str = typer.Argument(..., help="submitter, reviewer or admin"),
     url: str | None = URL_OPTION,
+    actor: str | None = typer.Option(None, "--actor", help="Who adds it (default: $USER)."),
 ) -> None:
     """Create a token and print its secret (shown once). Names are unique across the
     database and MODERATION_API_TOKENS."""
     from moderation.services.tokens import create_token
 
+    from .thresholds import default_actor
+
     static_names = [t.name for t in settings_with().parsed_tokens()]
     try:
         with database_session(url) as s:
-            secret = create_token(s, name, role, static_names=static_names)
+            secret = create_token(
+                s, name, role, static_names=static_names, actor=default_actor(actor)
+            )
     except ValueError as exc:  # unknown role, or TokenExists
         raise CliError(str(exc)) from None
     console.print(secret, highlight=False)
@@ -49,14 +54,20 @@ def list_(url: str | None = URL_OPTION) -> None:
 
 
 @tokens_app.command("revoke")
-def revoke(name: str = typer.Argument(...), url: str | None = URL_OPTION) -> None:
+def revoke(
+    name: str = typer.Argument(...),
+    url: str | None = URL_OPTION,
+    actor: str | None = typer.Option(None, "--actor", help="Who revokes it (default: $USER)."),
+) -> None:
     """Revoke a token by name (API processes notice within 10 s; dashboard logins with it
     end at their next request)."""
     from moderation.db.types import utcnow
     from moderation.services.tokens import revoke_token
 
+    from .thresholds import default_actor
+
     with database_session(url) as s:
-        if not revoke_token(s, name, utcnow()):
+        if not revoke_token(s, name, utcnow(), actor=default_actor(actor)):
             raise CliError(f"no live token named {name!r}")
     console.print(f"revoked {name}")
 

@@ -37,6 +37,7 @@ from moderation.domain import (
 )
 
 __all__ = [
+    "ActionRuleVersion",
     "ApiToken",
     "AuditLogEntry",
     "AuditSample",
@@ -282,6 +283,19 @@ class ThresholdVersion(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
 
+class ActionRuleVersion(Base):
+    """Append-only action rule sets; the newest is in force (0014)."""
+
+    __tablename__ = "action_rule_versions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False)  # normalised
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    restored_from_id: Mapped[int | None] = mapped_column(ForeignKey("action_rule_versions.id"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
 class ScorerProfileRow(Base):
     """What one pipeline process scores with (model, backend, catalog version and per category
     scale/severity/base), refreshed while it runs: the threshold adjuster adjusts the union of
@@ -371,6 +385,10 @@ class Decision(Base):
     )
     reason: Mapped[str | None] = mapped_column(Text)
     frame: Mapped[int | None] = mapped_column(SmallInteger)  # animation frame that decided
+    # the action rules' verdict (0014): overall action, and {escalate, rules_version,
+    # categories: {category: {action, escalate, source}}}; NULL for decisions before 0014
+    enforcement: Mapped[str | None] = mapped_column(String(64))
+    enforcement_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
     job: Mapped[Job] = relationship(back_populates="decision")
 
@@ -395,6 +413,7 @@ class DecisionHistory(Base):
     frame: Mapped[int | None] = mapped_column(SmallInteger)
     scenario: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     reason: Mapped[str | None] = mapped_column(Text)
+    enforcement: Mapped[str | None] = mapped_column(String(64))  # 0014
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
     superseded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
 

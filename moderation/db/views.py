@@ -16,6 +16,7 @@ from sqlalchemy import (
     TableClause,
     column,
     func,
+    literal_column,
     select,
     table,
     text,
@@ -23,15 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from moderation.db.models import ROLLUP_TABLES, RollupState
+from moderation.db.models import ROLLUP_TABLES, Decision, RollupState, pg_time_bucket
 from moderation.db.types import JSONDoc, UTCDateTime
 from moderation.domain import RiskTier
 
 __all__ = [
     "ADJUSTER_ACTOR",
+    "ActionPoint",
     "ADJUSTER_STRATEGIES",
     "BacklogEntry",
     "CategoryEstimate",
+    "actions_hourly",
     "FailureReason",
     "ReviewLatencyPoint",
     "ROLLUP_EPOCH",
@@ -411,3 +414,36 @@ def threshold_history(
         )  # fmt: skip
         for r in conn.execute(query)
     ]
+
+
+@dataclass(frozen=True)
+class ActionPoint:
+    hour: dt.datetime
+    action: str  # the action rules' overall action of the job (allow, blur, …, block)
+    jobs: int
+
+
+def actions_hourly(conn: Executor, window: TimeWindow) -> list[ActionPoint]:
+    """Decided jobs per hour by their action-rule action, oldest first (decisions made before
+    the action rules, migration 0014, have none and are left out)."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    d = Decision.__table__.c
+    if bind.dialect.name == "postgresql":
+        hour: Any = literal_column(pg_time_bucket("hour", "decisions.decided_at").text)
+    else:
+        hour = func.strftime("%Y-%m-%d %H:00:00", d.decided_at)
+    jobs = func.count().label("jobs")
+    query = (
+        select(hour.label("hour"), d.enforcement, jobs)
+        .where(d.decided_at >= _floor(window.start, "hour"), d.decided_at < window.end)
+        .where(d.enforcement.is_not(None))
+        .group_by(hour, d.enforcement)
+        .order_by(hour, d.enforcement)
+    )
+    out = []
+    for bucket, action, n in conn.execute(query).all():
+        if isinstance(bucket, str):  # SQLite: text; PostgreSQL: timestamptz
+            bucket = dt.datetime.fromisoformat(bucket)
+        moment = bucket.replace(tzinfo=dt.UTC) if bucket.tzinfo is None else bucket
+        out.append(ActionPoint(moment.astimezone(dt.UTC), action, int(n)))
+    return out

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from moderation import metrics
+from moderation.actions.resolver import rules_in_force
+from moderation.actions.rules import ActionRules, Enforcement, evaluate
 from moderation.db.repositories import jobs as jobs_repo
 from moderation.db.repositories.images import ImageFacts, record_facts
 from moderation.db.repositories.jobs import Claim, ClaimResult, JobFailure
@@ -308,6 +310,7 @@ def _persist(
     decision_rows: list[DecisionRow] = []
     decided: list[DecidedJob] = []
     policy = policy_named(ctx.policy)
+    rules = rules_in_force(session, ctx.action_rules_file)
     for job_id in scored:
         values = {c: s.score for c, s in scores[job_id].items()}
         # a hash similarity is not on the category's scale: the match's tier floor speaks for it
@@ -317,9 +320,14 @@ def _persist(
         decision = decide(model, job_thresholds, ctx.policy)
         decision = _with_floor(decision, pre.get(job_id), job_thresholds)
         decision = apply_policy(decision, policy, scenario.match)
-        decided.append(DecidedJob(job_id, decision, model, job_thresholds))
+        enforcement = enforcement_of(decision, pre.get(job_id), rules.rules, rules.version_id)
+        decided.append(
+            DecidedJob(
+                job_id, decision, model, job_thresholds, escalated_category(enforcement, decision)
+            )
+        )
         decision_rows.append(
-            _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id])
+            _decision_row(job_id, decision, pre.get(job_id), scenario, scores[job_id], enforcement)
         )
         score_rows += _score_rows(job_id, scores[job_id], decision, job_thresholds)
     insert_scores(session, score_rows)
@@ -378,12 +386,37 @@ def _deciding_frame(decision: Decision, match: PreScore | None, scores: ScoreSet
     return None
 
 
+def enforcement_of(
+    decision: Decision, match: PreScore | None, rules: ActionRules, version_id: int | None
+) -> Enforcement:
+    """The action rules applied to a decision: a category whose tier a bank hit set (the
+    matcher's floor reached it) has source ``bank``, every other ``model``."""
+    sources: dict[str, str] = {}
+    floor = match.tier_floor if match is not None else None
+    if match is not None and floor is not None:
+        category = match.category or decision.category
+        if category is not None and decision.category_tiers.get(category) is floor:
+            sources[category] = "bank"
+    return evaluate(rules, decision.category_tiers, sources, rules_version=version_id)
+
+
+def escalated_category(enforcement: Enforcement, decision: Decision) -> str | None:
+    """The category an escalating action rule sends to review: of the escalated categories,
+    the one with the highest tier (ties: by name); None when no rule escalates."""
+    escalated = [c for c, a in enforcement.categories.items() if a.escalate]
+    if not escalated:
+        return None
+    tiers = decision.category_tiers
+    return min(escalated, key=lambda c: (-tiers.get(c, RiskTier.CLEAR).rank, c))
+
+
 def _decision_row(
     job_id: int,
     decision: Decision,
     match: PreScore | None,
     scenario: Scenario,
     scores: ScoreSet,
+    enforcement: Enforcement | None = None,
 ) -> DecisionRow:
     return DecisionRow(
         job_id=job_id,
@@ -397,6 +430,8 @@ def _decision_row(
         match_distance=match.distance if match else None,
         scenario=scenario.record(),
         frame=_deciding_frame(decision, match, scores),
+        enforcement=enforcement.action if enforcement else None,
+        enforcement_detail=enforcement.as_dict() if enforcement else None,
     )
 
 

@@ -45,6 +45,7 @@ class PipelineContext:
     policy: str = "content_safety"
     tag_labels: tuple[str, ...] = DEFAULT_TAG_LABELS  # album-tagging vocabulary
     thresholds_file: Path | None = None  # YAML overrides, below DB versions (resolve_thresholds)
+    action_rules_file: Path | None = None  # action rules below a DB version (actions.resolver)
     callback_min_tier: RiskTier = RiskTier.HIGH
     hooks: PipelineHooks = field(default_factory=PipelineHooks)
     # called after each commit with the ids whose callbacks are due (the worker publishes them)
@@ -159,6 +160,7 @@ def build_context(
         policy=settings.policy,
         tag_labels=tuple(settings.tag_labels),
         thresholds_file=settings.thresholds_file,
+        action_rules_file=settings.action_rules_file,
         callback_min_tier=min_tier,
         hooks=build_hooks(settings, sessions),
         on_callbacks_due=on_callbacks_due,

@@ -95,6 +95,15 @@ class DecidedJob:
     scores: Mapping[str, float]
     # the thresholds the decision was made with (audit sampling draws against their base)
     thresholds: Mapping[str, CategoryThresholds] = field(default_factory=dict)
+    # the category an action rule escalates to review (its ``escalate``), or None
+    escalated: str | None = None
+
+    @property
+    def queued_category(self) -> str | None:
+        """The category this job is queued for review under (None: not queued)."""
+        if self.decision.action == "review_now":
+            return self.decision.category
+        return self.escalated
 
 
 class ReviewRouter(Protocol):
@@ -104,22 +113,28 @@ class ReviewRouter(Protocol):
 
 
 def queue_review_now(session: Session, decided: Sequence[DecidedJob]) -> None:
-    """Default routing: a tier whose action is ``review_now`` opens a ``queue`` review item."""
-    insert_review_items(
-        session,
-        [
+    """Default routing: a tier whose action is ``review_now`` opens a ``queue`` review item,
+    and so does an action rule that escalates a lower tier (under the escalated category)."""
+    rows = []
+    for d in decided:
+        if d.decision.action == "review_now":
+            category, tier = d.decision.category, d.decision.tier
+        elif d.escalated is not None:
+            category = d.escalated
+            tier = d.decision.category_tiers.get(category, d.decision.tier)
+        else:
+            continue
+        rows.append(
             ReviewRow(
                 job_id=d.job_id,
                 kind=ReviewItemKind.QUEUE,
-                tier=d.decision.tier,
+                tier=tier,
                 priority=d.decision.priority,
-                category=d.decision.category,
-                score=d.scores.get(d.decision.category) if d.decision.category else None,
+                category=category,
+                score=d.scores.get(category) if category else None,
             )
-            for d in decided
-            if d.decision.action == "review_now"
-        ],
-    )
+        )
+    insert_review_items(session, rows)
 
 
 def audit_uniform(job_id: int, category: str) -> float:
@@ -189,7 +204,7 @@ class AuditSamplingRouter:
         samples: list[AuditSampleRow] = []
         items: dict[int, ReviewRow] = {}
         for d in decided:
-            queued = d.decision.category if d.decision.action == "review_now" else None
+            queued = d.queued_category
             drawn = self._draw(session, d, queued)
             samples += drawn
             if drawn and queued is None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation.actions.resolver import rules_in_force
+from moderation.actions.rules import evaluate_change
 from moderation.config import Settings
 from moderation.db.repositories import banks as banks_repo
 from moderation.db.repositories import jobs as jobs_repo
@@ -240,8 +242,10 @@ def _step(
     due: list[int] = []
     floor = RiskTier(settings.bank_violation_tier)
     min_tier = RiskTier(settings.callback_min_tier)
+    rules = rules_in_force(session, settings.action_rules_file)
     for job in repo.jobs_of_images(session, sorted(by_image)):
         tier, category, priority = job.tier, job.category, job.priority
+        detail = job.enforcement_detail
         for entry_id, distance in by_image[job.image_id]:
             if entry_id in job.done_entries:
                 continue
@@ -255,12 +259,18 @@ def _step(
                 f"retro_match: bank entry #{entry_id} ({entry.bank.value}/{entry.category}) "
                 f"at distance {distance}"
             )
+            # the entry's category, raised to the bank's tier by a retro-match (source retro)
+            enforced = evaluate_change(
+                rules.rules, detail, entry.category, floor, "retro", rules_version=rules.version_id,
+            )  # fmt: skip
             if not repo.record_redecision(
                 session, job_id=job.job_id, entry_id=entry_id, run_id=run_id,
                 distance=distance, tier=tier, action=ACTIONS[tier], category=category,
-                priority=priority, reason=reason,
+                priority=priority, reason=reason, enforcement=enforced.action,
+                enforcement_detail=enforced.as_dict(),
             ):  # fmt: skip
                 continue
+            detail = enforced.as_dict()
             redecided += 1
             crossed = old.rank < min_tier.rank <= tier.rank
             if job.callback_url and crossed and job.callback_state != "pending":

@@ -38,6 +38,8 @@ __all__ = [
     "ThresholdChange",
     "ThresholdChangeError",
     "ThresholdVersionRecord",
+    "InvalidThresholds",
+    "UnknownThresholdVersion",
     "VersionView",
     "active_versions",
     "in_force",
@@ -53,6 +55,14 @@ __all__ = [
 
 class ThresholdChangeError(ValueError):
     """The change or lookup cannot be done; the message says why (for the user)."""
+
+
+class UnknownThresholdVersion(ThresholdChangeError):
+    """No such version (or not one of the category named)."""
+
+
+class InvalidThresholds(ThresholdChangeError):
+    """The cut-offs, base or scale asked for cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ def list_versions(
 def show_version(session: Session, version_id: int) -> VersionView:
     version = repo.get_version(session, version_id)
     if version is None:
-        raise ThresholdChangeError(f"no threshold version {version_id}")
+        raise UnknownThresholdVersion(f"no threshold version {version_id}")
     active = repo.active_versions(session, [version.category])[version.category]
     return VersionView(version, active.id == version.id)
 
@@ -104,11 +114,11 @@ def set_version(
     """A hand-set, pinned version of ``category``: the ladder moved to ``base`` or explicit
     ``cutoffs`` (exactly one), on ``scale`` (default: the active version's)."""
     if (base is None) == (cutoffs is None):
-        raise ThresholdChangeError("give exactly one of --base or --cutoffs")
+        raise InvalidThresholds("give exactly one of --base or --cutoffs")
     previous = repo.active_versions(session, [category]).get(category)
     scale = scale or (previous.scale if previous else None)
     if scale is None:
-        raise ThresholdChangeError(
+        raise InvalidThresholds(
             f"{category} has no version yet: pass --scale ({', '.join(known_scales())})"
         )
     previous_id = previous.id if previous else None
@@ -129,7 +139,7 @@ def set_version(
             details={"previous_version_id": previous_id},
         )
     except (KeyError, ValueError) as exc:
-        raise ThresholdChangeError(str(exc).strip("'\"")) from None
+        raise InvalidThresholds(str(exc).strip("'\"")) from None
     return ThresholdChange(record, previous_id)
 
 
@@ -152,7 +162,7 @@ def rollback(
         )
     target = repo.get_version(session, to) if to is not None else versions[1]
     if target is None or target.category != category:
-        raise ThresholdChangeError(f"version {to} is not a version of {category}")
+        raise UnknownThresholdVersion(f"version {to} is not a version of {category}")
     record = write_version(
         session,
         kind="rollback",

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import ROLES, Settings
+from moderation.db.repositories import audit_log
 from moderation.db.repositories import tokens as repo
 from moderation.db.repositories.tokens import TokenRecord
 from moderation.db.retry import in_transaction
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 
+MAX_NAME = 100  # api_tokens.name
 ROLE_RANK = {"submitter": 0, "reviewer": 1, "admin": 2}
 VIEWER_ROLES = ("reviewer", "admin")  # who may log in to the dashboard
 
@@ -167,7 +169,12 @@ def token_hash(secret: str) -> str:
 
 
 def create_token(
-    session: Session, name: str, role: str, *, static_names: Iterable[str] = ()
+    session: Session,
+    name: str,
+    role: str,
+    *,
+    static_names: Iterable[str] = (),
+    actor: str = "system",
 ) -> str:
     """Store a new token and return its secret (shown once; only its hash is kept).
 
@@ -178,6 +185,8 @@ def create_token(
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     if not name.strip():
         raise ValueError("a token needs a name")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"a token name has at most {MAX_NAME} characters")
     if name in set(static_names):
         raise TokenExists(
             f"a token named {name!r} already exists in MODERATION_API_TOKENS: choose another name"
@@ -187,6 +196,10 @@ def create_token(
         repo.insert_token(session, name, role, token_hash(secret))
     except IntegrityError:
         raise TokenExists(f"a token named {name!r} already exists") from None
+    audit_log.record_action(
+        session, actor=actor, action="tokens.add", target_type="api_token",
+        target_id=_target(name), details={"name": name, "role": role},
+    )  # fmt: skip
     return secret
 
 
@@ -199,6 +212,17 @@ def list_tokens(session: Session) -> list[TokenRecord]:
     return repo.list_tokens(session)
 
 
-def revoke_token(session: Session, name: str, now: dt.datetime) -> bool:
-    """True when a live token named ``name`` was revoked."""
-    return repo.revoke_token(session, name, now)
+def revoke_token(session: Session, name: str, now: dt.datetime, *, actor: str = "system") -> bool:
+    """True when a live token named ``name`` was revoked (and audit-logged)."""
+    revoked = repo.revoke_token(session, name, now)
+    if revoked:
+        audit_log.record_action(
+            session, actor=actor, action="tokens.revoke", target_type="api_token",
+            target_id=_target(name), details={"name": name},
+        )  # fmt: skip
+    return revoked
+
+
+def _target(name: str) -> str:
+    # audit_log.target_id holds 64 characters, a token name 100: the details keep it whole
+    return name[:64]

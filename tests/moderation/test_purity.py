@@ -9,6 +9,7 @@ import pytest
 
 PURE_MODULES = [
     "moderation.domain",
+    "moderation.actions.rules",
     "moderation.scoring.base",
     "moderation.scoring.catalog",
     "moderation.scoring.profiles",

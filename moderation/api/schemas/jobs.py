@@ -17,7 +17,9 @@ from .common import CleanStr
 __all__ = [
     "BankMatchOut",
     "BatchSubmission",
+    "CategoryEnforcementOut",
     "ContextIn",
+    "EnforcementOut",
     "JobAccepted",
     "JobList",
     "JobOut",
@@ -160,6 +162,27 @@ class TagOut(BaseModel):
     confidence: float = Field(description="min(score / 0.5, 1), the seed's tag confidence.")
 
 
+class CategoryEnforcementOut(BaseModel):
+    action: str
+    escalate: bool
+    source: str = Field(description="Where the category's tier came from: model, bank, retro.")
+
+
+class EnforcementOut(BaseModel):
+    """What the action rules say the platform should do (docs/actions.md)."""
+
+    action: str = Field(
+        description="The most severe category action: allow, blur, age_restrict, hold, block "
+        "or a custom action of the rules.",
+        examples=["blur"],
+    )
+    escalate: bool = Field(description="A rule asks for human review of this item.")
+    rules_version: int | None = Field(
+        None, description="The action rule version applied; null: the rules file or default."
+    )
+    categories: dict[str, CategoryEnforcementOut] = Field(default_factory=dict)
+
+
 class JobOut(BaseModel):
     id: int
     status: str
@@ -193,6 +216,11 @@ class JobOut(BaseModel):
     decision_version: int | None = Field(None, description="2… after a re-decision.")
     decision_reason: str | None = Field(
         None, description="Why the last re-decision was made (retro_match: bank entry #…)."
+    )
+    enforcement: EnforcementOut | None = Field(
+        None,
+        description="The action rules' verdict; null until decided (or decided before the "
+        "rules existed). `action` above is the review routing (allow, watch, review_now).",
     )
     confidence: dict[str, str | None] = Field(
         default_factory=dict,
@@ -233,6 +261,7 @@ class JobOut(BaseModel):
             frame=view.frame,
             decision_version=view.decision_version,
             decision_reason=view.decision_reason,
+            enforcement=EnforcementOut(**view.enforcement) if view.enforcement else None,
             confidence=confidence or {},
         )
 

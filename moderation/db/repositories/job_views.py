@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,9 @@ class JobView:
     frame: int | None = None  # the animation frame that decided (0014)
     decision_version: int | None = None  # 2… after re-decisions (retro-matching)
     decision_reason: str | None = None  # why the last re-decision, e.g. "retro_match: …"
+    # the action rules' verdict (0014): {action, escalate, rules_version, categories}; None
+    # before the job is decided (and for decisions made before 0014)
+    enforcement: Mapping[str, Any] | None = None
 
 
 def _base_query() -> Select[Any]:
@@ -169,6 +172,7 @@ def _view(
         frame=decision.frame if decision else None,
         decision_version=decision.version if decision else None,
         decision_reason=decision.reason if decision else None,
+        enforcement=_enforcement(decision) if decision else None,
     )
 
 
@@ -218,3 +222,9 @@ def list_stopped_jobs(session: Session, status: JobStatus, limit: int) -> list[S
         .limit(limit)
     ).all()
     return [StoppedJob(*row) for row in rows]
+
+
+def _enforcement(decision: Decision) -> dict[str, Any] | None:
+    if decision.enforcement is None:
+        return None
+    return {**dict(decision.enforcement_detail or {}), "action": decision.enforcement}

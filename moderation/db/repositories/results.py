@@ -54,6 +54,8 @@ class DecisionRow:
     match_distance: int | None = None
     scenario: Mapping[str, Any] | None = None  # match verdict, tags, context (0012)
     frame: int | None = None  # the animation frame that decided (0014)
+    enforcement: str | None = None  # the action rules' overall action (0014)
+    enforcement_detail: Mapping[str, Any] | None = None  # per category, escalate, version
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ def insert_decisions(session: Session, rows: Sequence[DecisionRow]) -> None:
                 "match_distance": r.match_distance,
                 "scenario": dict(r.scenario) if r.scenario is not None else None,
                 "frame": r.frame,
+                "enforcement": r.enforcement,
+                "enforcement_detail": (
+                    dict(r.enforcement_detail) if r.enforcement_detail is not None else None
+                ),
             }
             for r in rows
         ],

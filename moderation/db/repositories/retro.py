@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -81,6 +82,7 @@ class RedecideJob:
     category: str | None
     version: int
     done_entries: frozenset[int]
+    enforcement_detail: Mapping[str, Any] | None = None  # the action rules' verdict (0014)
 
 
 def _record(row: RetroRun) -> RunRecord:
@@ -174,7 +176,7 @@ def jobs_of_images(session: Session, image_ids: Sequence[int]) -> list[RedecideJ
     query = (
         select(
             Job.id, Job.image_id, Job.callback_url, Job.callback_state, Decision.tier,
-            Decision.priority, Decision.category, Decision.version,
+            Decision.priority, Decision.category, Decision.version, Decision.enforcement_detail,
         )
         .join(Decision, Decision.job_id == Job.id)
         .where(Job.image_id.in_(list(image_ids)), Job.status == JobStatus.SCORED)
@@ -189,7 +191,16 @@ def jobs_of_images(session: Session, image_ids: Sequence[int]) -> list[RedecideJ
             done.setdefault(job_id, set()).add(entry_id)
     return [
         RedecideJob(
-            r[0], r[1], r[2], r[3], RiskTier(r[4]), r[5], r[6], r[7], frozenset(done.get(r[0], ()))
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            RiskTier(r[4]),
+            r[5],
+            r[6],
+            r[7],
+            frozenset(done.get(r[0], ())),
+            r[8],
         )  # fmt: skip
         for r in rows
     ]
@@ -207,6 +218,8 @@ def record_redecision(
     category: str | None,
     priority: float,
     reason: str,
+    enforcement: str | None = None,
+    enforcement_detail: Mapping[str, Any] | None = None,
 ) -> bool:
     """Keep the job's current decision in ``decision_history`` and replace it with a new
     version naming the entry. False (nothing written) if this (job, entry) pair was already
@@ -232,6 +245,7 @@ def record_redecision(
             matched_bank_entry_id=decision.matched_bank_entry_id,
             match_distance=decision.match_distance, frame=decision.frame,
             scenario=decision.scenario, reason=decision.reason,
+            enforcement=decision.enforcement,
             decided_at=decision.decided_at, superseded_at=now,
         )
     )  # fmt: skip
@@ -245,6 +259,9 @@ def record_redecision(
     decision.frame = None
     decision.reason = reason
     decision.decided_at = now
+    if enforcement is not None:
+        decision.enforcement = enforcement
+        decision.enforcement_detail = dict(enforcement_detail or {})
     session.add(
         RetroMatch(
             run_id=run_id, job_id=job_id, entry_id=entry_id, distance=distance,

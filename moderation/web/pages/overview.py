@@ -102,6 +102,39 @@ def tier_mix_chart(mix: Sequence[views.TierMixPoint], window: views.TimeWindow) 
     )  # fmt: skip
 
 
+ACTION_COLORS = {  # built-in actions, mildest to most severe; custom actions get CUSTOM_COLOR
+    "blur": "#fcc419",
+    "age_restrict": "#ae3ec9",
+    "hold": "#fd7e14",
+    "block": "#c92a2a",
+}
+CUSTOM_COLOR = "#495057"
+
+
+def actions_chart(points: Sequence[views.ActionPoint], window: views.TimeWindow) -> Markup:
+    # "allow" is most jobs and would flatten the rest, as clear does on the tier chart
+    values: dict[str, dict[dt.datetime, float]] = defaultdict(lambda: defaultdict(float))
+    for p in points:
+        if p.action != "allow":
+            values[p.action][p.hour] += p.jobs
+    names = [a for a in ACTION_COLORS if a in values] + sorted(set(values) - set(ACTION_COLORS))
+    layers = [
+        charts.Layer(name, ACTION_COLORS.get(name, CUSTOM_COLOR), values[name]) for name in names
+    ]
+    return charts.stacked_bars(
+        window.start, window.end, dt.timedelta(hours=1), layers,
+        label="jobs per hour by action (allow not shown)", y_label="jobs / hour",
+    )  # fmt: skip
+
+
+def action_totals(points: Sequence[views.ActionPoint]) -> dict[str, int]:
+    """Jobs in the window per action, most frequent first."""
+    totals: dict[str, int] = defaultdict(int)
+    for p in points:
+        totals[p.action] += p.jobs
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def tier_table(mix: Sequence[views.TierMixPoint]) -> dict[str, dict[RiskTier, int]]:
     """Jobs in the window per deciding category (``—`` for clear jobs) and tier."""
     table: dict[str, dict[RiskTier, int]] = defaultdict(lambda: dict.fromkeys(RiskTier, 0))
@@ -150,6 +183,7 @@ def overview(
     window = views.TimeWindow.last(hours, now)
     throughput = views.throughput_per_minute(session, window)
     mix = views.tier_mix_hourly(session, window)
+    actions = views.actions_hourly(session, window)
     backlog = views.backlog(session, now)
     failures = views.failures_by_reason(session, window)
     latency = views.review_latency(session, window)
@@ -158,6 +192,7 @@ def overview(
         hours=hours, window=window, now=now, summary=summarise(throughput),
         throughput_chart=throughput_chart(throughput, window),
         tier_chart=tier_mix_chart(mix, window), tier_table=tier_table(mix), tiers=list(RiskTier),
+        actions_chart=actions_chart(actions, window), action_totals=action_totals(actions),
         backlog=backlog,
         backlog_chart=charts.bar_list(
             [(f"{b.queue} · {b.status}", b.items) for b in backlog],

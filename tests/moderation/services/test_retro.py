@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from moderation.config import Settings
-from moderation.db.models import DecisionHistory, RetroMatch
+from moderation.db.models import Decision, DecisionHistory, RetroMatch
 from moderation.db.session import make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.domain import BankKind
@@ -47,6 +47,9 @@ def test_a_failed_run_resumes_from_its_cursor_and_decides_once(engine):
         entry = bank_hash(s, bank=BankKind.CONFIRMED_VIOLATION, pdq=compute_pdq(photo),
                           added_by="t", category="violence").entry  # fmt: skip
     assert entry is not None
+    with session_scope(sessions) as s:
+        before = {d.enforcement for d in s.scalars(select(Decision))}
+    assert "block" not in before
     run = retro.start_run(sessions, settings, [entry.id], trigger="test")
 
     def stop_after_first_page(progress: retro.RetroProgress) -> None:
@@ -63,3 +66,16 @@ def test_a_failed_run_resumes_from_its_cursor_and_decides_once(engine):
     with session_scope(sessions) as s:
         assert s.scalar(select(func.count()).select_from(RetroMatch)) == 6
         assert s.scalar(select(func.count()).select_from(DecisionHistory)) == 6
+    with session_scope(sessions) as s:
+        decisions = list(s.scalars(select(Decision)))
+        # the packaged rules: a retro hit (source retro) at the bank's tier is blocked; the
+        # superseded decision keeps its own action in the history
+        assert {d.enforcement for d in decisions} == {"block"}
+        detail = decisions[0].enforcement_detail
+        assert detail["categories"]["violence"] == {
+            "action": "block",
+            "escalate": False,
+            "source": "retro",
+        }
+        assert detail["categories"]["sexual"]["source"] == "model"
+        assert {h.enforcement for h in s.scalars(select(DecisionHistory))} == before

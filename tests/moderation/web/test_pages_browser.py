@@ -33,7 +33,8 @@ def test_overview_in_chromium(served, browser):
     text = _text(page.dom)
     assert re.search(r'id="finished">8<', page.dom)  # 8 jobs finished 10:30–12:30
     assert "37.50 %" in text  # 2 failed + 1 quarantined of 8
-    assert page.dom.count("<svg") == 5  # throughput, tier mix, backlog, failures, reviews
+    # throughput, tier mix, actions, backlog, failures, reviews
+    assert page.dom.count("<svg") == 6
     assert "failed · undecodable: 2" in text and "quarantined · worker_crash: 1" in text
     assert re.search(r"jobs queued 2 10 min", text)  # backlog: oldest queued job at 12:20
     assert "weapons" in text and "extreme" in text

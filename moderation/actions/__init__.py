@@ -1,0 +1,1 @@
+"""Action rules: what the platform should do with a decision (allow, blur, …, block)."""

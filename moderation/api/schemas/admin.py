@@ -1,0 +1,173 @@
+"""Request and response models of the admin API: thresholds, tokens, action rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moderation.domain import RiskTier
+from moderation.thresholds.tiers import LADDER
+
+from .common import CleanStr, DbId
+
+__all__ = [
+    "ActionRulesIn",
+    "ActionRulesInForceOut",
+    "ActionRuleVersionOut",
+    "PinIn",
+    "RollbackIn",
+    "ThresholdRollbackIn",
+    "ThresholdSetIn",
+    "ThresholdVersionOut",
+    "TokenCreated",
+    "TokenIn",
+    "TokenOut",
+]
+
+Reason = CleanStr
+_EXAMPLE = (0.2, 0.3, 0.4, 0.5)
+Score = Annotated[
+    float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)
+]  # cut-offs of an example ladder
+_REASON = Field(min_length=1, max_length=2000, description="Why (kept in the audit log).")
+
+
+class ThresholdVersionOut(BaseModel):
+    id: int
+    category: str
+    value: float = Field(description="The base (violation, medium-tier) cut-off.")
+    cutoffs: dict[str, float] = Field(description="Tier → lowest score reaching it.")
+    scale: str
+    policy: str
+    strategy: str
+    reason: str
+    created_by: str
+    created_at: dt.datetime
+    restored_from_id: int | None
+    pinned: bool
+    active: bool | None = Field(None, description="Whether it is its category's version.")
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThresholdSetIn(BaseModel):
+    """Exactly one of ``base`` and ``cutoffs``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"base": 0.31, "reason": "too many false positives on beach photos"},
+                {
+                    "cutoffs": {t.value: v for t, v in zip(LADDER, _EXAMPLE, strict=True)},
+                    "scale": "gme_cosine",
+                    "reason": "policy review 2026-12",
+                },
+            ]
+        },
+    )
+
+    base: Score | None = None
+    cutoffs: dict[RiskTier, Score] | None = Field(
+        None, description="The cut-off of every non-clear tier (warning … extreme)."
+    )
+    scale: CleanStr | None = Field(None, max_length=32, description="Default: the active's.")
+    reason: Reason = _REASON
+
+
+class ThresholdRollbackIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"to": 12, "reason": "bad calibration"}]}
+    )
+
+    to: DbId | None = Field(None, description="Version to restore (default: the previous).")
+    reason: Reason | None = Field(None, min_length=1, max_length=2000)
+
+
+class PinIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "holiday freeze"}]}
+    )
+
+    reason: Reason | None = Field(None, min_length=1, max_length=2000)
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "upload-service", "role": "submitter"}]},
+    )
+
+    name: CleanStr = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: Literal["submitter", "reviewer", "admin"]
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class TokenCreated(BaseModel):
+    name: str
+    role: str
+    secret: str = Field(description="The bearer secret: shown once, only its hash is kept.")
+
+
+class ActionRulesIn(BaseModel):
+    """A new action rule set (docs/actions.md) and why."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "age-gate adult content instead of blurring it",
+                    "rules": {
+                        "order": ["allow", "blur", "age_restrict", "hold", "block"],
+                        "default": {"action": "allow"},
+                        "rules": [
+                            {"category": "*", "tier": ["medium", "high"], "action": "blur"},
+                            {"category": "*", "tier": "extreme", "action": "block",
+                             "escalate": True},
+                            {"category": "sexual", "tier": ["medium", "high"],
+                             "action": "age_restrict"},
+                            {"category": "*", "tier": ["medium", "high", "extreme"],
+                             "source": "bank", "action": "block"},
+                        ],
+                    },
+                }
+            ]
+        },
+    )  # fmt: skip
+
+    rules: dict[str, Any] = Field(description="order, default, rules (validated by the server).")
+    reason: Reason = _REASON
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"to": 3, "reason": "revert"}]}
+    )
+
+    to: DbId | None = Field(None, description="Version to restore (default: the previous).")
+    reason: Reason | None = Field(None, min_length=1, max_length=2000)
+
+
+class ActionRuleVersionOut(BaseModel):
+    id: int
+    rules: dict[str, Any]
+    reason: str
+    created_by: str
+    created_at: dt.datetime
+    restored_from_id: int | None
+
+
+class ActionRulesInForceOut(BaseModel):
+    source: Literal["version", "file", "packaged"] = Field(
+        description="A DB version, MODERATION_ACTION_RULES_FILE, or the packaged default."
+    )
+    version_id: int | None
+    rules: dict[str, Any]
