@@ -184,7 +184,15 @@ class Job(Base):
     submitted_by: Mapped[str | None] = mapped_column(String(100))
     priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
     callback_url: Mapped[str | None] = mapped_column(Text)
-    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending/sent/failed/skipped
+    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending/sent/dead/skipped
+    # durable callbacks (0015): dispatches tried, when the next is due (also the lease of the
+    # one in flight), since when it is due (its max age counts from here), the last failure
+    callback_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    callback_next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    callback_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    callback_last_error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[JobStatus] = mapped_column(
         str_enum(JobStatus, "job_status"), nullable=False, default=JobStatus.QUEUED
     )
