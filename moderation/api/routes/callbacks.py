@@ -40,7 +40,7 @@ def list_callbacks(
     return [CallbackOut.of(r) for r in rows]
 
 
-@router.post("/resend", responses=error_responses(401, 403, 422, 503))
+@router.post("/resend", responses=error_responses(400, 401, 403, 422, 503))
 def resend(body: ResendIn, state: StateDep, admin: Admin) -> ResendOut:
     """Send sent or dead callbacks again: fresh attempts, due now (audit-logged)."""
     ids = callback_service.resend(

@@ -44,8 +44,11 @@ class CallbackOut(BaseModel):
 class ResendIn(BaseModel):
     """Either ``job_ids`` or ``all_dead``."""
 
+    # strict: JSON types as declared (no false for 0, no "5" for 5)
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"job_ids": [42]}, {"all_dead": True}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"job_ids": [42]}, {"all_dead": True}]},
     )
 
     job_ids: Annotated[list[DbId], Field(max_length=1000)] = Field(default_factory=list)
