@@ -200,6 +200,13 @@ class Settings(BaseSettings):
     review_lease_s: float = Field(
         900, gt=0, description="How long a reviewer's claim on a review item lasts (seconds)."
     )
+    appeal_evidence_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of a decided appeal as a calibration label (appeals are not a "
+        "random sample: never counted as audits).",
+    )
     review_audit_max_wait_s: float = Field(
         3600,
         ge=0,

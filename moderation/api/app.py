@@ -27,7 +27,7 @@ from moderation.services.jobs import count_by_status, oldest_by_status
 from .auth import TokenAuthenticator
 from .deps import ApiState
 from .limits import BodySizeLimit
-from .routes import banks, callbacks, health, jobs, metrics, reviews
+from .routes import appeals, banks, callbacks, health, jobs, metrics, reviews
 from .schemas.common import clean_errors
 from .schemas.jobs import BatchSubmission, JsonSubmission
 from .schemas.reviews import ReviewIn
@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(reviews.router)
     app.include_router(banks.router)
     app.include_router(callbacks.router)
+    app.include_router(appeals.router)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)

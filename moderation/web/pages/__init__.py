@@ -3,7 +3,7 @@
 __all__ = ["PAGE_MODULES"]
 
 # Nav order comes from each PAGE.order: 1 overview, 2 review, 3 thresholds, 4 matcher
-# playground, 5 banks, 6 callbacks.
+# playground, 5 banks, 6 callbacks, 7 appeals.
 PAGE_MODULES: tuple[str, ...] = (
     "overview",
     "review",
@@ -11,4 +11,5 @@ PAGE_MODULES: tuple[str, ...] = (
     "matcher",
     "banks",
     "callbacks",
+    "appeals",
 )
