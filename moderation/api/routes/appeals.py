@@ -4,6 +4,7 @@ separate from the review queue (docs/review.md#appeals)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -20,6 +21,7 @@ from ..schemas.common import MAX_DB_ID, error_responses, unprocessable
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["appeals"])
 Submitter = Annotated[Principal, Depends(require_role("submitter"))]
 Reviewer = Annotated[Principal, Depends(require_role("reviewer"))]
@@ -118,6 +120,6 @@ def decide(
     if done.callback_due:
         try:
             state.publisher.publish_callbacks([done.appeal.job_id])
-        except Exception:  # the reaper dispatches it: it is due now
-            pass
+        except Exception as exc:  # the reaper dispatches it: it is due now
+            log.warning("could not publish the callback of job %s: %s", done.appeal.job_id, exc)
     return AppealOut.of(done.appeal)
