@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -86,7 +86,7 @@ async def claim(request: Request) -> Response:
 
 
 @router.post(PAGE.path + "/{appeal_id}/decide")
-async def decide(appeal_id: int, request: Request) -> Response:
+async def decide(appeal_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request) -> Response:
     """Uphold or overturn the viewer's appeal (new decision version, callback, audit log)."""
     form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
     require_csrf(request, form.get("csrf_token"))
