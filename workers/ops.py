@@ -144,7 +144,9 @@ def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
     ``callback_max_age_s``."""
     settings = app.settings
     sessions = sessions_for(settings)
-    lease_s = settings.callback_timeout_s * settings.callback_max_attempts + 60
+    # the longest a dispatch may take (each POST's timeout, the backoff between them, capped
+    # at 2 s) and a margin: a dispatch lost with its worker is due again after it
+    lease_s = settings.callback_max_attempts * (settings.callback_timeout_s + 2.0) + 10.0
     now = utcnow()
     since = in_transaction(sessions, lambda s: callbacks_repo.claim(s, job_id, now, lease_s))
     if since is None:

@@ -97,7 +97,8 @@ def test_a_receiver_down_for_a_while_still_gets_the_callback_then_resends(stack_
         stack.workers.remove(worker)
         time.sleep(2)
         stack.start_worker("--cpu", "1", "--ops", "--beat")
-        wait_for(lambda: stack.jobs()[job_id].callback_attempts >= 5, 60, "more failed tries")
+        # (a dispatch the kill interrupted is due again after its lease: 1 × (2 + 2) + 10 s)
+        wait_for(lambda: stack.jobs()[job_id].callback_attempts >= 5, 90, "more failed tries")
         assert receiver.received == []
         receiver.up()
         wait_for(lambda: stack.jobs()[job_id].callback_state != "pending", 60, "the callback sent")
