@@ -7,11 +7,15 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from moderation.domain import RiskTier
 from moderation.services.appeals import AppealRow
 
 from .common import CleanStr
 
 __all__ = ["AppealDecisionIn", "AppealIn", "AppealOut"]
+
+# a tier's name, from the one per-tier table (strict models take no enum from JSON strings)
+TierName = Literal[tuple(t.value for t in RiskTier)]  # type: ignore[valid-type]
 
 
 class AppealIn(BaseModel):
@@ -37,7 +41,7 @@ class AppealDecisionIn(BaseModel):
     )
 
     outcome: Literal["upheld", "overturned"]
-    tier: Literal["clear", "warning", "medium", "high", "extreme"] | None = Field(
+    tier: TierName | None = Field(
         None, description="The corrected tier (overturned only)."
     )
     note: Annotated[CleanStr | None, Field(max_length=2000)] = None
