@@ -41,9 +41,7 @@ class AppealDecisionIn(BaseModel):
     )
 
     outcome: Literal["upheld", "overturned"]
-    tier: TierName | None = Field(
-        None, description="The corrected tier (overturned only)."
-    )
+    tier: TierName | None = Field(None, description="The corrected tier (overturned only).")
     note: Annotated[CleanStr | None, Field(max_length=2000)] = None
 
     @model_validator(mode="after")
