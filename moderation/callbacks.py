@@ -7,10 +7,12 @@ time into the MAC lets a receiver refuse a replayed (old) callback, ``verify_sig
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import ipaddress
 import json
+import random
 import re
 import socket
 import time
@@ -31,6 +33,8 @@ __all__ = [
     "deliver_callback",
     "embedded_ipv4",
     "redact_url",
+    "retry_delay",
+    "schedule_retry",
     "sign",
     "verify_signature",
 ]
@@ -254,3 +258,29 @@ def _outcome(status: int, shown_url: str) -> int:
     if status >= 400 or status < 200:
         raise CallbackRejected(f"{shown_url} answered {status}")
     return status
+
+
+def retry_delay(
+    attempts: int, *, base_s: float, cap_s: float, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after ``attempts`` failed dispatches: ``base_s * 2**(attempts-1)``
+    capped at ``cap_s``, then jittered to between half and all of it (so receivers coming back
+    are not hit by every waiting callback at once)."""
+    ceiling = min(cap_s, base_s * 2.0 ** max(0, min(attempts - 1, 60)))
+    return ceiling * (0.5 + 0.5 * rng())
+
+
+def schedule_retry(
+    attempts: int,
+    *,
+    now: dt.datetime,
+    since: dt.datetime,
+    base_s: float,
+    cap_s: float,
+    max_age_s: float,
+    rng: Callable[[], float] = random.random,
+) -> dt.datetime | None:
+    """When to try again after ``attempts`` failures of a callback due since ``since``; None:
+    give up (the next try would fall past ``max_age_s`` — a dead letter)."""
+    at = now + dt.timedelta(seconds=retry_delay(attempts, base_s=base_s, cap_s=cap_s, rng=rng))
+    return at if at <= since + dt.timedelta(seconds=max_age_s) else None

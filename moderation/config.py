@@ -232,6 +232,13 @@ class Settings(BaseSettings):
     review_lease_s: float = Field(
         900, gt=0, description="How long a reviewer's claim on a review item lasts (seconds)."
     )
+    appeal_evidence_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of a decided appeal as a calibration label (appeals are not a "
+        "random sample: never counted as audits).",
+    )
     review_audit_max_wait_s: float = Field(
         3600,
         ge=0,
@@ -394,7 +401,22 @@ class Settings(BaseSettings):
     )
     callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback POST.")
     callback_max_attempts: int = Field(
-        5, ge=1, description="Callback POSTs tried (exponential backoff) before giving up."
+        2,
+        ge=1,
+        description="Callback POSTs tried in a row (sub-second backoff) per dispatch; a "
+        "dispatch that fails is retried later on the schedule below.",
+    )
+    callback_retry_base_s: float = Field(
+        30.0, gt=0, description="Wait after a callback's first failed dispatch (then doubled)."
+    )
+    callback_retry_cap_s: float = Field(
+        3600.0, gt=0, description="Longest wait between two dispatches of one callback."
+    )
+    callback_max_age_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A callback not delivered this long after it became due is a dead letter "
+        "(`moderation callbacks resend` sends it again).",
     )
 
     # storage by reference and the blob store (moderation.storage; docs/deploy.md)

@@ -44,6 +44,7 @@ __all__ = [
     "BATCH_SECONDS",
     "BATCH_SIZE",
     "CALLBACKS",
+    "CALLBACK_SECONDS",
     "IMAGE_SECONDS",
     "JOBS_FINISHED",
     "JOBS_SKIPPED",
@@ -128,8 +129,15 @@ BROKER_RESETS = Counter(
 )
 CALLBACKS = Counter(
     "moderation_callbacks",
-    "Decision callbacks by result: sent, or failed (given up for good: a dead letter).",
+    "Decision callback dispatches by result: sent, failed (retried later on the schedule), "
+    "dead (given up: refused, or past MODERATION_CALLBACK_MAX_AGE_S — a dead letter).",
     ["result"],
+)
+CALLBACK_SECONDS = Histogram(
+    "moderation_callback_duration_seconds",
+    "Wall time of one callback dispatch (its POSTs, their backoff) by result.",
+    ["result"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 TASK_LAST_SUCCESS = Gauge(
     "moderation_task_last_success_timestamp_seconds",
@@ -215,8 +223,11 @@ def record_broker_watch(*, reset: bool, requeued: int, republished: int) -> None
     REAPED.labels(action="republished").inc(republished)
 
 
-def record_callback(*, sent: bool) -> None:
-    CALLBACKS.labels(result="sent" if sent else "failed").inc()
+def record_callback(result: str, seconds: float | None = None) -> None:
+    """One callback dispatch: ``sent``, ``failed`` (will be retried) or ``dead``."""
+    CALLBACKS.labels(result=result).inc()
+    if seconds is not None:
+        CALLBACK_SECONDS.labels(result=result).observe(seconds)
 
 
 def record_task_success(task: str, at: float | None = None) -> None:

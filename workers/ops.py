@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import metrics
-from moderation.callbacks import deliver_callback
+from moderation.callbacks import (
+    CallbackRefused,
+    CallbackRejected,
+    deliver_callback,
+    schedule_retry,
+)
+from moderation.db.repositories import callbacks as callbacks_repo
 from moderation.db.repositories.job_views import JobView, get_job_view
-from moderation.db.repositories.jobs import set_callback_state
 from moderation.db.retry import in_transaction
 from moderation.db.rollups import refresh_rollups
 from moderation.db.session import make_engine, make_sessionmaker
@@ -146,13 +152,25 @@ def callback_payload(view: JobView) -> dict[str, Any]:
 
 
 def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
-    """POST the decision of ``job_id`` to its callback URL; records sent/failed on the job."""
+    """One dispatch of the decision callback of ``job_id`` if it is due (durable callbacks:
+    ``moderation.db.repositories.callbacks``): claimed, POSTed (``callback_max_attempts`` quick
+    tries), then marked sent, retried later on the exponential schedule, or dead — refused
+    (4xx, redirect, a non-public address), or the next try would fall past
+    ``callback_max_age_s``."""
     settings = app.settings
     sessions = sessions_for(settings)
+    # the longest a dispatch may take (each POST's timeout, the backoff between them, capped
+    # at 2 s) and a margin: a dispatch lost with its worker is due again after it
+    lease_s = settings.callback_max_attempts * (settings.callback_timeout_s + 2.0) + 10.0
+    now = utcnow()
+    since = in_transaction(sessions, lambda s: callbacks_repo.claim(s, job_id, now, lease_s))
+    if since is None:
+        return "nothing to send"
     view = in_transaction(sessions, lambda s: get_job_view(s, job_id))
-    if view is None or not view.callback_url or view.callback_state != "pending":
+    if view is None or not view.callback_url:  # pragma: no cover - claimed rows have a URL
         return "nothing to send"
     secret = settings.callback_secret.get_secret_value() if settings.callback_secret else None
+    started = time.perf_counter()
     try:
         status = deliver_callback(
             view.callback_url,
@@ -161,14 +179,32 @@ def send_callback_for_job(app: ModerationCelery, job_id: int) -> str:
             secret=secret,
             timeout_s=settings.callback_timeout_s,
             max_attempts=settings.callback_max_attempts,
+            max_backoff_s=2.0,
         )
     except Exception as exc:
-        log.warning("callback for job %s failed for good: %s", job_id, exc)
-        in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "failed"))
-        metrics.record_callback(sent=False)
-        return f"failed: {exc}"
-    in_transaction(sessions, lambda s: set_callback_state(s, [job_id], "sent"))
-    metrics.record_callback(sent=True)
+        seconds = time.perf_counter() - started
+        error = f"{type(exc).__name__}: {exc}"
+        retry_at = None
+        if not isinstance(exc, (CallbackRefused, CallbackRejected)):
+            retry_at = schedule_retry(
+                view.callback_attempts,
+                now=utcnow(),
+                since=since,
+                base_s=settings.callback_retry_base_s,
+                cap_s=settings.callback_retry_cap_s,
+                max_age_s=settings.callback_max_age_s,
+            )
+        if retry_at is None:
+            log.warning("callback for job %s is a dead letter: %s", job_id, error)
+            in_transaction(sessions, lambda s: callbacks_repo.mark_dead(s, job_id, error))
+            metrics.record_callback("dead", seconds)
+            return f"dead: {exc}"
+        log.info("callback for job %s failed, retry at %s: %s", job_id, retry_at, error)
+        in_transaction(sessions, lambda s: callbacks_repo.mark_retry(s, job_id, retry_at, error))
+        metrics.record_callback("failed", seconds)
+        return f"failed, retry at {retry_at.isoformat()}: {exc}"
+    in_transaction(sessions, lambda s: callbacks_repo.mark_sent(s, job_id))
+    metrics.record_callback("sent", time.perf_counter() - started)
     return f"sent ({status})"
 
 

@@ -1,7 +1,7 @@
 """blob store and retention: where uploaded bytes live, purge marks, legal hold, runs
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-06
 
 - ``images``: ``blob_uri`` (where the blob store — MODERATION_BLOB_STORE dir/s3 — keeps the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -31,7 +31,9 @@ from .routes import (
     action_rules,
     admin_thresholds,
     admin_tokens,
+    appeals,
     banks,
+    callbacks,
     health,
     jobs,
     metrics,
@@ -118,6 +120,8 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(admin_thresholds.router)
     app.include_router(admin_tokens.router)
     app.include_router(action_rules.router)
+    app.include_router(callbacks.router)
+    app.include_router(appeals.router)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)

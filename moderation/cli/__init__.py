@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "actions",
     "bank",
     "calibrate",
+    "callbacks",
     "config",
     "dashboard",
     "db",

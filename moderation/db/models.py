@@ -38,6 +38,7 @@ from moderation.domain import (
 
 __all__ = [
     "ActionRuleVersion",
+    "Appeal",
     "ApiToken",
     "AuditLogEntry",
     "AuditSample",
@@ -193,7 +194,15 @@ class Job(Base):
     submitted_by: Mapped[str | None] = mapped_column(String(100))
     priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
     callback_url: Mapped[str | None] = mapped_column(Text)
-    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending/sent/failed/skipped
+    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending/sent/dead/skipped
+    # durable callbacks (0015): dispatches tried, when the next is due (also the lease of the
+    # one in flight), since when it is due (its max age counts from here), the last failure
+    callback_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    callback_next_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    callback_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    callback_last_error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[JobStatus] = mapped_column(
         str_enum(JobStatus, "job_status"), nullable=False, default=JobStatus.QUEUED
     )
@@ -416,6 +425,36 @@ class DecisionHistory(Base):
     enforcement: Mapped[str | None] = mapped_column(String(64))  # 0014
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
     superseded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class Appeal(Base):
+    """A submitter contesting a job's decision (0015): a queue of its own, decided by a
+    reviewer other than those who reviewed the job; the outcome writes a new decision version."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        UniqueConstraint("job_id"),  # one appeal per job
+        Index(None, "status", "created_at"),  # the queue: open appeals, oldest first
+        Index(None, "category", "created_at"),  # rates per category, calibration evidence
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    submitted_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")  # open/decided
+    # the decision appealed: its tier, category (the one that set the tier) and version
+    tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    category: Mapped[str | None] = mapped_column(CATEGORY)
+    decision_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))  # upheld/overturned
+    new_tier: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_column()
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class ReviewItem(Base):

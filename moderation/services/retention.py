@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import metrics
 from moderation.config import Settings
+from moderation.db.repositories import appeals as appeals_repo
 from moderation.db.repositories import retention as repo
 from moderation.db.repositories.audit_log import record_action
 from moderation.db.retry import in_transaction
@@ -67,12 +68,8 @@ class DayPurged:
 
 
 def under_appeal(session: Session) -> set[int]:
-    """Job ids under an open appeal: retention keeps their bytes.
-
-    TODO(merger): the appeals table lives on the ``webhooks`` branch; return the job ids of
-    its open appeals here. Until then no job is under appeal (a legal hold covers the need).
-    """
-    return set()
+    """Job ids under an open appeal: retention keeps their bytes until it is decided."""
+    return appeals_repo.open_appeal_job_ids(session)
 
 
 def run_retention(

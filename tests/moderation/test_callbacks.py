@@ -238,3 +238,20 @@ def test_failures_name_the_url_without_its_userinfo(receiver):
     assert url in str(retried.value) and url in str(rejected.value)
     assert "http://127.0.0.1:9/hook" in str(unreachable.value)
     assert handler.seen[-1][0]["Authorization"].startswith("Basic ")  # still sent as auth
+
+
+def test_retry_delays_grow_exponentially_with_jitter_and_stop_at_the_max_age():
+    import datetime as dt
+
+    from moderation.callbacks import retry_delay, schedule_retry
+
+    full = [retry_delay(n, base_s=30, cap_s=3600, rng=lambda: 1.0) for n in range(1, 10)]
+    assert full == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert retry_delay(3, base_s=30, cap_s=3600, rng=lambda: 0.0) == 60  # half at least
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    at = schedule_retry(1, now=since, since=since, base_s=30, cap_s=3600, max_age_s=86400,
+                        rng=lambda: 1.0)  # fmt: skip
+    assert at == since + dt.timedelta(seconds=30)
+    late = since + dt.timedelta(hours=23, minutes=30)
+    assert schedule_retry(30, now=late, since=since, base_s=30, cap_s=3600, max_age_s=86400,
+                          rng=lambda: 1.0) is None  # fmt: skip

@@ -66,8 +66,8 @@ def test_reaper_counts_what_it_republished_and_when_it_last_ran(ops_app, db_url)
     assert started <= last <= time.time()
 
 
-def test_a_callback_given_up_counts_as_a_dead_letter(ops_app, db_url):
-    # loopback is not public and not allow-listed: refused, so failed for good, at once
+def test_a_refused_callback_counts_as_a_dead_letter(ops_app, db_url):
+    # loopback is not public and not allow-listed: refused, so dead at once (no retry helps)
     job_id = _submit(db_url, age_s=0, callback_url="http://127.0.0.1:9/hook")
     engine = make_engine(db_url)
     try:
@@ -75,13 +75,15 @@ def test_a_callback_given_up_counts_as_a_dead_letter(ops_app, db_url):
             set_callback_state(s, [job_id], "pending")
     finally:
         engine.dispose()
-    failed = value("moderation_callbacks_total", result="failed")
+    dead = value("moderation_callbacks_total", result="dead")
     sent = value("moderation_callbacks_total", result="sent")
-    assert send_callback_for_job(ops_app, job_id).startswith("failed")
-    assert value("moderation_callbacks_total", result="failed") == failed + 1
+    timed = value("moderation_callback_duration_seconds_count", result="dead")
+    assert send_callback_for_job(ops_app, job_id).startswith("dead")
+    assert value("moderation_callbacks_total", result="dead") == dead + 1
     assert value("moderation_callbacks_total", result="sent") == sent
+    assert value("moderation_callback_duration_seconds_count", result="dead") == timed + 1
     assert send_callback_for_job(ops_app, job_id) == "nothing to send"  # not counted twice
-    assert value("moderation_callbacks_total", result="failed") == failed + 1
+    assert value("moderation_callbacks_total", result="dead") == dead + 1
 
 
 def test_adjuster_exports_its_recall_estimate_against_the_target(pg_url, settings_factory):

@@ -65,6 +65,7 @@ class JobView:
     catalog_version: str | None
     callback_url: str | None
     callback_state: str | None
+    callback_attempts: int = 0
     tier: str | None = None
     action: str | None = None
     category: str | None = None
@@ -157,6 +158,7 @@ def _view(
         catalog_version=job.catalog_version,
         callback_url=job.callback_url,
         callback_state=job.callback_state,
+        callback_attempts=job.callback_attempts or 0,
         tier=str(decision.tier) if decision else None,
         action=decision.action if decision else None,
         category=decision.category if decision else None,

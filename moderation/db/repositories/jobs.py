@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.db.models import Job
+from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 
 __all__ = [
@@ -257,10 +258,19 @@ def record_transient_error(
 
 
 def set_callback_state(session: Session, job_ids: Sequence[int], state: str) -> None:
+    """``pending`` starts a fresh delivery (due now, no attempts yet: the durable retry state
+    of ``moderation.db.repositories.callbacks``)."""
     if job_ids:
-        session.execute(
-            update(JOBS).where(JOBS.c.id.in_(list(job_ids))).values(callback_state=state)
-        )
+        values: dict[str, Any] = {"callback_state": state}
+        if state == "pending":
+            now = utcnow()
+            values.update(
+                callback_attempts=0,
+                callback_next_at=now,
+                callback_since=now,
+                callback_last_error=None,
+            )
+        session.execute(update(JOBS).where(JOBS.c.id.in_(list(job_ids))).values(**values))
 
 
 def retry_jobs(session: Session, job_ids: Sequence[int]) -> list[int]:

@@ -105,12 +105,21 @@ def find_candidates(
 def pending_callbacks(
     session: Session, now: dt.datetime, *, stale_claim_s: float, limit: int = 10_000
 ) -> list[int]:
-    """Finished jobs whose callback is still ``pending`` after ``stale_claim_s``."""
+    """Pending callbacks due for a dispatch: their retry time has come (durable callbacks,
+    ``moderation.db.repositories.callbacks``), or, with no retry time recorded, their job
+    finished more than ``stale_claim_s`` ago."""
     stale = now - dt.timedelta(seconds=stale_claim_s)
     return list(
         session.scalars(
             select(JOBS.c.id)
-            .where(JOBS.c.callback_state == "pending", JOBS.c.finished_at < stale)
+            .where(
+                JOBS.c.callback_state == "pending",
+                or_(
+                    JOBS.c.callback_next_at <= now,
+                    and_(JOBS.c.callback_next_at.is_(None), JOBS.c.finished_at < stale),
+                ),
+            )
+            .order_by(JOBS.c.callback_next_at)
             .limit(limit)
         )
     )

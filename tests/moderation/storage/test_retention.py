@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from moderation.db.models import Image, ImageBlob, Job, Review, ReviewItem
+from moderation.db.models import Appeal, Image, ImageBlob, Job, Review, ReviewItem
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus, ReviewItemStatus, ReviewLabel
@@ -273,3 +273,30 @@ def test_admin_api_puts_and_lifts_a_legal_hold(api_factory, sessions):
             .order_by(AuditLogEntry.id)
         ).all()
     assert actions == ["legal_hold.set", "legal_hold.lift"]
+
+
+def test_an_open_appeal_keeps_the_bytes_until_it_is_decided(pg_url, sessions, settings_factory):
+    from moderation.db.repositories import appeals as appeals_repo
+
+    settings = settings_factory(database_url=pg_url, retention_clear_days=7, audit_fraction=0)
+    ids = _submit(settings, sessions, [Submission.from_bytes(_image((0, 0, 0), n)) for n in (1, 2)])
+    ctx = build_context(settings, ColourScorer(), sessions, worker="test@appeal-hold")
+    try:
+        assert sorted(run_batch(ctx, ids).scored) == sorted(ids)
+    finally:
+        ctx.close()
+    for job_id in ids:
+        _age(sessions, job_id, 10)
+    appealed, other = ids
+    with session_scope(sessions) as s:
+        target = appeals_repo.target_of(s, appealed)
+        assert target is not None
+        appeals_repo.insert_appeal(s, target, submitted_by="alice", reason="r", now=utcnow())
+    report = run_retention(settings, sessions)
+    assert report.purged_clear == 1
+    assert _stored(sessions, appealed)[:3] == (True, None, False)  # kept: under appeal
+    assert _stored(sessions, other)[2]  # purged
+    with session_scope(sessions) as s:
+        s.execute(update(Appeal).where(Appeal.job_id == appealed).values(status="decided"))
+    assert run_retention(settings, sessions).purged_clear == 1
+    assert _stored(sessions, appealed)[2]

@@ -164,11 +164,14 @@ def test_every_state_changing_route_needs_the_csrf_token(queue, rita):
     """All POST routes there are (review, claim, matcher, login, logout): none acts without
     the session's token; a new POST route is covered by this test automatically."""
     posts = sorted(
-        route.path.replace("{item_id}", "1")
+        route.path.replace("{item_id}", "1").replace("{appeal_id}", "1")
         for route in _routes(rita.app.routes)  # type: ignore[attr-defined]
         if isinstance(route, APIRoute) and "POST" in route.methods
     )
-    assert posts == ["/login", "/logout", "/matcher", "/review/claim", "/review/items/1"]
+    assert posts == [
+        "/appeals/1/decide", "/appeals/claim", "/callbacks/resend", "/login", "/logout",
+        "/matcher", "/review/claim", "/review/items/1",
+    ]  # fmt: skip
     for path in posts:
         response = TestClient.post(rita, path, data={"token": RITA}, follow_redirects=False)
         assert response.status_code == 403, path
