@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from moderation.actions.resolver import rules_in_force
+from moderation.actions.rules import evaluate_change
 from moderation.db.repositories import appeals as repo
 from moderation.db.repositories.appeals import AppealRow, CategoryAppeals
 from moderation.db.repositories.audit_log import record_action
@@ -142,6 +145,7 @@ def decide_appeal(
     tier: RiskTier | None,
     note: str | None,
     now: dt.datetime,
+    action_rules_file: Path | None = None,
 ) -> AppealDecided:
     """Uphold or overturn (``tier``: the corrected tier, required and different from the
     appealed one when overturning). The reviewer must hold the claim or the appeal must be
@@ -160,9 +164,17 @@ def decide_appeal(
         final = tier
     else:
         final = appealed
+    # the appealed category's action follows the corrected tier (judged like the model's);
+    # the other categories keep theirs (``MODERATION_ACTION_RULES_FILE``: ``action_rules_file``)
+    rules = rules_in_force(session, action_rules_file)
+    enforced = evaluate_change(
+        rules.rules, repo.enforcement_detail_of(session, appeal.job_id), appeal.category or "",
+        final, "model", rules_version=rules.version_id,
+    )  # fmt: skip
     version = repo.redecide(
         session, appeal.job_id, tier=final, action=ACTIONS[final],
         reason=f"appeal #{appeal.id} {outcome} by {reviewer}", now=now,
+        enforcement=enforced.action, enforcement_detail=enforced.as_dict(),
     )  # fmt: skip
     row = repo.close(
         appeal, outcome=outcome, new_tier=final.value, reviewer=reviewer, note=note, now=now

@@ -114,7 +114,7 @@ def decide(
         lambda s: service.decide_appeal(
             s, appeal_id, principal.name, outcome=body.outcome,
             tier=RiskTier(body.tier) if body.tier else None,
-            note=body.note, now=utcnow(),
+            note=body.note, now=utcnow(), action_rules_file=state.settings.action_rules_file,
         ),
     )  # fmt: skip
     if done.callback_due:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import Appeal, Decision, DecisionHistory, Job, Review, Score
+from moderation.db.models import Appeal, Decision, Job, Review, Score
 from moderation.domain import JobStatus, RiskTier
+
+from .results import locked_decision, supersede
 
 __all__ = [
     "AppealRow",
@@ -20,6 +24,7 @@ __all__ = [
     "close",
     "decided_appeal_labels",
     "deciders_of",
+    "enforcement_detail_of",
     "get_appeal",
     "insert_appeal",
     "job_callback_url",
@@ -183,30 +188,33 @@ def list_appeals(
     return [_row(a) for a in session.scalars(query.order_by(Appeal.id.desc()).limit(limit))]
 
 
+def enforcement_detail_of(session: Session, job_id: int) -> dict[str, Any] | None:
+    """The job's current enforcement detail (the action rules' per-category verdicts)."""
+    return session.scalar(select(Decision.enforcement_detail).where(Decision.job_id == job_id))
+
+
 def redecide(
-    session: Session, job_id: int, *, tier: RiskTier, action: str, reason: str, now: dt.datetime
+    session: Session,
+    job_id: int,
+    *,
+    tier: RiskTier,
+    action: str,
+    reason: str,
+    now: dt.datetime,
+    enforcement: str | None = None,
+    enforcement_detail: Mapping[str, Any] | None = None,
 ) -> int:
     """Keep the job's current decision in ``decision_history`` and write the next version
-    (the retro-matching pattern, ``repositories.retro``); returns the new version."""
-    decision = session.scalars(
-        select(Decision).where(Decision.job_id == job_id).with_for_update()
-    ).one()
-    session.add(
-        DecisionHistory(
-            job_id=job_id, version=decision.version, tier=RiskTier(decision.tier).value,
-            action=decision.action, category=decision.category, priority=decision.priority,
-            policy=decision.policy, threshold_versions=decision.threshold_versions,
-            matched_bank_entry_id=decision.matched_bank_entry_id,
-            match_distance=decision.match_distance, frame=decision.frame,
-            scenario=decision.scenario, reason=decision.reason,
-            decided_at=decision.decided_at, superseded_at=now,
-        )
-    )  # fmt: skip
-    decision.version += 1
+    (``results.supersede``, as retro-matching does); returns the new version."""
+    decision = locked_decision(session, job_id)
+    if decision is None:
+        raise LookupError(f"job {job_id} has no decision")
+    supersede(session, decision, reason=reason, now=now)
     decision.tier = tier
     decision.action = action
-    decision.reason = reason
-    decision.decided_at = now
+    if enforcement is not None:
+        decision.enforcement = enforcement
+        decision.enforcement_detail = dict(enforcement_detail or {})
     session.flush()
     return decision.version
 

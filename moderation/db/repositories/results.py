@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moderation.db.models import AuditSample, Decision, Job, ReviewItem, Score
+from moderation.db.models import AuditSample, Decision, DecisionHistory, Job, ReviewItem, Score
 from moderation.domain import JobStatus, ReviewItemKind, ReviewItemStatus, RiskTier, ScoreSource
 from moderation.scoring.base import CategoryScore, ScoreSet
 
@@ -168,6 +169,34 @@ def insert_audit_samples(session: Session, rows: Sequence[AuditSampleRow]) -> No
         ],
         ["job_id", "category"],
     )
+
+
+def locked_decision(session: Session, job_id: int) -> Decision | None:
+    """The job's decision, row-locked for a re-decision (None: not decided)."""
+    return session.scalars(
+        select(Decision).where(Decision.job_id == job_id).with_for_update()
+    ).one_or_none()
+
+
+def supersede(session: Session, decision: Decision, *, reason: str, now: dt.datetime) -> None:
+    """The one way a decision is replaced (retro-matching, an appeal): copy it whole into
+    ``decision_history``, then stamp the next version on it. The caller sets the new tier,
+    action, enforcement… on ``decision`` (locked with ``locked_decision``) and flushes."""
+    session.add(
+        DecisionHistory(
+            job_id=decision.job_id, version=decision.version, tier=RiskTier(decision.tier).value,
+            action=decision.action, category=decision.category, priority=decision.priority,
+            policy=decision.policy, threshold_versions=decision.threshold_versions,
+            matched_bank_entry_id=decision.matched_bank_entry_id,
+            match_distance=decision.match_distance, frame=decision.frame,
+            scenario=decision.scenario, reason=decision.reason,
+            enforcement=decision.enforcement,
+            decided_at=decision.decided_at, superseded_at=now,
+        )
+    )  # fmt: skip
+    decision.version += 1
+    decision.reason = reason
+    decision.decided_at = now
 
 
 def recent_scores(session: Session, category: str, limit: int) -> list[float]:

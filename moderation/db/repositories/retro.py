@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from moderation.db.models import (
     BankEntry,
     Decision,
-    DecisionHistory,
     Image,
     Job,
     RetroMatch,
@@ -21,6 +20,8 @@ from moderation.db.models import (
 )
 from moderation.db.types import utcnow
 from moderation.domain import BankKind, JobStatus, RiskTier
+
+from .results import locked_decision, supersede
 
 __all__ = [
     "RedecideJob",
@@ -225,9 +226,7 @@ def record_redecision(
     version naming the entry. False (nothing written) if this (job, entry) pair was already
     re-decided — the unique pair, checked under the decision's row lock, keeps re-runs and
     concurrent runs from deciding twice."""
-    decision = session.scalars(
-        select(Decision).where(Decision.job_id == job_id).with_for_update()
-    ).one_or_none()
+    decision = locked_decision(session, job_id)
     if decision is None:
         return False
     already = session.scalar(
@@ -235,21 +234,8 @@ def record_redecision(
     )
     if already is not None:
         return False
-    now = utcnow()
     old_tier = RiskTier(decision.tier)
-    session.add(
-        DecisionHistory(
-            job_id=job_id, version=decision.version, tier=old_tier.value,
-            action=decision.action, category=decision.category, priority=decision.priority,
-            policy=decision.policy, threshold_versions=decision.threshold_versions,
-            matched_bank_entry_id=decision.matched_bank_entry_id,
-            match_distance=decision.match_distance, frame=decision.frame,
-            scenario=decision.scenario, reason=decision.reason,
-            enforcement=decision.enforcement,
-            decided_at=decision.decided_at, superseded_at=now,
-        )
-    )  # fmt: skip
-    decision.version += 1
+    supersede(session, decision, reason=reason, now=utcnow())
     decision.tier = tier
     decision.action = action
     decision.category = category
@@ -257,8 +243,6 @@ def record_redecision(
     decision.matched_bank_entry_id = entry_id
     decision.match_distance = distance
     decision.frame = None
-    decision.reason = reason
-    decision.decided_at = now
     if enforcement is not None:
         decision.enforcement = enforcement
         decision.enforcement_detail = dict(enforcement_detail or {})

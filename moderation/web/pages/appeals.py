@@ -105,6 +105,7 @@ async def decide(appeal_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: R
             service.decide_appeal(
                 session, appeal_id, _reviewer(request), outcome=outcome, tier=tier,
                 note=note and note.replace("\x00", ""), now=state.clock(),
+                action_rules_file=request.app.state.settings.action_rules_file,
             )  # fmt: skip
 
     try:

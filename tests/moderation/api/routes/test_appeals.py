@@ -146,6 +146,9 @@ def test_an_appeal_is_overturned_by_another_reviewer_and_called_back(api_factory
             decision = s.scalars(select(Decision).where(Decision.job_id == job_id)).one()
             assert decision.version == 2 and decision.tier == RiskTier.CLEAR
             assert decision.reason == f"appeal #{appeal_id} overturned by adam"
+            # the action rules follow the corrected tier (clear → allow, default rules)
+            assert decision.enforcement == "allow"
+            assert decision.enforcement_detail["categories"]["sexual"]["action"] == "allow"
             [old] = s.scalars(select(DecisionHistory).where(DecisionHistory.job_id == job_id))
             assert (old.version, old.tier) == (1, "high")
             actions = s.scalars(select(AuditLogEntry.action)).all()
