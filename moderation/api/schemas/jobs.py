@@ -40,7 +40,7 @@ class ContextIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     candidates: int | None = Field(
-        None, ge=0, description="Competing texts/listings: > 10 stricter, < 3 looser."
+        None, ge=0, le=1_000_000, description="Competing texts/listings: > 10 stricter, < 3 looser."
     )
     criticality: Literal["low", "normal", "high"] = Field(
         "normal", description="Cost of a wrong match: high stricter, low looser."
