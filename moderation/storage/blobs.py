@@ -161,11 +161,19 @@ def read_blob(uri: str, settings: Settings, max_bytes: int) -> bytes:
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file whose path was resolved when it was accepted or written.
+
+    A symlink planted on that path since then is refused, not followed: every stored path is
+    already free of links (``refs.check_image_uri`` and ``DirBlobStore`` store ``resolve()``d
+    paths), so a path that resolves elsewhere now was changed under us."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageRejected("too_large", f"{size} bytes exceeds the {max_bytes}-byte limit")
-        with path.open("rb") as f:
+        if os.path.realpath(path) != str(path):
+            raise ImageRejected("fetch_failed", f"{path} changed into a symbolic link; refused")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ImageRejected("too_large", f"{size} bytes exceeds the {max_bytes}-byte limit")
             return f.read(max_bytes + 1)
     except FileNotFoundError:
         raise ImageRejected("not_found", f"{path} does not exist") from None

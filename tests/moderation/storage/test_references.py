@@ -227,3 +227,25 @@ def test_uploads_kept_in_the_bucket_not_in_postgres(api_factory, s3, storage_set
     assert len(s3.keys(bucket)) == 1
     _score(api.settings, sessions, ids)
     assert {j: v[2] for j, v in _jobs(sessions).items()} == dict.fromkeys(ids, RiskTier.EXTREME)
+
+
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_a_symlink_planted_after_acceptance_is_refused_not_followed(where, tmp_path):
+    """Stored paths are resolved when accepted; reading never follows a link planted since."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    accepted = (root / "sub" / "ok.png").resolve()
+    accepted.write_bytes(RED)
+    secret = tmp_path / "secret"
+    (secret / "sub").mkdir(parents=True)
+    (secret / "sub" / "ok.png").write_bytes(b"not yours")
+    assert read_blob(accepted.as_uri(), None, 10_000) == RED  # type: ignore[arg-type]
+    if where == "file":
+        accepted.unlink()
+        os.symlink(secret / "sub" / "ok.png", accepted)
+    else:
+        (root / "sub").rename(root / "old")
+        os.symlink(secret / "sub", root / "sub")
+    with pytest.raises(ImageRejected) as refused:
+        read_blob(accepted.as_uri(), None, 10_000)  # type: ignore[arg-type]
+    assert refused.value.code == "fetch_failed"
