@@ -6,18 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from starlette.concurrency import run_in_threadpool
 
-from moderation.db.retry import in_transaction
 from moderation.services import thresholds as service
 from moderation.services.reviews import catalog_categories
 from moderation.thresholds.tiers import LADDER
 
 from ..auth import Principal
-from ..deps import StateDep
+from ..deps import ErrorMap, StateDep, in_db, in_db_off_loop
 from ..schemas.admin import PinIn, ThresholdRollbackIn, ThresholdSetIn, ThresholdVersionOut
 from ..schemas.common import MAX_DB_ID, error_responses, unprocessable
-from ._admin import API_DB_RETRY_S, Admin, actor_of, body_doc, read_json
+from ._admin import Admin, actor_of, body_doc, read_json
 
 __all__ = ["router"]
 
@@ -25,6 +23,12 @@ router = APIRouter(prefix="/v1/admin/thresholds", tags=["admin: thresholds"])
 VersionId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 Category = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="A category.")]
 _CHANGE_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
+# how a refused change is answered (first match wins: the last is the others' base class)
+_REFUSALS: ErrorMap = (
+    (service.UnknownThresholdVersion, 404),
+    (service.InvalidThresholds, lambda exc: unprocessable(str(exc).replace("--", ""))),
+    (service.ThresholdChangeError, 409),
+)
 
 
 def _out(v: service.ThresholdVersionRecord, active: bool | None = None) -> ThresholdVersionOut:
@@ -69,7 +73,7 @@ def list_versions(
             return service.list_versions(s, category, limit=limit)
         return service.active_versions(s)
 
-    found = in_transaction(state.sessions, read, give_up_after_s=API_DB_RETRY_S)
+    found = in_db(state, read)
     return [_out(v) for v in found]
 
 
@@ -80,28 +84,14 @@ def list_versions(
 )
 def show_version(state: StateDep, _admin: Admin, version_id: VersionId) -> ThresholdVersionOut:
     """One version in full, and whether it is its category's active one."""
-    try:
-        view = in_transaction(
-            state.sessions,
-            lambda s: service.show_version(s, version_id),
-            give_up_after_s=API_DB_RETRY_S,
-        )
-    except service.ThresholdChangeError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    view = in_db(
+        state, lambda s: service.show_version(s, version_id), [(service.ThresholdChangeError, 404)]
+    )
     return _out(view.version, view.active)
 
 
 async def _change(state: StateDep, write) -> ThresholdVersionOut:  # type: ignore[no-untyped-def]
-    try:
-        change = await run_in_threadpool(
-            lambda: in_transaction(state.sessions, write, give_up_after_s=API_DB_RETRY_S)
-        )
-    except service.UnknownThresholdVersion as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except service.InvalidThresholds as exc:
-        raise unprocessable(str(exc).replace("--", "")) from None
-    except service.ThresholdChangeError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    change = await in_db_off_loop(state, write, _REFUSALS)
     return _out(change.version, True)
 
 

@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from moderation.db.retry import in_transaction
 from moderation.services import callbacks as callback_service
 
 from ..auth import Principal
-from ..deps import StateDep, require_role
+from ..deps import StateDep, in_db, require_role
 from ..schemas.callbacks import CallbackOut, ResendIn, ResendOut
 from ..schemas.common import MAX_DB_ID, error_responses
 
@@ -31,8 +30,8 @@ def list_callbacks(
 ) -> list[CallbackOut]:
     """Jobs with a callback, newest first (``before_id``: the page after the last id seen);
     ``status=dead``: the dead letters."""
-    rows = in_transaction(
-        state.sessions,
+    rows = in_db(
+        state,
         lambda s: callback_service.list_callbacks(
             s, state=status, limit=limit, before_id=before_id
         ),
