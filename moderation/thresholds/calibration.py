@@ -24,6 +24,7 @@ from moderation.thresholds.labels import (
     LabelledScore,
     LabelRow,
     SkippedRow,
+    given_scores,
     score_paths,
     stored_scores,
 )
@@ -83,10 +84,13 @@ def _scales(
     session: Session, found: list[LabelledScore], scorer: Scorer | None, scale: str | None
 ) -> dict[str, str]:
     """Score scale per category: the scorer's, else ``scale``, else the scale of the threshold
-    version each stored score was tiered with. Conflicts and unknowns are errors."""
+    version each stored score was tiered with (a given score: the category's active version).
+    Conflicts and unknowns are errors."""
     hints = versions.version_scales(
         session, {s.version_id for s in found if s.version_id is not None}
     )
+    given = {s.row.category for s in found if s.row.kind == "score"}
+    active = {c: v.scale for c, v in versions.active_versions(session, given).items()}
     out: dict[str, str] = {}
     for item in found:
         category = item.row.category
@@ -95,6 +99,8 @@ def _scales(
             candidates.add(scale)
         if not candidates and item.version_id in hints:
             candidates.add(hints[item.version_id])
+        if not candidates and item.row.kind == "score" and category in active:
+            candidates.add(active[category])
         if category in out:
             candidates.add(out[category])
         if len(candidates) > 1:
@@ -134,7 +140,8 @@ def _gather(
 ) -> tuple[list[LabelledScore], list[SkippedRow], Scorer | None]:
     """Stored scores for job_id/sha256 rows; fresh ones for path rows (building the scorer
     only then). ``limits``: max_bytes, max_pixels, working_pixels, batch_size."""
-    found = stored_scores(session, [r for r in rows if r.kind != "path"])
+    found = stored_scores(session, [r for r in rows if r.kind in ("job_id", "sha256")])
+    found += given_scores([r for r in rows if r.kind == "score"])
     path_rows = [r for r in rows if r.kind == "path"]
     if not path_rows:
         return found, [], None
