@@ -97,6 +97,11 @@ def calibrate_command(
     scale: str | None = typer.Option(None, "--scale", help="Score scale of stored scores."),
     report: Path | None = typer.Option(None, "--report", help="Write report.md/.html + PNGs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and report; write nothing."),
+    appeals: bool = typer.Option(
+        False,
+        "--appeals",
+        help="Add decided appeals as labels weighted MODERATION_APPEAL_EVIDENCE_WEIGHT.",
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Reason stored with the versions."),
     actor: str | None = ACTOR_OPTION,
     url: str | None = URL_OPTION,
@@ -123,6 +128,7 @@ def calibrate_command(
             run = _run(
                 session, rows, settings, strategy, params, scale, category, str(labels),
                 apply=not dry_run, actor=default_actor(actor), reason=reason,
+                appeal_weight=settings.appeal_evidence_weight if appeals else None,
             )  # fmt: skip
             _print_table(run)
             if report is not None:
@@ -151,6 +157,7 @@ def _run(
     apply: bool,
     actor: str,
     reason: str | None,
+    appeal_weight: float | None = None,
 ) -> CalibrationRun:
     from moderation.services.thresholds import calibrate
 
@@ -161,6 +168,7 @@ def _run(
             rows,
             apply=apply,
             actor=actor,
+            appeal_weight=appeal_weight,
             policy=settings.policy,
             reason=reason,
             strategy=strategy,

@@ -24,8 +24,10 @@ from moderation.db.repositories import thresholds as repo
 from moderation.db.repositories.thresholds import ThresholdVersionRecord
 from moderation.db.session import DatabaseURLError, make_engine, make_sessionmaker
 from moderation.domain import RiskTier
+from moderation.services.appeals import appeal_labels
 from moderation.thresholds import calibration
 from moderation.thresholds.calibration import CalibrationError, CalibrationRun, LabelRow
+from moderation.thresholds.labels import LabelledScore
 from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.scales import known_scales
 from moderation.thresholds.tiers import CategoryThresholds, ladder_from_base
@@ -87,13 +89,26 @@ def calibrate(
     actor: str,
     policy: str,
     reason: str | None = None,
+    appeal_weight: float | None = None,
     **options: Any,
 ) -> CalibrationRun:
     """``moderation calibrate`` and ``POST /v1/admin/thresholds/calibrate``: a threshold per
     category from labelled scores (``calibration.calibrate`` with ``options``: strategy,
     params, scale, categories, …). With ``apply``, and only when every category could be
     calibrated, one version per category is written (the one writer, audit-logged); else
-    nothing is (the run is the proposal). ``CalibrationError`` says what is wrong."""
+    nothing is (the run is the proposal). ``CalibrationError`` says what is wrong.
+
+    ``appeal_weight`` (``MODERATION_APPEAL_EVIDENCE_WEIGHT``; None: leave appeals out): the
+    decided appeals of the labels' categories join them as labels of that weight (an
+    overturned flag a non-violation, an upheld one a violation), except jobs the labels
+    name already. Appeals are not a random sample: never counted as audits."""
+    if appeal_weight is not None:
+        named = {r.ref for r in rows if r.kind == "job_id"}
+        options["weighted"] = [
+            (LabelledScore(a.row, a.score, None), a.weight)
+            for a in appeal_labels(session, weight=appeal_weight)
+            if a.row.ref not in named
+        ]
     run = calibration.calibrate(session, rows, **options)
     if apply and not run.failed:
         calibration.write_versions(session, run, actor=actor, policy=policy, reason=reason)

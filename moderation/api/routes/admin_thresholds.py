@@ -239,6 +239,7 @@ def _calibration_out(run: service.CalibrationRun) -> CalibrationOut:
                 scale=c.scale,
                 n=int(c.scores.size),
                 positives=int(c.labels.sum()),
+                appeals=c.appeals,
                 threshold=r.threshold if r else None,
                 cutoffs={t.value: v for t, v in c.cutoffs.items()} if c.cutoffs else None,
                 precision=r.precision if r else None,
@@ -283,6 +284,13 @@ async def calibrate(
     scale: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = None,
     fmt: Annotated[Literal["csv", "jsonl"] | None, Query(alias="format")] = None,
     apply: bool = False,
+    appeals: Annotated[
+        bool,
+        Query(
+            description="Add the decided appeals of the labels' categories as labels weighted "
+            "MODERATION_APPEAL_EVIDENCE_WEIGHT (never counted as audits)."
+        ),
+    ] = False,
     reason: Annotated[CleanStr | None, Query(min_length=1, max_length=2000)] = None,
 ) -> JSONResponse:
     """Calibrate thresholds from uploaded labels, as ``moderation calibrate`` does (the same
@@ -323,6 +331,7 @@ async def calibrate(
             s, rows, apply=apply, actor=actor_of(admin), policy=state.settings.policy,
             reason=reason, strategy=strategy, params=params, scale=scale, categories=category,
             labels_file=f"api upload ({len(rows)} rows, {chosen})",
+            appeal_weight=state.settings.appeal_evidence_weight if appeals else None,
         ),
         [(service.CalibrationError, lambda exc: unprocessable(str(exc).replace("--", "")))],
     )  # fmt: skip

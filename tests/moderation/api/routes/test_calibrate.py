@@ -110,3 +110,60 @@ def test_hostile_and_unusable_uploads_get_4xx(api, monkeypatch):
 def test_only_admins(api, who):
     assert api.client.post(URL, content=CSV).status_code == 401
     assert api.client.post(URL, content=CSV, headers=api.headers(who)).status_code == 403
+
+
+def test_decided_appeals_join_as_labels_of_their_own_weight(api_factory):
+    """An overturned flag (sexual score 0.83 → clear) is a non-violation label weighted
+    MODERATION_APPEAL_EVIDENCE_WEIGHT = 0.5: precision_target 0.75 moves from 0.5 (4 / 5) to
+    0.6 (3 / 3.5 = 6/7; at 0.5 it would be 4 / 5.5); the adjuster's evidence never sees it."""
+    import base64
+
+    from moderation.db import make_engine, make_sessionmaker
+    from moderation.db.repositories.reviews import evidence_records
+    from moderation.db.session import session_scope
+    from tests.fakes import png_bytes
+    from tests.moderation.api.routes.test_appeals import _decide
+
+    api = api_factory()
+    body = {"image_base64": base64.b64encode(png_bytes((1, 2, 3))).decode()}
+    job_id = api.client.post("/v1/jobs", json=body, headers=api.headers("alice")).json()["id"]
+    _decide(api.settings.database_url, job_id, reviewer=None)
+    r = api.client.post(
+        f"/v1/jobs/{job_id}/appeal", json={"reason": "a statue"}, headers=api.headers("alice")
+    )
+    appeal_id = r.json()["id"]
+    rita = api.headers("rita")
+    assert api.client.post(f"/v1/appeals/{appeal_id}/claim", headers=rita).status_code == 200
+    overturn = {"outcome": "overturned", "tier": "clear"}
+    assert api.client.post(f"/v1/appeals/{appeal_id}/decide", json=overturn,
+                           headers=rita).status_code == 200  # fmt: skip
+
+    admin = api.headers("adam")
+    labels = CSV.replace("weapons", "sexual")
+    query = URL + "?strategy=precision_target&precision=0.75&scale=gme_cosine"
+    (without,) = api.client.post(query, content=labels, headers=admin).json()["categories"]
+    assert (without["threshold"], without["n"], without["appeals"]) == (0.5, 8, 0)
+    r = api.client.post(query + "&appeals=true", content=labels, headers=admin)
+    assert r.status_code == 200, r.text
+    (sexual,) = r.json()["categories"]
+    assert (sexual["threshold"], sexual["n"], sexual["positives"], sexual["appeals"]) == (
+        0.6, 9, 4, 1
+    )  # fmt: skip
+    assert sexual["precision"] == pytest.approx(6 / 7, abs=1e-12)
+    assert (sexual["recall"], sexual["fpr"]) == (0.75, pytest.approx(1 / 9, abs=1e-12))
+    # a job the labels name already is not counted twice
+    named = (
+        "category,is_violation,score,job_id\n"
+        + "".join(f"{line},\n" for line in labels.splitlines()[1:])
+        + f"sexual,0,,{job_id}\n"
+    )
+    (once,) = api.client.post(query + "&appeals=true", content=named, headers=admin).json()[
+        "categories"
+    ]
+    assert (once["n"], once["appeals"]) == (9, 0)
+    engine = make_engine(api.settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            assert evidence_records(s, "sexual")[0] == []  # never an audit
+    finally:
+        engine.dispose()
