@@ -8,12 +8,11 @@ import base64
 import binascii
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from PIL.Image import Image as PILImage
 
-from moderation.db.retry import in_transaction
 from moderation.domain import BankKind
 from moderation.hashbank.hashing import PdqHash
 from moderation.images import ImageRejected
@@ -21,16 +20,14 @@ from moderation.services import banks as bank_service
 from moderation.services import retro as retro_service
 from moderation.services.reviews import catalog_categories
 
-from ..auth import Principal
-from ..deps import ApiState, StateDep, in_db, require_role
+from ..deps import ApiState, StateDep, in_db
 from ..schemas.banks import BankAddIn, BankAddOut, BankMatchIn, BankMatchOut
 from ..schemas.common import MAX_DB_ID, CleanStr, error_responses, unprocessable
-from ._admin import actor_of, body_doc, read_json
+from ._admin import Admin, actor_of, body_doc, read_json
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
-Admin = Annotated[Principal, Depends(require_role("admin"))]
 _MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 EntryId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
@@ -121,10 +118,10 @@ async def import_(
 
     def run_import() -> bank_service.HashListImport:
         # parsing and inserting 100 k lines takes seconds: off the event loop
-        return in_transaction(
-            state.sessions,
+        return in_db(
+            state,
             lambda s: bank_service.import_hash_list(
-                s, text.splitlines(), fmt=chosen, imported_by=f"api:{admin.name}",
+                s, text.splitlines(), fmt=chosen, imported_by=actor_of(admin),
                 file_name=name, default_bank=bank, default_category=category,
                 default_source=source, min_quality=state.settings.bank_min_quality,
                 categories=catalog_categories(state.settings.catalog_file),
@@ -152,15 +149,13 @@ def toggle(
 ) -> dict[str, object]:
     """Disable an entry (workers stop matching it at their next batch) or re-enable it (and
     retro-match it)."""
-    try:
-        entry = in_transaction(
-            state.sessions,
-            lambda s: bank_service.set_enabled(
-                s, entry_id, enabled=action == "enable", actor=f"api:{admin.name}"
-            ),
-        )
-    except bank_service.UnknownBankEntry as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    entry = in_db(
+        state,
+        lambda s: bank_service.set_enabled(
+            s, entry_id, enabled=action == "enable", actor=actor_of(admin)
+        ),
+        [(bank_service.UnknownBankEntry, 404)],
+    )
     run = _retro(state, [entry.id], f"api:enable#{entry.id}") if entry.enabled else None
     return {"id": entry.id, "enabled": entry.enabled, "retro_run": run}
 
@@ -170,7 +165,7 @@ def retro_runs(
     state: StateDep, _admin: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[dict[str, object]]:
     """Retro-matching runs, newest first, with their progress and outcome."""
-    runs = in_transaction(state.sessions, lambda s: retro_service.latest_runs(s, limit))
+    runs = in_db(state, lambda s: retro_service.latest_runs(s, limit))
     return [_run_json(r) for r in runs]
 
 

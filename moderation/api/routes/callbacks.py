@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from moderation.services import callbacks as callback_service
 
-from ..auth import Principal
-from ..deps import StateDep, in_db, require_role
+from ..deps import StateDep, in_db
 from ..schemas.callbacks import CallbackOut, ResendIn, ResendOut
 from ..schemas.common import MAX_DB_ID, error_responses
+from ._admin import Admin, actor_of
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
-Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 
 @router.get("", responses=error_responses(401, 403, 422, 503))
@@ -46,7 +45,7 @@ def resend(body: ResendIn, state: StateDep, admin: Admin) -> ResendOut:
         state.sessions,
         body.job_ids,
         all_dead=body.all_dead,
-        actor=f"api:{admin.name}",
+        actor=actor_of(admin),
         publish=state.publisher.publish_callbacks,
     )
     return ResendOut(resent=ids, not_resendable=sorted(set(body.job_ids) - set(ids)))
