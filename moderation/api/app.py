@@ -47,6 +47,7 @@ from .schemas.admin import (
     ThresholdSetIn,
     TokenIn,
 )
+from .schemas.banks import BankAddIn, BankMatchIn
 from .schemas.common import clean_errors
 from .schemas.jobs import BatchSubmission, JsonSubmission
 from .schemas.reviews import ReviewIn
@@ -62,6 +63,8 @@ BODY_MODELS = (
     TokenIn,
     ActionRulesIn,
     RollbackIn,
+    BankAddIn,
+    BankMatchIn,
 )
 
 __all__ = ["RETRY_AFTER_S", "create_app", "create_app_from_env"]

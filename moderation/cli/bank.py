@@ -20,12 +20,9 @@ from moderation.domain import BankKind
 from moderation.hashbank.banks import (
     BankHit,
     BankMatch,
-    BankMatcher,
-    bank_hash,
-    match_before_scoring,
 )
-from moderation.hashbank.hashing import PdqHash, compute_crop_hashes, compute_pdq
-from moderation.images import ImageRejected, decode_image
+from moderation.hashbank.hashing import PdqHash
+from moderation.images import ImageRejected
 from moderation.services import banks as bank_service
 from moderation.services.reviews import catalog_categories
 
@@ -63,11 +60,6 @@ def _session(settings: Settings) -> Iterator[Session]:
         yield session
 
 
-def _hash_file(path: Path, settings: Settings, *, dihedral: bool = False) -> PdqHash:
-    """Raises CliError with the reason the file cannot be hashed."""
-    return compute_pdq(_decode_file(path, settings), dihedral=dihedral)
-
-
 def _decode_file(path: Path, settings: Settings) -> Image.Image:
     """Raises CliError with the reason the file cannot be decoded."""
     try:
@@ -75,16 +67,9 @@ def _decode_file(path: Path, settings: Settings) -> Image.Image:
     except OSError as exc:
         raise CliError(f"cannot read: {exc.strerror or exc}") from None
     try:
-        decoded = decode_image(
-            data,
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_image_pixels,
-            working_pixels=settings.decode_pixels,
-            max_frames=1,  # a bank entry is one picture: an animation banks its first frame
-        )
+        return bank_service.decode_bank_image(data, settings)
     except ImageRejected as exc:
         raise CliError(f"{exc.code}: {exc.message}") from None
-    return decoded.image
 
 
 @bank_app.command("add")
@@ -99,14 +84,13 @@ def add(
     url: str | None = URL_OPTION,
 ) -> None:
     """Hash FILES with PDQ and add them to a bank (low-quality hashes and duplicates skipped)."""
-    if bank is BankKind.CONFIRMED_VIOLATION and not category:
-        raise CliError("--category is required for the confirmed_violation bank")
-    if bank is BankKind.BENIGN and category:
-        raise CliError("the benign bank has no categories; drop --category")
     settings = settings_with(database_url=url)
-    known = catalog_categories(settings.catalog_file)
-    if category is not None and category not in known:
-        raise CliError(f"--category {category!r} is not in the catalog: {', '.join(sorted(known))}")
+    try:
+        bank_service.check_bank_category(bank, category, catalog_categories(settings.catalog_file))
+    except bank_service.BankCategoryError as exc:
+        # the same checks as the API's; the CLI names its option
+        message = str(exc).replace("a category is", "--category is")
+        raise CliError(f"--{message}" if message.startswith("category") else message) from None
     table = Table("file", "result", "entry", "quality", "pdq hash")
     failed = 0
     added: list[int] = []
@@ -118,17 +102,9 @@ def add(
                 failed += 1
                 table.add_row(str(path), f"[red]{exc}[/]", "", "", "")
                 continue
-            pdq = compute_pdq(image)
-            crops = compute_crop_hashes(
-                image,
-                settings.bank_crop_grid,
-                keep=settings.bank_crop_keep,
-                min_quality=settings.bank_min_quality,
-            )
-            result = bank_hash(
-                session, bank=bank, pdq=pdq, added_by=_actor(by), category=category,
-                reason=reason or f"added from file {path.name}",
-                min_quality=settings.bank_min_quality, crop_hashes=crops,
+            pdq, result = bank_service.add_image(
+                session, image, bank=bank, category=category, actor=_actor(by),
+                reason=reason or f"added from file {path.name}", settings=settings,
             )  # fmt: skip
             if result.outcome == "low_quality":
                 failed += 1
@@ -242,19 +218,15 @@ def match(
     would reach ("why did it match")."""
     settings = settings_with(database_url=url)
     try:
-        pdq = _hash_file(file, settings, dihedral=settings.bank_match_flips)
+        pdq = bank_service.match_pdq(_decode_file(file, settings), settings)
     except CliError as exc:
         raise CliError(f"{file}: {exc}") from None
-    matcher = BankMatcher.from_settings(settings)
     with _session(settings) as session:
-        matcher.refresh(session)
-        nearest = matcher.nearest(pdq, top, flips=settings.bank_match_flips)
-        details = bank_service.get_entries(session, [h.entry_id for h in nearest])
-    verdict = match_before_scoring(pdq, matcher, settings)
+        found = bank_service.match_hash(session, pdq, settings, top=top)
     if as_json:
-        console.print_json(json.dumps(_match_json(pdq, nearest, details, verdict, settings)))
+        console.print_json(json.dumps(found.as_dict(settings)))
         return
-    _print_match(pdq, nearest, details, verdict, settings, len(matcher))
+    _print_match(found.pdq, found.nearest, found.details, found.verdict, settings, found.bank_size)
 
 
 def _verdict_text(verdict: BankMatch | None, pdq: PdqHash, settings: Settings) -> str:
@@ -303,43 +275,6 @@ def _print_match(
         highlight=False,
     )
     console.print(_verdict_text(verdict, pdq, settings), highlight=False)
-
-
-def _match_json(
-    pdq: PdqHash,
-    nearest: list[BankHit],
-    details: dict[int, bank_service.BankEntryRecord],
-    verdict: BankMatch | None,
-    settings: Settings,
-) -> dict[str, object]:
-    return {
-        "pdq_hash": pdq.hex,
-        "quality": pdq.quality,
-        "threshold": settings.bank_match_threshold,
-        "nearest": [
-            {
-                "entry_id": h.entry_id,
-                "bank": h.bank.value,
-                "category": h.category,
-                "distance": h.distance,
-                "variant": h.variant,
-                "within_threshold": h.distance <= settings.bank_match_threshold,
-                "reason": details[h.entry_id].reason if h.entry_id in details else None,
-            }
-            for h in nearest
-        ],
-        "match": None
-        if verdict is None
-        else {
-            "bank": verdict.bank.value,
-            "category": verdict.category,
-            "entry_id": verdict.entry_id,
-            "distance": verdict.distance,
-            "variant": verdict.variant,
-            "tier": verdict.tier.value if verdict.tier else None,
-            "skip_model": verdict.skip_model,
-        },
-    }
 
 
 @bank_app.command("import")

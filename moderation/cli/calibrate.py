@@ -83,7 +83,9 @@ def _progress() -> Progress:
 
 def calibrate_command(
     labels: Path = typer.Argument(
-        ..., help="CSV with columns category, is_violation and job_id / sha256 / path (image)."
+        ...,
+        help="CSV with columns category, is_violation and job_id / sha256 / path (image) / "
+        "score (a labelled score).",
     ),
     strategy: str = typer.Option(
         "recall_target", "--strategy", help=f"One of: {', '.join(STRATEGY_NAMES)}."
@@ -95,6 +97,11 @@ def calibrate_command(
     scale: str | None = typer.Option(None, "--scale", help="Score scale of stored scores."),
     report: Path | None = typer.Option(None, "--report", help="Write report.md/.html + PNGs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and report; write nothing."),
+    appeals: bool = typer.Option(
+        False,
+        "--appeals",
+        help="Add decided appeals as labels weighted MODERATION_APPEAL_EVIDENCE_WEIGHT.",
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Reason stored with the versions."),
     actor: str | None = ACTOR_OPTION,
     url: str | None = URL_OPTION,
@@ -105,7 +112,7 @@ def calibrate_command(
     with --strategy and appends a version with its evidence. All categories are written or
     none: exit status 2 when any cannot be calibrated (e.g. too few violations for --recall).
     """
-    from moderation.thresholds.calibration import CalibrationError, write_versions
+    from moderation.thresholds.calibration import CalibrationError
     from moderation.thresholds.labels import read_labels
 
     if strategy not in STRATEGY_NAMES:
@@ -118,10 +125,11 @@ def calibrate_command(
         rows = read_labels(labels)
         # One transaction: versions, audit entries and the report land together or not at all.
         with open_session(url) as session:
-            run = _run(session, rows, settings, strategy, params, scale, category, str(labels))
-            if not dry_run and not run.failed:
-                who = default_actor(actor)
-                write_versions(session, run, actor=who, policy=settings.policy, reason=reason)
+            run = _run(
+                session, rows, settings, strategy, params, scale, category, str(labels),
+                apply=not dry_run, actor=default_actor(actor), reason=reason,
+                appeal_weight=settings.appeal_evidence_weight if appeals else None,
+            )  # fmt: skip
             _print_table(run)
             if report is not None:
                 _write_report(run, report)
@@ -145,14 +153,24 @@ def _run(
     scale: str | None,
     categories: list[str] | None,
     labels_file: str,
+    *,
+    apply: bool,
+    actor: str,
+    reason: str | None,
+    appeal_weight: float | None = None,
 ) -> CalibrationRun:
-    from moderation.thresholds.calibration import calibrate
+    from moderation.services.thresholds import calibrate
 
     with _progress() as progress:
         task = progress.add_task("scoring", total=None)
         return calibrate(
             session,
             rows,
+            apply=apply,
+            actor=actor,
+            appeal_weight=appeal_weight,
+            policy=settings.policy,
+            reason=reason,
             strategy=strategy,
             params=params,
             scale=scale,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Subquery,
     TableClause,
     column,
+    distinct,
     func,
     literal_column,
     select,
@@ -24,9 +25,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from moderation.db.models import ROLLUP_TABLES, Decision, RollupState, pg_time_bucket
+from moderation.db.models import (
+    ROLLUP_TABLES,
+    Decision,
+    Job,
+    ReviewItem,
+    RollupState,
+    pg_time_bucket,
+)
 from moderation.db.types import JSONDoc, UTCDateTime
-from moderation.domain import RiskTier
+from moderation.domain import JobStatus, ReviewItemKind, RiskTier
 
 __all__ = [
     "ADJUSTER_ACTOR",
@@ -447,3 +455,43 @@ def actions_hourly(conn: Executor, window: TimeWindow) -> list[ActionPoint]:
         moment = bucket.replace(tzinfo=dt.UTC) if bucket.tzinfo is None else bucket
         out.append(ActionPoint(moment.astimezone(dt.UTC), action, int(n)))
     return out
+
+
+@dataclass(frozen=True)
+class AuditLoad:
+    """Audit review load against uploads over a window: jobs scored, audit items routed and
+    the distinct images they are of (``MODERATION_AUDIT_FRACTION`` applies per (image,
+    category) in the per_category design, so images audited can be several times the
+    fraction)."""
+
+    uploads: int  # jobs scored in the window
+    audit_items: int  # audit review items routed in the window
+    audited_images: int  # distinct jobs among them
+
+    def per_1000(self, count: int) -> float | None:
+        return 1000 * count / self.uploads if self.uploads else None
+
+    @property
+    def items_per_1000(self) -> float | None:
+        return self.per_1000(self.audit_items)
+
+    @property
+    def images_per_1000(self) -> float | None:
+        return self.per_1000(self.audited_images)
+
+
+def audit_load(conn: Executor, window: TimeWindow) -> AuditLoad:
+    """``AuditLoad`` of ``[window.start, window.end)`` (the jobs' ``finished_at`` index and the
+    review items' ``(kind, status, created_at)`` one)."""
+    j, r = Job.__table__.c, ReviewItem.__table__.c
+    uploads = conn.scalar(
+        select(func.count()).where(
+            j.finished_at >= window.start, j.finished_at < window.end, j.status == JobStatus.SCORED
+        )
+    )
+    items, images = conn.execute(
+        select(func.count(), func.count(distinct(r.job_id))).where(
+            r.kind == ReviewItemKind.AUDIT, r.created_at >= window.start, r.created_at < window.end
+        )
+    ).one()
+    return AuditLoad(int(uploads or 0), int(items or 0), int(images or 0))

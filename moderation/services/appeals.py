@@ -213,10 +213,12 @@ def appeal_labels(
     category: str | None = None,
     since: dt.datetime | None = None,
 ) -> list[AppealLabel]:
-    """Decided appeals as labelled evidence (job_id rows, as in a labels CSV) weighted by
-    ``weight``: for calibration beside audits and labels, never counted as an audit."""
+    """Decided appeals as labelled evidence (``appeal`` rows: the job id and the job's stored
+    score) weighted by ``weight`` (``MODERATION_APPEAL_EVIDENCE_WEIGHT``): calibration adds
+    them to the labels (``services.thresholds.calibrate`` with ``appeal_weight``); never
+    counted as an audit."""
     return [
-        AppealLabel(LabelRow(0, "job_id", str(job_id), cat, violation), score, weight)
+        AppealLabel(LabelRow(0, "appeal", str(job_id), cat, violation), score, weight)
         for job_id, cat, score, violation in repo.decided_appeal_labels(
             session, category=category, since=since
         )

@@ -1,5 +1,5 @@
-"""Threshold versions as use cases: list, show, set, roll back, pin, unpin; and the
-thresholds ``moderation score`` decides with (``scoring_thresholds``).
+"""Threshold versions as use cases: list, show, set, roll back, pin, unpin, calibrate from
+labels; and the thresholds ``moderation score`` decides with (``scoring_thresholds``).
 
 ``moderation thresholds`` (and any other entry point) calls these with a session in a
 transaction and renders what they return; every write goes through the one writer,
@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,6 +24,10 @@ from moderation.db.repositories import thresholds as repo
 from moderation.db.repositories.thresholds import ThresholdVersionRecord
 from moderation.db.session import DatabaseURLError, make_engine, make_sessionmaker
 from moderation.domain import RiskTier
+from moderation.services.appeals import appeal_labels
+from moderation.thresholds import calibration
+from moderation.thresholds.calibration import CalibrationError, CalibrationRun, LabelRow
+from moderation.thresholds.labels import LabelledScore
 from moderation.thresholds.resolver import thresholds_for
 from moderation.thresholds.scales import known_scales
 from moderation.thresholds.tiers import CategoryThresholds, ladder_from_base
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from moderation.scoring.base import Scorer
 
 __all__ = [
+    "CalibrationError",
+    "CalibrationRun",
     "ScoringThresholds",
     "ThresholdChange",
     "ThresholdChangeError",
@@ -42,6 +48,7 @@ __all__ = [
     "UnknownThresholdVersion",
     "VersionView",
     "active_versions",
+    "calibrate",
     "in_force",
     "list_versions",
     "pin",
@@ -72,6 +79,40 @@ class ThresholdChange:
     version: ThresholdVersionRecord
     previous_id: int | None = None  # the active version before the change
     restored_from_id: int | None = None  # rollback: the version restored
+
+
+def calibrate(
+    session: Session,
+    rows: list[LabelRow],
+    *,
+    apply: bool,
+    actor: str,
+    policy: str,
+    reason: str | None = None,
+    appeal_weight: float | None = None,
+    **options: Any,
+) -> CalibrationRun:
+    """``moderation calibrate`` and ``POST /v1/admin/thresholds/calibrate``: a threshold per
+    category from labelled scores (``calibration.calibrate`` with ``options``: strategy,
+    params, scale, categories, …). With ``apply``, and only when every category could be
+    calibrated, one version per category is written (the one writer, audit-logged); else
+    nothing is (the run is the proposal). ``CalibrationError`` says what is wrong.
+
+    ``appeal_weight`` (``MODERATION_APPEAL_EVIDENCE_WEIGHT``; None: leave appeals out): the
+    decided appeals of the labels' categories join them as labels of that weight (an
+    overturned flag a non-violation, an upheld one a violation), except jobs the labels
+    name already. Appeals are not a random sample: never counted as audits."""
+    if appeal_weight is not None:
+        named = {r.ref for r in rows if r.kind == "job_id"}
+        options["weighted"] = [
+            (LabelledScore(a.row, a.score, None), a.weight)
+            for a in appeal_labels(session, weight=appeal_weight)
+            if a.row.ref not in named
+        ]
+    run = calibration.calibrate(session, rows, **options)
+    if apply and not run.failed:
+        calibration.write_versions(session, run, actor=actor, policy=policy, reason=reason)
+    return run
 
 
 @dataclass(frozen=True)

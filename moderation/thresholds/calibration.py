@@ -24,6 +24,7 @@ from moderation.thresholds.labels import (
     LabelledScore,
     LabelRow,
     SkippedRow,
+    given_scores,
     score_paths,
     stored_scores,
 )
@@ -62,6 +63,8 @@ class CategoryCalibration:
     error: str | None = None
     previous: versions.ThresholdVersionRecord | None = None
     version_id: int | None = None
+    weights: NDArray[np.float64] | None = None  # per label; None: every label counts 1
+    appeals: int = 0  # labels that are decided appeals (weighted, never audits)
 
 
 @dataclass
@@ -83,10 +86,13 @@ def _scales(
     session: Session, found: list[LabelledScore], scorer: Scorer | None, scale: str | None
 ) -> dict[str, str]:
     """Score scale per category: the scorer's, else ``scale``, else the scale of the threshold
-    version each stored score was tiered with. Conflicts and unknowns are errors."""
+    version each stored score was tiered with (a given score: the category's active version).
+    Conflicts and unknowns are errors."""
     hints = versions.version_scales(
         session, {s.version_id for s in found if s.version_id is not None}
     )
+    given = {s.row.category for s in found if s.row.kind in ("score", "appeal")}
+    active = {c: v.scale for c, v in versions.active_versions(session, given).items()}
     out: dict[str, str] = {}
     for item in found:
         category = item.row.category
@@ -95,6 +101,8 @@ def _scales(
             candidates.add(scale)
         if not candidates and item.version_id in hints:
             candidates.add(hints[item.version_id])
+        if not candidates and item.row.kind in ("score", "appeal") and category in active:
+            candidates.add(active[category])
         if category in out:
             candidates.add(out[category])
         if len(candidates) > 1:
@@ -119,7 +127,7 @@ def _model_ids(found: list[LabelledScore]) -> list[str]:
 
 def _calibrate_category(c: CategoryCalibration, strategy: str, params: Mapping[str, float]) -> None:
     try:
-        c.result = run_strategy(strategy, c.scores, c.labels, **params)
+        c.result = run_strategy(strategy, c.scores, c.labels, c.weights, **params)
         c.cutoffs = ladder_from_base(c.result.threshold, c.scale)
     except (ThresholdUnavailable, ValueError, KeyError) as exc:
         c.error = str(exc).strip("'\"")
@@ -134,7 +142,8 @@ def _gather(
 ) -> tuple[list[LabelledScore], list[SkippedRow], Scorer | None]:
     """Stored scores for job_id/sha256 rows; fresh ones for path rows (building the scorer
     only then). ``limits``: max_bytes, max_pixels, working_pixels, batch_size."""
-    found = stored_scores(session, [r for r in rows if r.kind != "path"])
+    found = stored_scores(session, [r for r in rows if r.kind in ("job_id", "sha256")])
+    found += given_scores([r for r in rows if r.kind == "score"])
     path_rows = [r for r in rows if r.kind == "path"]
     if not path_rows:
         return found, [], None
@@ -160,11 +169,14 @@ def calibrate(
     batch_size: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
     labels_file: str = "",
+    weighted: Sequence[tuple[LabelledScore, float]] = (),
 ) -> CalibrationRun:
     """Gather a score per label row and run ``strategy`` per category. Writes nothing.
 
     The scorer is built (``scorer_factory()``) only when some rows give image paths.
-    ``on_progress(done, total)`` is called as images are scored.
+    ``on_progress(done, total)`` is called as images are scored. ``weighted``: more labelled
+    scores, each with its weight (decided appeals, ``row.kind == "appeal"``), added to their
+    category's sample (the rows' weigh 1).
     """
     if strategy not in STRATEGIES:
         raise CalibrationError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -180,12 +192,15 @@ def calibrate(
         raise CalibrationError("no usable labelled scores (every image was skipped)")
     used = {k: v for k, v in (params or {}).items() if k in STRATEGY_PARAMS[strategy]}
     run = CalibrationRun(labels_file, strategy, used, _model_ids(found), [], skipped)
-    scales = _scales(session, found, scorer, scale)
+    extra = [(s, w) for s, w in weighted if s.row.category in {f.row.category for f in found}]
+    every = [(s, 1.0) for s in found] + extra
+    scales = _scales(session, [s for s, _ in every], scorer, scale)
     previous = versions.active_versions(session, scales)
     for category in sorted(scales):
-        mine = [s for s in found if s.row.category == category]
-        scores = np.array([s.score for s in mine], dtype=np.float64)
-        labels = np.array([s.row.is_violation for s in mine], dtype=bool)
+        mine = [(s, w) for s, w in every if s.row.category == category]
+        scores = np.array([s.score for s, _ in mine], dtype=np.float64)
+        labels = np.array([s.row.is_violation for s, _ in mine], dtype=bool)
+        appeals = sum(1 for s, _ in mine if s.row.kind == "appeal")
         c = CategoryCalibration(
             category,
             scales[category],
@@ -193,6 +208,8 @@ def calibrate(
             labels,
             score_summary(scores, labels),
             previous=previous.get(category),
+            weights=np.array([w for _, w in mine]) if appeals else None,
+            appeals=appeals,
         )
         _calibrate_category(c, strategy, run.params)
         run.categories.append(c)
@@ -216,6 +233,7 @@ def write_versions(
             "labels_file": run.labels_file,
             "model_ids": run.model_ids,
             "skipped_rows": len(run.skipped),
+            "appeal_labels": c.appeals,
             "ladder": "policy.ladder_from_base",
         }
         record = write_version(

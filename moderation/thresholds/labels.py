@@ -2,14 +2,20 @@
 
 Rows name an image three ways: ``job_id`` or ``sha256`` of an image already scored in the DB
 (its stored score is used, no model needed), or ``path`` to an image file, scored by an injected
-``Scorer`` (``moderation.scoring.base``) in batches.
+``Scorer`` (``moderation.scoring.base``) in batches — or give the ``score`` itself (a labelled
+score, e.g. exported from another system; its scale is ``scale``, else the category's version's).
+
+``read_labels`` reads a CSV file (the CLI); ``parse_labels`` reads CSV or JSON Lines text (the
+admin API, where ``path`` rows are refused: the server reads no file a caller names).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,18 +40,22 @@ __all__ = [
     "CalibrationError",
     "LabelRow",
     "LabelledScore",
+    "LabelProblem",
     "SkippedRow",
+    "parse_labels",
     "read_labels",
+    "given_scores",
     "score_paths",
     "stored_scores",
 ]
 
-REF_KINDS = ("job_id", "sha256", "path")  # a row's first non-empty one names its image
+REF_KINDS = ("job_id", "sha256", "path", "score")  # a row's first non-empty one is used
 _ALIASES = {"image": "path", "image_path": "path", "id": "job_id", "label": "is_violation"}
 _TRUE = {"1", "true", "t", "yes", "y", "violation"}
 _FALSE = {"0", "false", "f", "no", "n", "not_violation", "ok"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_ERRORS_SHOWN = 5
+MAX_SCORE = 1e6  # a given score's magnitude (every scale is far inside)
 
 
 class CalibrationError(ValueError):
@@ -56,9 +66,9 @@ class CalibrationError(ValueError):
 class LabelRow:
     """One label: an image reference, the category, and whether the image violates it."""
 
-    line: int  # line number in the CSV (header = 1)
-    kind: str  # job_id | sha256 | path
-    ref: str  # the job id, the sha256 hex, or the absolute path
+    line: int  # line number in the CSV (header = 1) or the JSON Lines text (first = 1)
+    kind: str  # job_id | sha256 | path | score
+    ref: str  # the job id, the sha256 hex, the absolute path, or the score
     category: str
     is_violation: bool
 
@@ -68,7 +78,7 @@ def _parse_bool(value: str) -> bool | None:
     return True if v in _TRUE else False if v in _FALSE else None
 
 
-def _header(fieldnames: Sequence[str] | None, path: Path) -> dict[str, str]:
+def _header(fieldnames: Sequence[str] | None, path: Path | str) -> dict[str, str]:
     """Map the CSV's own column names to canonical ones; fail on what is missing."""
     columns: dict[str, str] = {}
     for raw in fieldnames or []:
@@ -84,10 +94,15 @@ def _header(fieldnames: Sequence[str] | None, path: Path) -> dict[str, str]:
 
 
 def _parse_row(
-    raw: Mapping[str, str | None], columns: dict[str, str], line: int, base: Path
+    raw: Mapping[str, str | None],
+    columns: dict[str, str],
+    line: int,
+    base: Path | None,
+    categories: frozenset[str] | None = None,
 ) -> LabelRow:
     def get(name: str) -> str:
-        return (raw.get(columns[name]) or "").strip() if name in columns else ""
+        value = raw.get(columns[name]) if name in columns else None
+        return str(value).strip() if value is not None else ""
 
     kind = next((k for k in REF_KINDS if get(k)), None)
     if kind is None:
@@ -100,10 +115,24 @@ def _parse_row(
         if not _SHA256.match(ref):
             raise CalibrationError(f"line {line}: sha256 {ref!r} is not 64 hex digits")
     if kind == "path":
+        if base is None:
+            raise CalibrationError(
+                f"line {line}: path rows are not accepted here (give a job_id, sha256 or score)"
+            )
         ref = str((base / Path(ref).expanduser()).resolve())
+    if kind == "score":
+        try:
+            value = float(ref)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or abs(value) > MAX_SCORE:
+            raise CalibrationError(f"line {line}: score {ref[:40]!r} is not a finite number")
+        ref = repr(value)
     category = get("category")
     if not category:
         raise CalibrationError(f"line {line}: empty category")
+    if categories is not None and category not in categories:
+        raise CalibrationError(f"line {line}: category {category[:64]!r} is not in the catalog")
     label = _parse_bool(get("is_violation"))
     if label is None:
         raise CalibrationError(
@@ -113,18 +142,12 @@ def _parse_row(
     return LabelRow(line, kind, ref, category, label)
 
 
-def read_labels(path: Path) -> list[LabelRow]:
-    """Parse and check the labels CSV; every problem is reported with its line number."""
+def read_labels(path: Path, *, categories: frozenset[str] | None = None) -> list[LabelRow]:
+    """Parse and check the labels CSV; every problem is reported with its line number.
+    ``categories``: the catalog's; a row of another category is a bad line."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = _header(reader.fieldnames, path)
-            rows, errors = [], []
-            for raw in reader:
-                try:
-                    rows.append(_parse_row(raw, columns, reader.line_num, path.parent))
-                except CalibrationError as exc:
-                    errors.append(str(exc))
+            rows, errors = _parse_csv(fh, path, path.parent, categories)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CalibrationError(f"cannot read labels file {path}: {exc}") from None
     if errors:
@@ -133,10 +156,79 @@ def read_labels(path: Path) -> list[LabelRow]:
             if len(errors) > MAX_ERRORS_SHOWN
             else ""
         )
-        raise CalibrationError(f"{path}: " + "; ".join(errors[:MAX_ERRORS_SHOWN]) + more)
+        raise CalibrationError(
+            f"{path}: " + "; ".join(e.message for e in errors[:MAX_ERRORS_SHOWN]) + more
+        )
     if not rows:
         raise CalibrationError(f"{path}: no label rows")
     return rows
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """A bad line of uploaded labels: its number and what is wrong (``line N: …``)."""
+
+    line: int
+    message: str
+
+
+def _problem(exc: CalibrationError, line: int) -> LabelProblem:
+    return LabelProblem(line, str(exc))
+
+
+def _parse_csv(
+    lines: Iterable[str], source: Path | str, base: Path | None, categories: frozenset[str] | None
+) -> tuple[list[LabelRow], list[LabelProblem]]:
+    reader = csv.DictReader(lines)
+    columns = _header(reader.fieldnames, source)
+    rows, errors = [], []
+    for raw in reader:
+        try:
+            rows.append(_parse_row(raw, columns, reader.line_num, base, categories))
+        except CalibrationError as exc:
+            errors.append(_problem(exc, reader.line_num))
+    return rows, errors
+
+
+def _parse_jsonl(
+    lines: Iterable[str], categories: frozenset[str] | None
+) -> tuple[list[LabelRow], list[LabelProblem]]:
+    rows, errors = [], []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+            if not isinstance(item, dict):
+                raise CalibrationError(f"line {number}: not a JSON object")
+            values = {
+                str(k): v if isinstance(v, str) else json.dumps(v)
+                for k, v in item.items()
+                if v is not None
+            }
+            columns = _header(list(values), f"line {number}")
+            rows.append(_parse_row(values, columns, number, None, categories))
+        except ValueError as exc:  # CalibrationError, or JSON that does not parse
+            message = str(exc) if isinstance(exc, CalibrationError) else "not valid JSON"
+            if not message.startswith("line "):
+                message = f"line {number}: {message}"
+            errors.append(LabelProblem(number, message))
+    return rows, errors
+
+
+def parse_labels(
+    text: str, *, fmt: str = "csv", categories: frozenset[str] | None = None
+) -> tuple[list[LabelRow], list[LabelProblem]]:
+    """Uploaded labels (CSV with a header, or JSON Lines with the same keys) → the good rows
+    and every bad line with its number. ``path`` rows are bad lines: no file is read.
+    ``CalibrationError`` for a CSV header that lacks a needed column."""
+    lines = text.splitlines()
+    if fmt == "jsonl":
+        return _parse_jsonl(lines, categories)
+    try:
+        return _parse_csv(lines, "labels", None, categories)
+    except csv.Error as exc:
+        raise CalibrationError(f"labels: not a readable CSV: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -177,6 +269,11 @@ def _jobs_for(session: Session, rows: Sequence[LabelRow]) -> dict[int, ScoredJob
     if missing:
         raise _fail_rows("no such scored job or image in the database", missing)
     return by_row
+
+
+def given_scores(rows: Sequence[LabelRow]) -> list[LabelledScore]:
+    """The labelled scores of ``score`` rows, as given (no model id: the caller's scores)."""
+    return [LabelledScore(r, float(r.ref), None) for r in rows]
 
 
 def stored_scores(session: Session, rows: Sequence[LabelRow]) -> list[LabelledScore]:

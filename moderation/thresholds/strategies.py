@@ -108,6 +108,20 @@ def _prepare(
     return s, raw.astype(bool)
 
 
+def _weights(weights: ArrayLike | None, size: int) -> NDArray[np.float64]:
+    """Per-label weights (default 1): finite, ≥ 0, one per score. A weighted label (e.g. a
+    decided appeal, ``MODERATION_APPEAL_EVIDENCE_WEIGHT``) counts as that share of one in
+    every count below — flagged, caught, missed."""
+    if weights is None:
+        return np.ones(size)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != (size,):
+        raise ValueError(f"{size} scores but {w.size} weights")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and ≥ 0")
+    return w
+
+
 def _require_classes(labels: NDArray[np.bool_] | None, strategy: str, *, negatives: bool) -> None:
     if labels is None:
         raise ValueError(f"{strategy} needs labels (is_violation per score)")
@@ -124,9 +138,11 @@ def evaluate(
     threshold: float,
     scores: ArrayLike,
     labels: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
     **extra: Any,
 ) -> ThresholdResult:
-    """The evidence for ``threshold`` on a sample: flagged count, precision, recall, FPR."""
+    """The evidence for ``threshold`` on a sample: flagged count, precision, recall, FPR (the
+    rates from weighted counts when ``weights`` are given)."""
     s, y = _prepare(scores, labels)
     flagged = s >= threshold
     n_flagged = int(flagged.sum())
@@ -134,15 +150,21 @@ def evaluate(
         return ThresholdResult(
             strategy, float(threshold), s.size, None, n_flagged, None, None, None, **extra
         )
-    pos, neg = int(y.sum()), int((~y).sum())
-    tp, fp = int((flagged & y).sum()), int((flagged & ~y).sum())
+    if weights is None:
+        pos, neg = int(y.sum()), int((~y).sum())
+        tp, fp, f = int((flagged & y).sum()), int((flagged & ~y).sum()), n_flagged
+    else:
+        w = _weights(weights, s.size)
+        pos, neg = float(w[y].sum()), float(w[~y].sum())
+        tp, fp = float(w[flagged & y].sum()), float(w[flagged & ~y].sum())
+        f = tp + fp
     return ThresholdResult(
         strategy=strategy,
         threshold=float(threshold),
         n=s.size,
-        positives=pos,
+        positives=int(y.sum()),
         flagged=n_flagged,
-        precision=tp / n_flagged if n_flagged else None,
+        precision=tp / f if f else None,
         recall=tp / pos if pos else None,
         fpr=fp / neg if neg else None,
         **extra,
@@ -165,9 +187,14 @@ def score_summary(scores: ArrayLike, labels: ArrayLike) -> dict[str, dict[str, f
 
 
 def mean_std(
-    scores: ArrayLike, labels: ArrayLike | None = None, *, k: float = 0.5
+    scores: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    k: float = 0.5,
+    weights: ArrayLike | None = None,
 ) -> ThresholdResult:
-    """``mean + k·std`` of all observed scores (population std, numpy's default; seed k = 0.5)."""
+    """``mean + k·std`` of all observed scores (population std, numpy's default; seed k = 0.5).
+    ``weights`` weigh only the evidence (``evaluate``), not the cut-off."""
     s, _ = _prepare(scores, labels)
     t = float(s.mean() + k * s.std())
     return evaluate(
@@ -175,15 +202,21 @@ def mean_std(
         t,
         s,
         labels,
+        weights,
         params={"k": k},
         reason=f"mean + {k}·std of {s.size} observed scores (seed strategy)",
     )
 
 
 def percentile(
-    scores: ArrayLike, labels: ArrayLike | None = None, *, q: float = 75.0
+    scores: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    q: float = 75.0,
+    weights: ArrayLike | None = None,
 ) -> ThresholdResult:
-    """The ``q``-th percentile of all observed scores (linear interpolation; seed q = 75)."""
+    """The ``q``-th percentile of all observed scores (linear interpolation; seed q = 75).
+    ``weights`` weigh only the evidence (``evaluate``), not the cut-off."""
     s, _ = _prepare(scores, labels)
     t = float(np.percentile(s, q))
     return evaluate(
@@ -191,6 +224,7 @@ def percentile(
         t,
         s,
         labels,
+        weights,
         params={"q": q},
         reason=f"{q:g}th percentile of {s.size} observed scores (seed strategy)",
     )
@@ -222,10 +256,13 @@ def confidence_levels(scores: ArrayLike) -> ConfidenceLevels:
 # --- strategies from labels -------------------------------------------------------------------
 
 
-def roc_optimal(scores: ArrayLike, labels: ArrayLike) -> ThresholdResult:
+def roc_optimal(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None
+) -> ThresholdResult:
     """The threshold maximising Youden's J = TPR − FPR over the ROC curve (Youden 1950).
 
     Candidates are the observed scores; ties in J go to the lowest threshold (recall first).
+    ``weights``: per-label weights of the rates.
     """
     # sklearn is imported here, not at module level: it costs seconds at start-up and only
     # this strategy needs it
@@ -233,7 +270,8 @@ def roc_optimal(scores: ArrayLike, labels: ArrayLike) -> ThresholdResult:
 
     s, y = _prepare(scores, labels)
     _require_classes(y, "roc_optimal", negatives=True)
-    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    w = None if weights is None else _weights(weights, s.size)
+    fpr, tpr, thr = roc_curve(y, s, sample_weight=w, drop_intermediate=False)
     j = (tpr - fpr)[1:]  # index 0 is sklearn's +inf "flag nothing" point
     best = int(np.flatnonzero(j == j.max())[-1]) + 1
     return evaluate(
@@ -241,23 +279,32 @@ def roc_optimal(scores: ArrayLike, labels: ArrayLike) -> ThresholdResult:
         float(thr[best]),
         s,
         y,
+        w,
         params={"youden_j": float(j.max())},
         reason=f"maximises Youden's J = {j.max():.3f} (TPR − FPR)",
     )
 
 
 def _counts_by_threshold(
-    s: NDArray[np.float64], y: NDArray[np.bool_]
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
-    """Distinct thresholds (descending) with true and false positives at ``score >= t``."""
+    s: NDArray[np.float64], y: NDArray[np.bool_], w: NDArray[np.float64] | None = None
+) -> tuple[NDArray[np.float64], NDArray[Any], NDArray[Any]]:
+    """Distinct thresholds (descending) with true and false positives at ``score >= t``
+    (weighted counts with ``w``)."""
     order = np.argsort(-s, kind="stable")
     s_desc, y_desc = s[order], y[order]
     last_of_value = np.r_[np.flatnonzero(np.diff(s_desc)), s_desc.size - 1]
-    tp = np.cumsum(y_desc)[last_of_value]
-    return s_desc[last_of_value], tp, (last_of_value + 1) - tp
+    if w is None:
+        tp = np.cumsum(y_desc)[last_of_value]
+        return s_desc[last_of_value], tp, (last_of_value + 1) - tp
+    w_desc = w[order]
+    tp_w = np.cumsum(w_desc * y_desc)[last_of_value]
+    fp_w = np.cumsum(w_desc * ~y_desc)[last_of_value]
+    return s_desc[last_of_value], tp_w, fp_w
 
 
-def precision_target(scores: ArrayLike, labels: ArrayLike, p: float = 0.9) -> ThresholdResult:
+def precision_target(
+    scores: ArrayLike, labels: ArrayLike, p: float = 0.9, *, weights: ArrayLike | None = None
+) -> ThresholdResult:
     """The lowest threshold whose empirical precision is ≥ ``p`` (0 < p ≤ 1).
 
     Candidates are all observed scores; precision is not monotone in the threshold, so this is
@@ -269,8 +316,10 @@ def precision_target(scores: ArrayLike, labels: ArrayLike, p: float = 0.9) -> Th
     s, y = _prepare(scores, labels)
     _require_classes(y, "precision_target", negatives=False)
     assert y is not None
-    thr, tp, fp = _counts_by_threshold(s, y)
-    precision = tp / (tp + fp)
+    w = None if weights is None else _weights(weights, s.size)
+    thr, tp, fp = _counts_by_threshold(s, y, w)
+    with np.errstate(invalid="ignore", divide="ignore"):  # weight 0 flagged: no precision
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
     reaching = np.flatnonzero(precision >= p)
     if reaching.size == 0:
         raise ThresholdUnavailable(
@@ -282,6 +331,7 @@ def precision_target(scores: ArrayLike, labels: ArrayLike, p: float = 0.9) -> Th
         t,
         s,
         y,
+        w,
         params={"precision": p},
         reason=f"lowest threshold with precision ≥ {p:g}",
     )
@@ -319,7 +369,12 @@ def _recall_rank(m: int, r: float, delta: float) -> int:
 
 
 def recall_target(
-    scores: ArrayLike, labels: ArrayLike, r: float = 0.95, delta: float = 0.05
+    scores: ArrayLike,
+    labels: ArrayLike,
+    r: float = 0.95,
+    delta: float = 0.05,
+    *,
+    weights: ArrayLike | None = None,
 ) -> ThresholdResult:
     """The highest threshold whose recall on new data is ≥ ``r`` with probability ≥ 1−``delta``.
 
@@ -339,13 +394,29 @@ def recall_target(
 
     Raises ``InsufficientData`` when fewer than ``min_positives_for_recall(r, δ)`` violations
     are labelled (no threshold can carry the guarantee).
+
+    ``weights`` (e.g. decided appeals at ``MODERATION_APPEAL_EVIDENCE_WEIGHT``): the same
+    bound on weighted counts — flagging at the k-th lowest violation, the missed count is the
+    weight of the k − 1 below it and the caught count the rest (with every weight 1, exactly
+    the rank above). Weighted labels that are not a random sample void the i.i.d. guarantee
+    for their share; the weight bounds how much they move the threshold.
     """
     _check_recall_args(r, delta)
     s, y = _prepare(scores, labels)
     assert y is not None
-    positives = np.sort(s[y])
+    w = None if weights is None else _weights(weights, s.size)
+    order = np.argsort(s[y], kind="stable")
+    positives = s[y][order]
     m = positives.size
-    k = _recall_rank(m, float(r), float(delta))
+    if w is None:
+        k = _recall_rank(m, float(r), float(delta))
+        missed_k, total = float(k - 1), float(m)
+    else:
+        wp = w[y][order]
+        missed = np.cumsum(wp) - wp  # weight below the k-th lowest violation, k = 1 … m
+        total = float(wp.sum())
+        k = int(np.count_nonzero(recall_lower(total - missed, missed, 1.0 - delta) >= r))
+        missed_k = float(missed[k - 1]) if k else 0.0
     if k == 0:
         needed = min_positives_for_recall(r, delta)
         raise InsufficientData(
@@ -355,16 +426,18 @@ def recall_target(
             have=m,
         )
     # Clopper–Pearson upper bound with k−1 misses: the (1−δ) quantile of Beta(k, m−k+1)
-    miss_upper = float(miss_share_upper(k - 1, m, 1.0 - delta))
+    miss_upper = float(miss_share_upper(missed_k, total, 1.0 - delta))
+    weighted = "" if w is None else f" (weighted: {total:g} violations' worth)"
     bound = (
-        f"exact binomial (Clopper–Pearson) order statistic k={k} of m={m} violations: "
-        f"P(recall ≥ {r:g}) ≥ {1 - delta:g}; miss-rate upper bound {miss_upper:.4f}"
+        f"exact binomial (Clopper–Pearson) order statistic k={k} of m={m} violations"
+        f"{weighted}: P(recall ≥ {r:g}) ≥ {1 - delta:g}; miss-rate upper bound {miss_upper:.4f}"
     )
     result = evaluate(
         "recall_target",
         float(positives[k - 1]),
         s,
         y,
+        w,
         bound=bound,
         params={"recall": r, "delta": delta, "k": k, "miss_rate_upper": miss_upper},
         reason=f"highest threshold with recall ≥ {r:g} at confidence {1 - delta:g}",
@@ -375,11 +448,15 @@ def recall_target(
 # --- dispatch -----------------------------------------------------------------------------------
 
 STRATEGIES: dict[str, Callable[..., ThresholdResult]] = {
-    "mean_std": lambda s, y, **_: mean_std(s, y),
-    "percentile": lambda s, y, **_: percentile(s, y),
-    "roc_optimal": lambda s, y, **_: roc_optimal(s, y),
-    "precision_target": lambda s, y, precision=0.9, **_: precision_target(s, y, precision),
-    "recall_target": lambda s, y, recall=0.95, delta=0.05, **_: recall_target(s, y, recall, delta),
+    "mean_std": lambda s, y, w=None, **_: mean_std(s, y, weights=w),
+    "percentile": lambda s, y, w=None, **_: percentile(s, y, weights=w),
+    "roc_optimal": lambda s, y, w=None, **_: roc_optimal(s, y, weights=w),
+    "precision_target": lambda s, y, w=None, precision=0.9, **_: precision_target(
+        s, y, precision, weights=w
+    ),
+    "recall_target": lambda s, y, w=None, recall=0.95, delta=0.05, **_: recall_target(
+        s, y, recall, delta, weights=w
+    ),
 }
 
 
@@ -394,9 +471,14 @@ STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
 
 
 def run_strategy(
-    name: str, scores: ArrayLike, labels: ArrayLike, **params: float
+    name: str,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    **params: float,
 ) -> ThresholdResult:
-    """Run a strategy by name; ``params``: ``precision``, ``recall``, ``delta`` where they apply."""
+    """Run a strategy by name; ``params``: ``precision``, ``recall``, ``delta`` where they apply;
+    ``weights``: per-label weights (None: every label counts 1)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}")
-    return STRATEGIES[name](scores, labels, **params)
+    return STRATEGIES[name](scores, labels, weights, **params)

@@ -18,7 +18,7 @@ from moderation.db.models import Decision, Job, Score
 from moderation.db.session import make_engine, make_sessionmaker, session_scope
 from moderation.domain import JobStatus
 
-from .servers import WorkerProcess, wait_for
+from .servers import CallbackReceiver, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-submitter-token-0000000001"
@@ -157,3 +157,11 @@ def categories() -> int:
     from moderation.scoring.scorers import build_scorer
 
     return len(build_scorer(Settings(_env_file=None, backend="fake")).categories)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def callback_receiver() -> Iterator[CallbackReceiver]:
+    """A callback receiver that is up (``.url``, ``.received``), shut down after the test."""
+    receiver = CallbackReceiver().up()
+    yield receiver
+    receiver.down()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +26,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class CallbackReceiver:
+    """A decision-callback receiver on 127.0.0.1: records the JSON body of every POST (204);
+    with ``secret``, only correctly signed ones (others get 401). Its port is fixed when it is
+    made, so it can be down (nothing listening: connections refused) and come up again."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        self.port = free_port()
+        self.secret = secret
+        self.received: list[dict] = []
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/moderation"
+
+    def up(self) -> CallbackReceiver:
+        from moderation.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+
+        received, secret = self.received, self.secret
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                body = self.rfile.read(int(self.headers["content-length"]))
+                ok = secret is None or verify_signature(
+                    secret, body, self.headers[TIMESTAMP_HEADER], self.headers[SIGNATURE_HEADER]
+                )
+                if ok:
+                    received.append(json.loads(body))
+                self.send_response(204 if ok else 401)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:

@@ -6,66 +6,24 @@ beat and CLI processes, Postgres, Redis, a real local HTTP receiver)."""
 from __future__ import annotations
 
 import base64
-import http.server
-import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from moderation.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.fakes import png_bytes
 
-from .servers import wait_for
+from .servers import CallbackReceiver, wait_for
 
 pytestmark = pytest.mark.integration
 ADMIN = "integration-admin-token-000000000000001"
 SECRET = "durable-callback-secret-0000000001"
 
 
-class Receiver:
-    """An HTTP receiver on a fixed port that can be down (nothing listening) or up."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.received: list[dict] = []
-        self.server: http.server.ThreadingHTTPServer | None = None
-
-    def up(self) -> None:
-        received = self.received
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                ok = verify_signature(
-                    SECRET, body, self.headers[TIMESTAMP_HEADER], self.headers[SIGNATURE_HEADER]
-                )
-                if ok:
-                    received.append(json.loads(body))
-                self.send_response(204 if ok else 401)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
 def test_a_receiver_down_for_a_while_still_gets_the_callback_then_resends(stack_factory, pg_url):
-    receiver = Receiver()  # down: connections to its port are refused
+    receiver = CallbackReceiver(secret=SECRET)  # down: connections to its port are refused
     stack = stack_factory(
         pg_url,
         callback_min_tier="clear",
@@ -82,7 +40,7 @@ def test_a_receiver_down_for_a_while_still_gets_the_callback_then_resends(stack_
     stack.env["MODERATION_CALLBACK_SECRET"] = SECRET  # the dump masks secrets
     worker = stack.start_worker("--cpu", "1", "--ops", "--beat")
     try:
-        url = f"http://127.0.0.1:{receiver.port}/moderation"
+        url = receiver.url
         body = {"image_base64": base64.b64encode(png_bytes((9, 1, 1))).decode(),
                 "callback_url": url, "external_id": "durable-1"}  # fmt: skip
         r = stack.client.post("/v1/jobs", json=body, headers=stack.headers)

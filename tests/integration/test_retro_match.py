@@ -6,10 +6,7 @@ running the task again decides nothing twice."""
 from __future__ import annotations
 
 import base64
-import http.server
 import io
-import json
-import threading
 import time
 
 import pytest
@@ -29,20 +26,10 @@ from .servers import wait_for
 pytestmark = pytest.mark.integration
 
 
-def test_banking_an_original_re_decides_past_copies_and_calls_back_once(stack_factory, pg_url):
-    received: list[dict] = []
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_banking_an_original_re_decides_past_copies_and_calls_back_once(
+    stack_factory, pg_url, callback_receiver
+):
+    received = callback_receiver.received
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
     try:
@@ -53,7 +40,7 @@ def test_banking_an_original_re_decides_past_copies_and_calls_back_once(stack_fa
             bank_retro_sweep_s=1,
         )
         stack.start_worker("--cpu", "1", "--ops", "--beat")
-        url = f"http://127.0.0.1:{server.server_address[1]}/moderation"
+        url = callback_receiver.url
         photo = synthetic_photo(61, (320, 240))
         jobs = []
         for i in range(50):
@@ -109,5 +96,4 @@ def test_banking_an_original_re_decides_past_copies_and_calls_back_once(stack_fa
         with session_scope(sessions) as s:
             assert s.scalar(select(func.count()).select_from(DecisionHistory)) == 50
     finally:
-        server.shutdown()
         engine.dispose()

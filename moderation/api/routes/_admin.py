@@ -8,7 +8,7 @@ from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel
 
 from ..auth import Principal
-from ..deps import require_role
+from ..deps import API_DB_RETRY_S, require_role
 from ..limits import read_body
 from ..schemas.common import validated
 
@@ -16,7 +16,6 @@ __all__ = ["API_DB_RETRY_S", "Admin", "actor_of", "body_doc", "read_json"]
 
 M = TypeVar("M", bound=BaseModel)
 Admin = Annotated[Principal, Depends(require_role("admin"))]
-API_DB_RETRY_S = 10
 MAX_ADMIN_BODY = 64 * 1024  # a rule set of a few hundred rules, a reason of 2000 characters
 
 
@@ -32,11 +31,17 @@ def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": ref}}}}
 
 
-async def read_json(request: Request, model: type[M], *, optional: bool = False) -> M:
-    """The body as ``model``: 415 not JSON, 413 over 64 KiB, 400 malformed, 422 invalid; an
-    ``optional`` body may be empty (the model's defaults)."""
+async def read_json(
+    request: Request,
+    model: type[M],
+    *,
+    optional: bool = False,
+    max_bytes: int = MAX_ADMIN_BODY,
+) -> M:
+    """The body as ``model``: 415 not JSON, 413 over ``max_bytes`` (64 KiB), 400 malformed,
+    422 invalid; an ``optional`` body may be empty (the model's defaults)."""
     content_type = request.headers.get("content-type", "")
-    raw = await read_body(request, MAX_ADMIN_BODY)
+    raw = await read_body(request, max_bytes)
     if optional and not raw.strip():
         return model()
     if not content_type.startswith("application/json"):

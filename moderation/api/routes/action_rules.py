@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Path, Query, Request
 
-from moderation.db.retry import in_transaction
 from moderation.services import actions as service
 from moderation.services.reviews import catalog_categories
 
-from ..deps import StateDep
+from ..deps import StateDep, in_db, in_db_off_loop
 from ..schemas.admin import ActionRulesIn, ActionRulesInForceOut, ActionRuleVersionOut, RollbackIn
 from ..schemas.common import MAX_DB_ID, error_responses, unprocessable
-from ._admin import API_DB_RETRY_S, Admin, actor_of, body_doc, read_json
+from ._admin import Admin, actor_of, body_doc, read_json
 
 __all__ = ["router"]
 
@@ -37,11 +35,7 @@ def _out(v: service.ActionRuleVersionRecord) -> ActionRuleVersionOut:
 @router.get("", response_model=ActionRulesInForceOut, responses=error_responses(401, 403, 503))
 def show(state: StateDep, _admin: Admin) -> ActionRulesInForceOut:
     """The action rules in force: a DB version, else the rules file, else the packaged ones."""
-    found = in_transaction(
-        state.sessions,
-        lambda s: service.in_force(s, state.settings.action_rules_file),
-        give_up_after_s=API_DB_RETRY_S,
-    )
+    found = in_db(state, lambda s: service.in_force(s, state.settings.action_rules_file))
     return ActionRulesInForceOut(
         source=found.source,  # type: ignore[arg-type]
         version_id=found.version_id,
@@ -58,11 +52,7 @@ def versions(
     state: StateDep, _admin: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[ActionRuleVersionOut]:
     """Rule versions, newest (in force) first."""
-    found = in_transaction(
-        state.sessions,
-        lambda s: service.list_versions(s, limit=limit),
-        give_up_after_s=API_DB_RETRY_S,
-    )
+    found = in_db(state, lambda s: service.list_versions(s, limit=limit))
     return [_out(v) for v in found]
 
 
@@ -73,14 +63,11 @@ def versions(
 )
 def version(state: StateDep, _admin: Admin, version_id: VersionId) -> ActionRuleVersionOut:
     """One rule version."""
-    try:
-        found = in_transaction(
-            state.sessions,
-            lambda s: service.show_version(s, version_id),
-            give_up_after_s=API_DB_RETRY_S,
-        )
-    except service.ActionRulesChangeError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    found = in_db(
+        state,
+        lambda s: service.show_version(s, version_id),
+        [(service.ActionRulesChangeError, 404)],
+    )
     return _out(found)
 
 
@@ -96,20 +83,18 @@ async def set_rules(request: Request, state: StateDep, admin: Admin) -> ActionRu
     422 with one line naming the place, e.g. ``rules[2].tier: not a tier``."""
     body = await read_json(request, ActionRulesIn)
     categories = catalog_categories(state.settings.catalog_file)
-
-    def write() -> service.RulesChange:
-        return in_transaction(
-            state.sessions,
-            lambda s: service.set_rules(
-                s, body.rules, reason=body.reason, actor=actor_of(admin), categories=categories
-            ),
-            give_up_after_s=API_DB_RETRY_S,
-        )
-
-    try:
-        change = await run_in_threadpool(write)
-    except (service.ActionRulesError, service.ActionRulesChangeError) as exc:
-        raise unprocessable(str(exc), ("body", "rules")) from None
+    change = await in_db_off_loop(
+        state,
+        lambda s: service.set_rules(
+            s, body.rules, reason=body.reason, actor=actor_of(admin), categories=categories
+        ),
+        [
+            (
+                (service.ActionRulesError, service.ActionRulesChangeError),
+                lambda exc: unprocessable(str(exc), ("body", "rules")),
+            )
+        ],
+    )
     return _out(change.version)
 
 
@@ -124,18 +109,9 @@ async def rollback(request: Request, state: StateDep, admin: Admin) -> ActionRul
     """Put an older version (``to``; default the previous) in force again, as a new version
     carrying its rules. 404: no such version; 409: nothing to roll back to."""
     body = await read_json(request, RollbackIn, optional=True)
-
-    def write() -> service.RulesChange:
-        return in_transaction(
-            state.sessions,
-            lambda s: service.rollback(s, actor=actor_of(admin), to=body.to, reason=body.reason),
-            give_up_after_s=API_DB_RETRY_S,
-        )
-
-    try:
-        change = await run_in_threadpool(write)
-    except service.UnknownActionRuleVersion as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except service.ActionRulesChangeError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    change = await in_db_off_loop(
+        state,
+        lambda s: service.rollback(s, actor=actor_of(admin), to=body.to, reason=body.reason),
+        [(service.UnknownActionRuleVersion, 404), (service.ActionRulesChangeError, 409)],
+    )
     return _out(change.version)

@@ -6,16 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
-from starlette.concurrency import run_in_threadpool
 
-from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.services import tokens as service
 
-from ..deps import StateDep
+from ..deps import StateDep, in_db, in_db_off_loop
 from ..schemas.admin import TokenCreated, TokenIn, TokenOut
 from ..schemas.common import error_responses, unprocessable
-from ._admin import API_DB_RETRY_S, Admin, actor_of, body_doc, read_json
+from ._admin import Admin, actor_of, body_doc, read_json
 
 __all__ = ["router"]
 
@@ -26,7 +24,7 @@ TokenName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00-
 @router.get("", response_model=list[TokenOut], responses=error_responses(401, 403, 503))
 def list_tokens(state: StateDep, _admin: Admin) -> list[TokenOut]:
     """The database's tokens (never their secrets), revoked ones too."""
-    rows = in_transaction(state.sessions, service.list_tokens, give_up_after_s=API_DB_RETRY_S)
+    rows = in_db(state, service.list_tokens)
     return [TokenOut(**vars(r)) for r in rows]
 
 
@@ -42,22 +40,19 @@ async def add_token(request: Request, state: StateDep, admin: Admin) -> TokenCre
     name is taken (in the database, revoked or not, or by MODERATION_API_TOKENS)."""
     body = await read_json(request, TokenIn)
     static_names = [t.name for t in state.settings.parsed_tokens()]
-
-    def write() -> str:
-        return in_transaction(
-            state.sessions,
-            lambda s: service.create_token(
-                s, body.name, body.role, static_names=static_names, actor=actor_of(admin)
+    secret = await in_db_off_loop(
+        state,
+        lambda s: service.create_token(
+            s, body.name, body.role, static_names=static_names, actor=actor_of(admin)
+        ),
+        [
+            (
+                service.TokenExists,
+                lambda _: HTTPException(status.HTTP_409_CONFLICT, "a token with that name exists"),
             ),
-            give_up_after_s=API_DB_RETRY_S,
-        )
-
-    try:
-        secret = await run_in_threadpool(write)
-    except service.TokenExists:
-        raise HTTPException(status.HTTP_409_CONFLICT, "a token with that name exists") from None
-    except ValueError as exc:
-        raise unprocessable(str(exc)) from None
+            (ValueError, lambda exc: unprocessable(str(exc))),
+        ],
+    )
     return TokenCreated(name=body.name, role=body.role, secret=secret)
 
 
@@ -75,7 +70,7 @@ def revoke_token(name: TokenName, state: StateDep, admin: Admin) -> TokenOut:
             return None
         return next(r for r in service.list_tokens(s) if r.name == name)
 
-    row = in_transaction(state.sessions, write, give_up_after_s=API_DB_RETRY_S)
+    row = in_db(state, write)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no live token of that name")
     return TokenOut(**vars(row))

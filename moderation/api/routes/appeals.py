@@ -5,17 +5,18 @@ separate from the review queue (docs/review.md#appeals)."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.orm import Session
 
-from moderation.db.retry import in_transaction
 from moderation.db.types import utcnow
 from moderation.domain import RiskTier
 from moderation.services import appeals as service
 
 from ..auth import Principal
-from ..deps import StateDep, require_role
+from ..deps import ApiState, ErrorMap, StateDep, in_db, require_role
 from ..schemas.appeals import AppealDecisionIn, AppealIn, AppealOut
 from ..schemas.common import MAX_DB_ID, error_responses, unprocessable
 
@@ -26,19 +27,19 @@ router = APIRouter(tags=["appeals"])
 Submitter = Annotated[Principal, Depends(require_role("submitter"))]
 Reviewer = Annotated[Principal, Depends(require_role("reviewer"))]
 Id = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+T = TypeVar("T")
 
 
-def _run(state, work):  # type: ignore[no-untyped-def]
-    try:
-        return in_transaction(state.sessions, work)
-    except service.UnknownAppeal as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except service.AppealForbidden as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    except service.AppealConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except ValueError as exc:
-        raise unprocessable(str(exc)) from None
+_REFUSALS: ErrorMap = (
+    (service.UnknownAppeal, 404),
+    (service.AppealForbidden, 403),
+    (service.AppealConflict, 409),
+    (ValueError, lambda exc: unprocessable(str(exc))),
+)
+
+
+def _run(state: ApiState, work: Callable[[Session], T]) -> T:
+    return in_db(state, work, _REFUSALS)
 
 
 @router.post(

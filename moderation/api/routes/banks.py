@@ -1,28 +1,33 @@
-"""Admin API for the hash banks: import and export hash lists, enable/disable entries, and the
-retro-matching runs (what ``moderation bank import/export/enable/disable/retro`` do)."""
+"""Admin API for the hash banks: add an entry, look a hash or image up, import and export hash
+lists, enable/disable entries, and the retro-matching runs (what ``moderation bank
+add/match/import/export/enable/disable/retro`` do, through the same services)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from PIL.Image import Image as PILImage
 
-from moderation.db.retry import in_transaction
 from moderation.domain import BankKind
+from moderation.hashbank.hashing import PdqHash
+from moderation.images import ImageRejected
 from moderation.services import banks as bank_service
 from moderation.services import retro as retro_service
 from moderation.services.reviews import catalog_categories
 
-from ..auth import Principal
-from ..deps import ApiState, StateDep, require_role
-from ..schemas.common import MAX_DB_ID, CleanStr, error_responses
+from ..deps import ApiState, StateDep, in_db
+from ..schemas.banks import BankAddIn, BankAddOut, BankMatchIn, BankMatchOut
+from ..schemas.common import MAX_DB_ID, CleanStr, error_responses, unprocessable
+from ._admin import Admin, actor_of, body_doc, read_json
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
-Admin = Annotated[Principal, Depends(require_role("admin"))]
 _MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 EntryId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
@@ -113,10 +118,10 @@ async def import_(
 
     def run_import() -> bank_service.HashListImport:
         # parsing and inserting 100 k lines takes seconds: off the event loop
-        return in_transaction(
-            state.sessions,
+        return in_db(
+            state,
             lambda s: bank_service.import_hash_list(
-                s, text.splitlines(), fmt=chosen, imported_by=f"api:{admin.name}",
+                s, text.splitlines(), fmt=chosen, imported_by=actor_of(admin),
                 file_name=name, default_bank=bank, default_category=category,
                 default_source=source, min_quality=state.settings.bank_min_quality,
                 categories=catalog_categories(state.settings.catalog_file),
@@ -144,15 +149,13 @@ def toggle(
 ) -> dict[str, object]:
     """Disable an entry (workers stop matching it at their next batch) or re-enable it (and
     retro-match it)."""
-    try:
-        entry = in_transaction(
-            state.sessions,
-            lambda s: bank_service.set_enabled(
-                s, entry_id, enabled=action == "enable", actor=f"api:{admin.name}"
-            ),
-        )
-    except bank_service.UnknownBankEntry as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    entry = in_db(
+        state,
+        lambda s: bank_service.set_enabled(
+            s, entry_id, enabled=action == "enable", actor=actor_of(admin)
+        ),
+        [(bank_service.UnknownBankEntry, 404)],
+    )
     run = _retro(state, [entry.id], f"api:enable#{entry.id}") if entry.enabled else None
     return {"id": entry.id, "enabled": entry.enabled, "retro_run": run}
 
@@ -162,5 +165,116 @@ def retro_runs(
     state: StateDep, _admin: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[dict[str, object]]:
     """Retro-matching runs, newest first, with their progress and outcome."""
-    runs = in_transaction(state.sessions, lambda s: retro_service.latest_runs(s, limit))
+    runs = in_db(state, lambda s: retro_service.latest_runs(s, limit))
     return [_run_json(r) for r in runs]
+
+
+def _image(state: ApiState, encoded: str) -> bytes:
+    """The decoded upload's bytes (413 over the upload limit, 422 not base64)."""
+    limit = state.settings.max_upload_bytes
+    if len(encoded) // 4 * 3 > limit + 2:  # refuse before decoding
+        raise HTTPException(413, f"image_base64: the image exceeds the {limit}-byte limit")
+    try:
+        return base64.b64decode("".join(encoded.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise unprocessable("not valid base64", ("body", "image_base64")) from None
+
+
+def _decoded(state: ApiState, encoded: str) -> PILImage:
+    """The uploaded picture: 413 over the upload limit, 422 not base64 or not an image."""
+    try:
+        return bank_service.decode_bank_image(_image(state, encoded), state.settings)
+    except ImageRejected as exc:
+        if exc.code == "too_large":
+            raise HTTPException(413, f"{exc.code}: {exc.message}") from None
+        raise unprocessable(f"{exc.code}: {exc.message}", ("body", "image_base64")) from None
+
+
+def _add(
+    state: ApiState, body: BankAddIn, actor: str
+) -> tuple[PdqHash, bank_service.BankAddResult]:
+    """Hash (when an image was sent) and bank, in one transaction; runs in a worker thread."""
+    reason = body.reason or f"added over the API by {actor}"
+    if body.image_base64 is not None:
+        image = _decoded(state, body.image_base64)
+        return in_db(
+            state,
+            lambda s: bank_service.add_image(
+                s, image, bank=body.bank, category=body.category, actor=actor, reason=reason,
+                settings=state.settings,
+            ),
+        )  # fmt: skip
+    pdq = PdqHash.from_hex(body.hash or "", body.quality)
+    result = in_db(
+        state,
+        lambda s: bank_service.add_hash(
+            s, pdq, bank=body.bank, category=body.category, actor=actor, reason=reason,
+            settings=state.settings,
+        ),
+    )  # fmt: skip
+    return pdq, result
+
+
+@router.post(
+    "/entries",
+    status_code=201,
+    response_model=BankAddOut,
+    openapi_extra=body_doc(BankAddIn),
+    responses={
+        200: {"model": BankAddOut, "description": "Already banked: the existing entry."},
+        **error_responses(400, 401, 403, 413, 415, 422, 503),
+    },
+)
+async def add_entry(request: Request, state: StateDep, admin: Admin) -> JSONResponse:
+    """Bank a PDQ hash or an image (``moderation bank add``): audit-logged, the category
+    checked against the catalog, a new entry retro-matched against past uploads. 201 added;
+    200 duplicate (an enabled entry with the hash is already in the bank and category); 422
+    for a hash or image too featureless to match on (quality below
+    MODERATION_BANK_MIN_QUALITY) or a category the bank does not take."""
+    body = await read_json(request, BankAddIn, max_bytes=state.settings.max_request_bytes)
+    try:
+        bank_service.check_bank_category(
+            body.bank, body.category, catalog_categories(state.settings.catalog_file)
+        )
+    except bank_service.BankCategoryError as exc:
+        raise unprocessable(str(exc), ("body", "category")) from None
+    pdq, result = await run_in_threadpool(_add, state, body, actor_of(admin))
+    outcome, entry = result.outcome, result.entry
+    if outcome == "low_quality" or entry is None:
+        raise unprocessable(
+            f"quality {pdq.quality} < {state.settings.bank_min_quality}: too featureless to "
+            "match on, not banked",
+            ("body",),
+        )
+    run = None
+    if outcome == "added":
+        run = await run_in_threadpool(_retro, state, [entry.id], f"api:add#{entry.id}")
+    out = BankAddOut(
+        outcome=outcome, entry_id=entry.id, pdq_hash=pdq.hex, quality=pdq.quality, retro_run=run
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if outcome == "added" else 200)
+
+
+@router.post(
+    "/match",
+    response_model=BankMatchOut,
+    openapi_extra=body_doc(BankMatchIn),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 503),
+)
+async def match(request: Request, state: StateDep, _admin: Admin) -> BankMatchOut:
+    """The nearest enabled entries to a PDQ hash or an image, and the verdict a worker would
+    reach (``moderation bank match``: "why did it match")."""
+    body = await read_json(request, BankMatchIn, max_bytes=state.settings.max_request_bytes)
+
+    def look_up() -> dict[str, object]:
+        if body.image_base64 is not None:
+            image = _decoded(state, body.image_base64)
+            pdq = bank_service.match_pdq(image, state.settings)
+        else:
+            pdq = PdqHash.from_hex(body.hash or "", body.quality)
+        found = in_db(
+            state, lambda s: bank_service.match_hash(s, pdq, state.settings, top=body.top)
+        )
+        return found.as_dict(state.settings)
+
+    return BankMatchOut.model_validate(await run_in_threadpool(look_up))

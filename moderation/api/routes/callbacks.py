@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from moderation.db.retry import in_transaction
 from moderation.services import callbacks as callback_service
 
-from ..auth import Principal
-from ..deps import StateDep, require_role
+from ..deps import StateDep, in_db
 from ..schemas.callbacks import CallbackOut, ResendIn, ResendOut
 from ..schemas.common import MAX_DB_ID, error_responses
+from ._admin import Admin, actor_of
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
-Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 
 @router.get("", responses=error_responses(401, 403, 422, 503))
@@ -31,8 +29,8 @@ def list_callbacks(
 ) -> list[CallbackOut]:
     """Jobs with a callback, newest first (``before_id``: the page after the last id seen);
     ``status=dead``: the dead letters."""
-    rows = in_transaction(
-        state.sessions,
+    rows = in_db(
+        state,
         lambda s: callback_service.list_callbacks(
             s, state=status, limit=limit, before_id=before_id
         ),
@@ -47,7 +45,7 @@ def resend(body: ResendIn, state: StateDep, admin: Admin) -> ResendOut:
         state.sessions,
         body.job_ids,
         all_dead=body.all_dead,
-        actor=f"api:{admin.name}",
+        actor=actor_of(admin),
         publish=state.publisher.publish_callbacks,
     )
     return ResendOut(resent=ids, not_resendable=sorted(set(body.job_ids) - set(ids)))

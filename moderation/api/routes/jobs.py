@@ -35,7 +35,7 @@ from moderation.storage.refs import MAX_URI, ReferenceRefused, check_image_uri
 from moderation.thresholds.scenarios import MAX_MATCH_TEXT, JobContext, JobOptions
 
 from ..auth import Principal
-from ..deps import ApiState, StateDep, require_role
+from ..deps import API_DB_RETRY_S, ApiState, StateDep, require_role
 from ..limits import TooManyObjects, count_json_objects, read_body
 from ..schemas.common import (
     MAX_DB_ID,
@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Submitter = Annotated[Principal, Depends(require_role("submitter"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
-API_DB_RETRY_S = 10  # a request waits this long for a restarting database, then gets a 503
 
 
 def _body_doc(json_model: str, multipart: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from moderation.db.types import utcnow
 from moderation.services import reviews as service
 
 from ..auth import Principal
-from ..deps import StateDep, require_role
+from ..deps import API_DB_RETRY_S, StateDep, require_role
 from ..limits import read_body
 from ..schemas.common import MAX_DB_ID, error_responses, unprocessable, validated
 from ..schemas.reviews import (
@@ -28,7 +28,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["reviews"])
 Reviewer = Annotated[Principal, Depends(require_role("reviewer"))]
-API_DB_RETRY_S = 10
 MAX_REVIEW_BODY = 64 * 1024  # a review is an id, a label, two categories and a 4000-char note
 REVIEW_DOC: dict[str, Any] = {
     "requestBody": {

@@ -13,6 +13,8 @@ from moderation.thresholds.tiers import LADDER
 from .common import CleanStr, DbId
 
 __all__ = [
+    "CalibratedCategoryOut",
+    "CalibrationOut",
     "ActionRulesIn",
     "ActionRulesInForceOut",
     "ActionRuleVersionOut",
@@ -171,3 +173,55 @@ class ActionRulesInForceOut(BaseModel):
     )
     version_id: int | None
     rules: dict[str, Any]
+
+
+class CalibratedCategoryOut(BaseModel):
+    category: str
+    scale: str
+    n: int = Field(description="Labelled scores of the category.")
+    positives: int = Field(description="Of them, violations.")
+    appeals: int = Field(0, description="Of them, decided appeals (weighted labels).")
+    threshold: float | None = Field(description="The chosen base (medium-tier) cut-off.")
+    cutoffs: dict[str, float] | None = Field(description="The ladder the version would carry.")
+    precision: float | None
+    recall: float | None
+    fpr: float | None
+    bound: str | None = Field(description="The statistical guarantee behind the choice.")
+    previous_version_id: int | None
+    previous_value: float | None
+    version_id: int | None = Field(description="The version written (apply=true), else None.")
+    error: str | None = Field(description="Why no threshold could be chosen (then nothing is "
+                              "written for any category).")  # fmt: skip
+
+
+class CalibrationOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "strategy": "recall_target",
+                    "params": {"recall": 0.95, "delta": 0.05},
+                    "model_ids": ["fake-cosine"],
+                    "written": False,
+                    "categories": [
+                        {
+                            "category": "weapons", "scale": "gme_cosine", "n": 400,
+                            "positives": 120, "appeals": 0, "threshold": 0.2731,
+                            "cutoffs": {"warning": 0.2481, "medium": 0.2731, "high": 0.3131,
+                                        "extreme": 0.3631},
+                            "precision": 0.81, "recall": 0.967, "fpr": 0.098,
+                            "bound": "exact binomial (Clopper–Pearson) order statistic …",
+                            "previous_version_id": 4, "previous_value": 0.3,
+                            "version_id": None, "error": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    strategy: str
+    params: dict[str, float]
+    model_ids: list[str] = Field(description="The scorer behind stored scores (none for given).")
+    written: bool = Field(description="Whether versions were written (apply=true).")
+    categories: list[CalibratedCategoryOut]

@@ -1,4 +1,4 @@
-"""Page 1, Overview: throughput, tier mix, backlog, failures and review activity."""
+"""Page 1, Overview: throughput, tier mix, backlog, failures, review activity and audit load."""
 
 from __future__ import annotations
 
@@ -206,9 +206,15 @@ def overview(
         review_chart=review_chart(latency, window), latency=latency_by_kind(latency),
         agreement=views.reviewer_agreement(session, window),
         retention=retention_by_day(session, now), retention_days=_retention_days(request),
+        audit_load=views.audit_load(session, window), audit=_audit_settings(request),
     )  # fmt: skip
 
 
 def _retention_days(request: Request) -> dict[str, int]:
     settings = request.app.state.settings
     return {"clear": settings.retention_clear_days, "reviewed": settings.retention_reviewed_days}
+
+
+def _audit_settings(request: Request) -> dict[str, object]:
+    settings = request.app.state.settings
+    return {"design": settings.audit_design, "fraction": settings.audit_fraction}

@@ -163,3 +163,23 @@ def test_a_scorer_that_cannot_be_built_is_a_one_line_error(sqlite_url, tmp_path,
     monkeypatch.setenv("MODERATION_BACKEND", "gme")
     monkeypatch.delenv("MODERATION_GME_PATH", raising=False)
     fails("calibrate", str(labels), "--url", sqlite_url, match="needs MODERATION_GME_PATH")
+
+
+def test_given_scores_calibrate_without_images_or_stored_jobs(sqlite_url, tmp_path):
+    """A ``score`` column: labelled scores as given (here the API's example: precision 0.75 is
+    first reached at 0.5, 4 of 5 flagged are violations); their scale is --scale."""
+    rows = [(s, "weapons", 1) for s in (0.5, 0.6, 0.7, 0.8)]
+    rows += [(s, "weapons", 0) for s in (0.1, 0.2, 0.3, 0.55)]
+    labels = write_csv(tmp_path / "scores.csv", ["score", "category", "is_violation"], rows)
+    fails("calibrate", str(labels), "--strategy", "precision_target", "--url", sqlite_url,
+          match="pass --scale")  # fmt: skip
+    ok("calibrate", str(labels), "--strategy", "precision_target", "--precision", "0.75",
+       "--scale", "gme_cosine", "--appeals", "--url", sqlite_url)  # fmt: skip
+    with db_session(sqlite_url) as s:
+        (version,) = repo.history(s)
+    assert (version.value, version.scale, version.strategy) == (
+        0.5,
+        "gme_cosine",
+        "precision_target",
+    )
+    assert version.stats["precision"] == 0.8 and version.stats["appeal_labels"] == 0

@@ -152,3 +152,13 @@ def test_time_window_rejects_naive_and_empty_ranges():
         v.TimeWindow(dt.datetime(2026, 1, 1), NOW)
     with pytest.raises(ValueError):
         v.TimeWindow(NOW, NOW)
+
+
+def test_audit_load_per_1000_uploads(session):
+    # 10:30–12:30: scored j1, j2, j10, j11, j12; audit items ri3 (j2), ri4 (j11), ri6 (j12)
+    load = v.audit_load(session, v.TimeWindow.last(2, NOW))
+    assert load == v.AuditLoad(uploads=5, audit_items=3, audited_images=3)
+    assert (load.items_per_1000, load.images_per_1000) == (600.0, 600.0)
+    # 11:30–12:30: j1, j2, j10, j12 scored; ri3 and ri6
+    assert v.audit_load(session, v.TimeWindow(at(11, 30), NOW)).items_per_1000 == 500.0
+    assert v.audit_load(session, v.TimeWindow(at(5, 0), at(6, 0))).items_per_1000 is None

@@ -208,3 +208,56 @@ def test_offline_and_online_recall_bounds_are_one_implementation():
     # one step higher (one more miss) the shared bound fails the target, both ways
     above = np.sort(scores[labels])[k]
     assert audit.recall_curve(scores, labels, np.ones(scores.size), [above], 0.9).lower[0] < 0.95
+
+
+# --- weighted labels (decided appeals: MODERATION_APPEAL_EVIDENCE_WEIGHT) --------------------
+
+
+def test_unit_weights_change_nothing():
+    rng = np.random.default_rng(5)
+    s = rng.uniform(0, 1, 300)
+    y = rng.uniform(0, 1, 300) < s
+    ones = np.ones(s.size)
+    cases = (
+        ("recall_target", {"recall": 0.9, "delta": 0.1}),
+        ("precision_target", {"precision": 0.8}),
+        ("roc_optimal", {}),
+    )
+    for name, params in cases:
+        plain, weighted = (
+            run_strategy(name, s, y, **params),
+            run_strategy(name, s, y, ones, **params),
+        )
+        assert (weighted.threshold, weighted.precision, weighted.recall, weighted.fpr) == (
+            plain.threshold, plain.precision, plain.recall, plain.fpr
+        ), name  # fmt: skip
+        assert weighted.params == plain.params
+
+
+def test_a_half_weight_violation_counts_half_a_miss_in_the_recall_bound():
+    """30 violations at 0.01 … 0.30 (r = 0.9, δ = 0.1 allows no miss: k = 1, threshold 0.01)
+    and one appealed violation at 0.005. At weight 1 it must be caught: threshold 0.005. At
+    weight 0.5 missing it is half a miss of 30.5: recall_lower(30, 0.5, 0.9) = 0.9018 ≥ 0.9,
+    so the threshold stays 0.01 (k = 2), with weighted recall 30 / 30.5."""
+    s = np.r_[np.arange(1, 31) / 100, 0.005]
+    y = np.ones(31, dtype=bool)
+    assert recall_target(s, y, 0.9, 0.1).threshold == 0.005
+    half = recall_target(s, y, 0.9, 0.1, weights=np.r_[np.ones(30), 0.5])
+    assert (half.threshold, half.params["k"]) == (0.01, 2)
+    assert half.recall == pytest.approx(30 / 30.5, abs=1e-12)
+    assert half.params["miss_rate_upper"] == pytest.approx(0.0981814762, abs=1e-9)
+    assert "30.5 violations' worth" in half.bound
+
+
+def test_weighted_precision_target_and_bad_weights():
+    # a non-violation at 0.83 weighted 0.5 (an overturned appeal) moves the lowest threshold
+    # with precision ≥ 0.75 from 0.5 (4 / 5 = 0.8) to 0.6 (3 / 3.5 = 6/7; at 0.5: 4 / 5.5)
+    s = np.array([0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.3, 0.55, 0.83])
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    w = np.r_[np.ones(8), 0.5]
+    assert precision_target(s[:8], y[:8], 0.75).threshold == 0.5
+    r = precision_target(s, y, 0.75, weights=w)
+    assert (r.threshold, r.precision, r.recall, r.fpr) == (0.6, 3 / 3.5, 0.75, 0.5 / 4.5)
+    for bad, msg in ((np.ones(3), "weights"), (np.r_[np.ones(8), -1], "≥ 0")):
+        with pytest.raises(ValueError, match=msg):
+            precision_target(s, y, 0.75, weights=bad)

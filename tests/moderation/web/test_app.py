@@ -20,11 +20,15 @@ def test_overview_shows_the_seeded_window(client):
     assert 'id="finished">8<' in page.text
     assert 'id="failure-rate">37.50 %<' in page.text
     assert "worker_crash" in page.text and "undecodable" in page.text
+    # 3 audit items (ri3, ri4, ri6: 3 images) over 5 scored uploads (j1, j2, j10, j11, j12)
+    assert 'id="audit-load">600<' in page.text
+    assert "3 audit review\nitems over 5 scored uploads; 600 of" in page.text
 
 
 def test_a_wider_window_reads_more(client):
     page = client.get("/overview", params={"hours": 6})  # from 06:30: j5 (09:00) too
     assert 'id="finished">9<' in page.text
+    assert 'id="audit-load">500<' in page.text  # j5 (09:00) is a sixth upload, not audited
 
 
 def test_thresholds_show_history_evidence_and_estimates(client):

@@ -25,6 +25,9 @@ ADMIN_CALLS = [
     ("get", "/v1/admin/action-rules/versions/1", None),
     ("put", "/v1/admin/action-rules", {"rules": {}, "reason": "x"}),
     ("post", "/v1/admin/action-rules/rollback", {}),
+    ("post", "/v1/admin/thresholds/calibrate", {}),
+    ("post", "/v1/banks/entries", {"bank": "benign", "hash": "a" * 64}),
+    ("post", "/v1/banks/match", {"hash": "a" * 64}),
 ]
 
 

@@ -5,10 +5,6 @@ audit-logged; the original reviewer cannot claim or decide it."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
-
 from sqlalchemy import select, update
 
 from moderation.db import make_engine, make_sessionmaker
@@ -19,6 +15,7 @@ from moderation.db.types import utcnow
 from moderation.domain import JobStatus, ReviewLabel, RiskTier, ScoreSource
 from moderation.services.appeals import appeal_labels
 from tests.fakes import png_bytes
+from tests.integration.servers import CallbackReceiver
 from workers.celery_app import make_celery
 from workers.ops import send_callback_for_job
 
@@ -65,28 +62,9 @@ def _decide(db_url: str, job_id: int, *, reviewer: str | None) -> None:
         engine.dispose()
 
 
-class _Receiver:
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        received = self.received
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 def test_an_appeal_is_overturned_by_another_reviewer_and_called_back(api_factory, redis_prefix):
     api = api_factory(callback_allowlist=["127.0.0.0/8"])
-    receiver = _Receiver()
+    receiver = CallbackReceiver().up()
     try:
         body = {"image_base64": __import__("base64").b64encode(png_bytes((1, 2, 3))).decode(),
                 "callback_url": receiver.url}  # fmt: skip
@@ -138,7 +116,7 @@ def test_an_appeal_is_overturned_by_another_reviewer_and_called_back(api_factory
         assert send_callback_for_job(app, job_id).startswith("sent")
         assert [(p["job_id"], p["tier"]) for p in receiver.received] == [(job_id, "clear")]
     finally:
-        receiver.server.shutdown()
+        receiver.down()
 
     engine = make_engine(api.settings.database_url)
     try:

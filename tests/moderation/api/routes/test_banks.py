@@ -75,3 +75,107 @@ def test_disable_and_enable_an_entry(api):
     assert api.client.get("/v1/banks/export", headers=admin).text.count("\n") == 2
     on = api.client.post("/v1/banks/entries/1/enable", headers=admin).json()
     assert on["enabled"] is True and on["retro_run"]["entries"] == 1
+
+
+def _b64(image) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_add_by_image_and_by_hash_then_match_as_the_cli_does(api):
+    """bank add / bank match over HTTP: the same service calls as the CLI, the add
+    audit-logged under api:<name>, a new entry retro-matched, duplicates answered 200."""
+    from PIL import Image
+    from sqlalchemy import select
+
+    from moderation.db.models import AuditLogEntry
+    from moderation.db.session import make_engine, make_sessionmaker
+    from tests.synthetic_images import synthetic_photo
+
+    admin = api.headers("adam")
+    photo = synthetic_photo(22, (400, 300))
+    r = api.client.post(
+        "/v1/banks/entries",
+        json={"bank": "confirmed_violation", "category": "sexual",
+              "image_base64": _b64(photo), "reason": "case 12"},
+        headers=admin,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    added = r.json()
+    assert added["outcome"] == "added" and added["retro_run"]["entries"] == 1
+    again = api.client.post(
+        "/v1/banks/entries",
+        json={"bank": "confirmed_violation", "category": "sexual", "image_base64": _b64(photo)},
+        headers=admin,
+    )
+    assert again.status_code == 200
+    assert (again.json()["outcome"], again.json()["entry_id"]) == ("duplicate", added["entry_id"])
+    by_hash = api.client.post(
+        "/v1/banks/entries", json={"bank": "benign", "hash": H2, "quality": 80}, headers=admin
+    )
+    assert by_hash.status_code == 201 and by_hash.json()["pdq_hash"] == H2
+
+    mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    found = api.client.post(
+        "/v1/banks/match", json={"image_base64": _b64(mirrored)}, headers=admin
+    ).json()
+    assert found["match"]["entry_id"] == added["entry_id"]
+    assert found["match"]["variant"] == "flip_h" and found["match"]["tier"] == "high"
+    assert found["nearest"][0]["reason"] == "case 12"
+    exact = api.client.post(
+        "/v1/banks/match", json={"hash": added["pdq_hash"], "top": 1}, headers=admin
+    ).json()
+    assert exact["match"]["distance"] == 0 and len(exact["nearest"]) == 1
+    benign = api.client.post("/v1/banks/match", json={"hash": H2}, headers=admin).json()
+    assert benign["match"] is not None and benign["match"]["bank"] == "benign"
+
+    engine = make_engine(api.settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            rows = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "bank.add"))
+            assert sorted(r.actor for r in rows) == ["api:adam", "api:adam"]
+    finally:
+        engine.dispose()
+
+
+def test_add_and_match_refuse_bad_input_with_4xx(api):
+    from tests.synthetic_images import flat_image
+
+    admin = api.headers("adam")
+    for body, status, where in (
+        ({"bank": "confirmed_violation", "hash": H1}, 422, "category"),  # needs a category
+        ({"bank": "benign", "category": "sexual", "hash": H1}, 422, "category"),
+        ({"bank": "confirmed_violation", "category": "made_up", "hash": H1}, 422, "catalog"),
+        ({"bank": "benign"}, 422, "exactly one"),
+        ({"bank": "benign", "hash": H1, "image_base64": "AAAA"}, 422, "exactly one"),
+        ({"bank": "benign", "hash": "xyz"}, 422, "pattern"),
+        ({"bank": "benign", "image_base64": "!!!"}, 422, "pattern"),
+        ({"bank": "benign", "image_base64": "AAAA"}, 422, "not_an_image"),
+        ({"bank": "benign", "image_base64": _b64(flat_image())}, 422, "too featureless"),
+        ({"bank": "benign", "hash": H1, "quality": 10}, 422, "too featureless"),
+    ):
+        r = api.client.post("/v1/banks/entries", json=body, headers=admin)
+        assert r.status_code == status, (body, r.text)
+        assert where in r.text, r.text
+    assert api.client.post("/v1/banks/entries", content=b"{", headers={
+        **admin, "content-type": "application/json"}).status_code == 400  # fmt: skip
+    assert api.client.post("/v1/banks/match", content=b"x", headers=admin).status_code == 415
+    assert api.client.post("/v1/banks/match", json={"hash": H1, "top": 0},
+                           headers=admin).status_code == 422  # fmt: skip
+    assert api.client.get("/v1/banks/export", headers=admin).text.count("\n") == 1  # header only
+
+
+def test_small_upload_limit_is_413(api_factory):
+    from tests.synthetic_images import synthetic_photo
+
+    api = api_factory(max_upload_bytes=2048)
+    r = api.client.post(
+        "/v1/banks/match",
+        json={"image_base64": _b64(synthetic_photo(1, (200, 200)))},
+        headers=api.headers("adam"),
+    )
+    assert r.status_code == 413
