@@ -57,6 +57,7 @@ __all__ = [
     "official_resize",
     "official_size",
     "pad_extreme_aspect",
+    "preprocess_on_device",
     "resolve_device",
     "weights_fingerprint",
 ]
@@ -166,6 +167,25 @@ def official_resize(image: Image) -> Image:
     if (new_w, new_h) == (width, height):
         return image  # PIL would return an identical copy
     return image.resize((new_w, new_h), PILImage.Resampling.BICUBIC)
+
+
+def preprocess_on_device(
+    image: Image, processor: DeviceQwen2VLImageProcessor
+) -> tuple[torch.Tensor, np.ndarray]:
+    """``official_resize`` + the Qwen2-VL processor on ``processor.device``: (patches float32
+    [t·h·w, 1176] there, grid [3]), equal to the CPU paths' bit for bit.
+
+    The host converts to RGB (rarely: decoded images are RGB already), pads extreme aspects and
+    copies the uint8 pixels once into page-locked memory; both resizes, the rescale and the
+    patch layout run on the device.
+    """
+    image = pad_extreme_aspect(image if image.mode == "RGB" else image.convert("RGB"))
+    array = np.asarray(image)
+    pinned = processor.device.type == "cuda"
+    pixels = torch.empty(array.shape, dtype=torch.uint8, pin_memory=pinned)
+    pixels.numpy()[...] = array
+    pixels = pixels.to(processor.device, non_blocking=pinned)
+    return processor(pil_resize(pixels, official_size(*image.size)))
 
 
 def weights_fingerprint(directory: Path, sample_bytes: int = 1 << 20, samples: int = 16) -> str:
@@ -457,11 +477,7 @@ class GmeEmbedder:
         """(patches float32 [t·h·w, 1176], grid [3]) for one image; the patches are a tensor on
         the model's device with the device preprocessor, else a numpy array."""
         if self._device_processor is not None:
-            # The host converts (rarely: decoded images are RGB) and pads extreme aspects; both
-            # resizes, the rescale and the patch layout run on the device, exactly as PIL would.
-            image = pad_extreme_aspect(image if image.mode == "RGB" else image.convert("RGB"))
-            pixels = self._to_device(torch.from_numpy(np.array(image)))
-            return self._device_processor(pil_resize(pixels, official_size(*image.size)))
+            return preprocess_on_device(image, self._device_processor)
         if self._fast_processor is not None:
             return self._fast_processor(official_resize(image))
         out = self.image_processor(images=[official_resize(image)], return_tensors="np")
