@@ -12,9 +12,8 @@ must keep a GPU fed.
 * rescale and normalise as a lookup table: a channel's float32 value depends only on its uint8
   byte, so the table holds, per channel and byte, exactly what
   ``((float32(float64(v) × scale)) − mean) / std`` computes in float32 — bit-identical;
-* patchify on the uint8 array (one quarter of the bytes), channel-major so that each channel is
-  one contiguous index array, then one table gather per channel, written into the output once
-  per temporal frame.
+* patchify on the uint8 array (one quarter of the bytes), then one table gather per channel
+  straight into the output, the temporal copy written twice instead of broadcast.
 
 No per-pixel Python. ``tests/moderation/embedders/test_qwen2vl_image.py`` holds it equal to the
 reference on a corpus of sizes and aspect ratios; ``benchmarks/bench_scoring.py --preprocess``
@@ -118,14 +117,12 @@ class FastQwen2VLImageProcessor:
         if image.size != size:
             image = image.resize(size, self.resample)
         pixels = np.asarray(image)  # [H, W, 3] uint8
-        # (H/m/p, m, p, W/m/p, m, p, C) → (H/m/p, W/m/p, m, m, C, p, p) is the reference order;
-        # gathered channel-major here (C first), so each channel's bytes are one contiguous
-        # index array for its table.
+        # (H/m/p, m, p, W/m/p, m, p, C) → (H/m/p, W/m/p, m, m, C, p, p): the reference order
         blocks = pixels.reshape(grid_h // m, m, p, grid_w // m, m, p, 3)
-        patches = blocks.transpose(6, 0, 3, 1, 4, 2, 5).reshape(3, grid_h * grid_w, p * p)
+        patches = blocks.transpose(0, 3, 1, 4, 6, 2, 5).reshape(grid_h * grid_w, 3, p * p)
         out = np.empty((grid_h * grid_w, 3, t, p * p), dtype=np.float32)
         for channel in range(3):
-            values = self._table[channel][patches[channel]]
+            values = self._table[channel].take(patches[:, channel])
             for frame in range(t):
                 out[:, channel, frame] = values
         grid = np.array([1, grid_h, grid_w], dtype=np.int64)
