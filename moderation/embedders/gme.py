@@ -19,8 +19,10 @@ Deliberate differences. Exact (same vectors): positions are counted per row from
 mask, so left and right padding both equal one-at-a-time; images are sorted by size before
 batching (less padding); the vision tower attends in equal-size groups with a matmul patch
 embedding; the image processor is ``qwen2vl_image.FastQwen2VLImageProcessor`` (the same
-``pixel_values`` as transformers' ``Qwen2VLImageProcessorPil`` at a fraction of the CPU;
-``preprocessor="reference"`` / ``MODERATION_GME_PREPROCESSOR=reference`` uses transformers').
+``pixel_values`` as transformers' ``Qwen2VLImageProcessorPil`` at a fraction of the CPU) or, on
+CUDA, ``qwen2vl_device`` (both resizes and the patch layout on the GPU, the same pixel_values
+again); ``preprocessor="reference"`` / ``MODERATION_GME_PREPROCESSOR=reference`` uses
+transformers'.
 Only where the official code misbehaves: over-long texts are cut inside their content
 (its ``truncation=True`` could cut image tokens or the pooled final token), and an image beyond
 200:1 is padded (it squashes it, and transformers' processor would raise).
