@@ -6,8 +6,9 @@ images/s and MFU of the full-size GME architecture, stock transformers vs the of
 (b) GPU, full GME-2B architecture with random weights, 448² images (256 visual tokens):
     .venv/bin/python benchmarks/bench_scoring.py --device cuda --full-size-random
     .venv/bin/python benchmarks/bench_scoring.py --full-size-random --tiny   # same code on CPU
-(c) GME image preprocessing, CPU per image, transformers' processor vs the fast one:
-    .venv/bin/python benchmarks/bench_scoring.py --preprocess
+(c) GME image preprocessing, CPU per image, transformers' processor vs the fast one, and the
+    host CPU of the device path (both resizes on the device; ``--device cuda`` on a GPU host):
+    .venv/bin/python benchmarks/bench_scoring.py --preprocess [--device cuda]
 
 Both sides of every ratio run in the same process on the same backend; times are the best of
 ``--repeats`` runs (the two sides of (a) alternate, so both see the same machine load). The
@@ -374,10 +375,13 @@ PREPROCESS_SIZES = ((448, 448), (640, 480), (1920, 1080))
 def run_preprocess(args: argparse.Namespace) -> None:
     """(c) CPU per image of the GME image preprocessing, one thread: transformers'
     ``Qwen2VLImageProcessorPil`` vs ``FastQwen2VLImageProcessor`` (same pixel_values), each
-    after the same ``official_resize`` (timed on its own: both pay it)."""
+    after the same ``official_resize`` (timed on its own: both pay it); then the device path
+    (``preprocess_on_device``, both resizes included) on ``--device``: the host CPU it costs
+    per image against ``official_resize`` + the reference."""
     from transformers import Qwen2VLImageProcessorPil
 
-    from moderation.embedders.gme import TOKEN_PX, official_resize
+    from moderation.embedders.gme import TOKEN_PX, official_resize, preprocess_on_device
+    from moderation.embedders.qwen2vl_device import DeviceQwen2VLImageProcessor
     from moderation.embedders.qwen2vl_image import FastQwen2VLImageProcessor
 
     reference = Qwen2VLImageProcessorPil(
@@ -398,6 +402,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
 
     print("(c) GME image preprocessing, CPU ms per image (best of --repeats, one thread)")
     print("    size        official_resize  reference   fast   fast/reference  equal")
+    host_ms: dict[tuple[int, int], float] = {}
     for width, height in PREPROCESS_SIZES:
         image = sample_images(1, width, height)[0]
         resized = official_resize(image)
@@ -407,8 +412,50 @@ def run_preprocess(args: argparse.Namespace) -> None:
         fast_ms = cpu_ms(lambda im=resized: fast(im), n)
         expected = reference(images=[resized], return_tensors="np")["pixel_values"]
         equal = np.array_equal(expected, fast(resized)[0])
+        host_ms[width, height] = resize_ms + ref_ms
         print(f"    {width}x{height:<5d} {resize_ms:14.2f} {ref_ms:11.2f} {fast_ms:7.2f}"
               f" {fast_ms / ref_ms:14.1%}   {equal}")  # fmt: skip
+
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    processor = DeviceQwen2VLImageProcessor.like(reference, device)
+
+    def device_ms(image: Image.Image, n: int) -> tuple[float, float]:
+        """(host CPU ms, wall ms) per image, best of --repeats; the wait for the device polls
+        (a spinning synchronize would bill the host for device time)."""
+        preprocess_on_device(image, processor)
+        best_cpu = best_wall = float("inf")
+        for _ in range(args.repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                preprocess_on_device(image, processor)
+            if on_gpu:
+                done = torch.cuda.Event()
+                done.record()
+                while not done.query():
+                    time.sleep(2e-4)
+            best_cpu = min(best_cpu, (time.process_time() - cpu) / n)
+            best_wall = min(best_wall, (time.perf_counter() - wall) / n)
+        return best_cpu * 1e3, best_wall * 1e3
+
+    where = (
+        f"on {torch.cuda.get_device_name(device)}"
+        if on_gpu
+        else "torch on the CPU (a dry run: the host does the device's work)"
+    )
+    print(f"(c) the device path (MODERATION_GME_PREPROCESSOR=device), {where}:")
+    print("    host CPU ms per image from the decoded image, both resizes included, against")
+    print("    official_resize + reference on the CPU")
+    print("    size        official_resize+reference  device host CPU  wall/image  host/ref  equal")
+    for width, height in PREPROCESS_SIZES:
+        image = sample_images(1, width, height)[0]
+        n = max(2, int(2e7 // (width * height))) if on_gpu else 1
+        host, wall = device_ms(image, n)
+        expected = reference(images=[official_resize(image)], return_tensors="np")
+        pixels, _ = preprocess_on_device(image, processor)
+        equal = np.array_equal(expected["pixel_values"], pixels.cpu().numpy())
+        print(f"    {width}x{height:<5d} {host_ms[width, height]:25.2f} {host:16.2f} {wall:11.2f}"
+              f" {host / host_ms[width, height]:9.1%}  {equal}")  # fmt: skip
     print(f"    load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

@@ -14,8 +14,10 @@
 #   3. throughput      bench_scoring.py --device cuda --full-size-random: GME-2B architecture with
 #                      random weights, stock transformers forward vs this backend's, batches
 #                      8/32/64 at 448² and 896² (plus embed_images: preprocessing + forward)
-#   4. preprocessing   bench_scoring.py --preprocess: CPU per image, transformers' processor vs
-#                      the fast one (same pixel_values)
+#   4. preprocessing   bench_scoring.py --preprocess --device cuda: CPU per image, transformers'
+#                      processor vs the fast one (same pixel_values), then the device path
+#                      (MODERATION_GME_PREPROCESSOR=device, what GME on CUDA uses): host CPU per
+#                      image with both resizes on the GPU, against official_resize + reference
 #   5. summary         the lines to copy into docs/gme.md; the goal is >= 175 img/s at 448²
 #
 # Exit status: 0 when every step passed, 1 otherwise (the summary names the failed steps).
@@ -51,7 +53,7 @@ if ((TINY)); then
 else
   DEVICE=cuda
   BENCH=(--device cuda --full-size-random --batches 8 32 64 --sizes 448 896 --repeats 3)
-  PREP=(--preprocess --repeats 3)
+  PREP=(--preprocess --device cuda --repeats 3)
   LIMITS=(60 120 300 60) # 540 s at most; typically far less
 fi
 
@@ -102,7 +104,7 @@ echo
 echo "=== summary ($( ((TINY)) && echo 'tiny CPU dry run' || echo 'GPU'), logs in $LOG)"
 grep -h -E '^\(b\)|preprocessing on|official/stock|peak GPU memory|texts/s' "$LOG/throughput.log" 2>/dev/null
 grep -h -E '^ +[0-9]+ +(official 1-D|stock M-RoPE|embed_images)' "$LOG/throughput.log" 2>/dev/null
-grep -h -E '^ +[0-9]+x[0-9]+ ' "$LOG/preprocessing.log" 2>/dev/null
+grep -h -E '^\(c\)|^ +[0-9]+x[0-9]+ ' "$LOG/preprocessing.log" 2>/dev/null
 if ((!TINY)); then
   best=$(awk '/^ +448²/ {on=1} /^ +896²/ {on=0} on && $2 == "official" {print $4}' \
     "$LOG/throughput.log" 2>/dev/null | sort -g | tail -1)

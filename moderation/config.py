@@ -167,10 +167,13 @@ class Settings(BaseSettings):
         None, description="Local directory with GME-Qwen2-VL weights (never downloaded)."
     )
     device: str = Field("auto", description="torch device for GME: auto, cpu, cuda, cuda:N, mps.")
-    gme_preprocessor: Literal["fast", "reference"] = Field(
-        "fast",
-        description="GME image preprocessing: fast (PIL + numpy lookup tables, the same "
-        "pixel_values) or reference (transformers' Qwen2VLImageProcessorPil).",
+    gme_preprocessor: Literal["auto", "fast", "reference", "device"] = Field(
+        "auto",
+        description="GME image preprocessing: auto (device where GME runs on CUDA, else fast), "
+        "fast (PIL + numpy lookup tables), device (both resizes, rescale and patch layout in "
+        "torch on GME's device, from the decoded pixels: the host CPU only decodes) or "
+        "reference (transformers' Qwen2VLImageProcessorPil). fast and device give the "
+        "reference's pixel_values bit for bit.",
     )
     forward_ahead: Literal["auto", "on", "off"] = Field(
         "auto",

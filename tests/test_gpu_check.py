@@ -31,7 +31,10 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
         assert (tmp_path / f"{step}.log").stat().st_size > 0, step
     throughput = (tmp_path / "throughput.log").read_text()
     assert "stock M-RoPE" in throughput and "official 1-D" in throughput
-    assert "True" in (tmp_path / "preprocessing.log").read_text()  # fast == reference
+    preprocessing = (tmp_path / "preprocessing.log").read_text()
+    assert "True" in preprocessing  # fast == reference
+    assert "the device path" in preprocessing and "False" not in preprocessing  # device too
+    assert "the device path" in result.stdout  # in the summary
 
 
 def test_gpu_check_rejects_unknown_arguments():

@@ -19,8 +19,10 @@ Deliberate differences. Exact (same vectors): positions are counted per row from
 mask, so left and right padding both equal one-at-a-time; images are sorted by size before
 batching (less padding); the vision tower attends in equal-size groups with a matmul patch
 embedding; the image processor is ``qwen2vl_image.FastQwen2VLImageProcessor`` (the same
-``pixel_values`` as transformers' ``Qwen2VLImageProcessorPil`` at a fraction of the CPU;
-``preprocessor="reference"`` / ``MODERATION_GME_PREPROCESSOR=reference`` uses transformers').
+``pixel_values`` as transformers' ``Qwen2VLImageProcessorPil`` at a fraction of the CPU) or, on
+CUDA, ``qwen2vl_device`` (both resizes and the patch layout on the GPU, the same pixel_values
+again); ``preprocessor="reference"`` / ``MODERATION_GME_PREPROCESSOR=reference`` uses
+transformers'.
 Only where the official code misbehaves: over-long texts are cut inside their content
 (its ``truncation=True`` could cut image tokens or the pooled final token), and an image beyond
 200:1 is padded (it squashes it, and transformers' processor would raise).
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, EmbedderInfo, l2_normalise
+from .qwen2vl_device import DeviceQwen2VLImageProcessor, pil_resize
 from .qwen2vl_image import FastQwen2VLImageProcessor
 from .registry import BackendUnavailable
 
@@ -54,7 +57,9 @@ __all__ = [
     "GmeInputs",
     "GmeLoadError",
     "official_resize",
+    "official_size",
     "pad_extreme_aspect",
+    "preprocess_on_device",
     "resolve_device",
     "weights_fingerprint",
 ]
@@ -73,6 +78,10 @@ _FETCH_MAX_PIXELS = 16384 * TOKEN_PX * TOKEN_PX
 # Qwen2-VL refuses aspect ratios above 200; pad to half that, because both resizes round the
 # sides to 28 px, which can stretch the ratio by up to ~1.5×.
 _PAD_RATIO = 100
+# Where images are preprocessed: auto = device on CUDA, else fast; fast = PIL + numpy tables;
+# reference = transformers' processor; device = torch on the model's device. All give the same
+# pixel_values (fast and device bit for bit), so they share one model_id.
+PREPROCESSORS = ("auto", "fast", "reference", "device")
 
 
 class GmeLoadError(BackendUnavailable):
@@ -81,7 +90,8 @@ class GmeLoadError(BackendUnavailable):
 
 @dataclass(frozen=True)
 class GmeInputs:
-    """One padded model batch, on the CPU until ``embed_inputs`` moves it."""
+    """One padded model batch, on the CPU until ``embed_inputs`` moves it (``pixel_values`` are
+    on the model's device already when the device preprocessor made them)."""
 
     input_ids: torch.Tensor  # long [b, L]
     attention_mask: torch.Tensor  # long [b, L], 1 = real token
@@ -143,16 +153,41 @@ def pad_extreme_aspect(image: Image, max_ratio: int = _PAD_RATIO) -> Image:
     return canvas
 
 
+def official_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) ``official_resize`` gives an already padded image of this size."""
+    new_h, new_w = _smart_resize(height, width, _FETCH_MIN_PIXELS, _FETCH_MAX_PIXELS)
+    return new_w, new_h
+
+
 def official_resize(image: Image) -> Image:
     """``gme_inference.fetch_image``: RGB, sides rounded to 28 px within 4..16384 tokens."""
     from PIL import Image as PILImage
 
     image = pad_extreme_aspect(image.convert("RGB"))
     width, height = image.size
-    new_h, new_w = _smart_resize(height, width, _FETCH_MIN_PIXELS, _FETCH_MAX_PIXELS)
+    new_w, new_h = official_size(width, height)
     if (new_w, new_h) == (width, height):
         return image  # PIL would return an identical copy
     return image.resize((new_w, new_h), PILImage.Resampling.BICUBIC)
+
+
+def preprocess_on_device(
+    image: Image, processor: DeviceQwen2VLImageProcessor
+) -> tuple[torch.Tensor, np.ndarray]:
+    """``official_resize`` + the Qwen2-VL processor on ``processor.device``: (patches float32
+    [t·h·w, 1176] there, grid [3]), equal to the CPU paths' bit for bit.
+
+    The host converts to RGB (rarely: decoded images are RGB already), pads extreme aspects and
+    copies the uint8 pixels once into page-locked memory; both resizes, the rescale and the
+    patch layout run on the device.
+    """
+    image = pad_extreme_aspect(image if image.mode == "RGB" else image.convert("RGB"))
+    array = np.asarray(image)
+    pinned = processor.device.type == "cuda"
+    pixels = torch.empty(array.shape, dtype=torch.uint8, pin_memory=pinned)
+    pixels.numpy()[...] = array
+    pixels = pixels.to(processor.device, non_blocking=pinned)
+    return processor(pil_resize(pixels, official_size(*image.size)))
 
 
 def weights_fingerprint(directory: Path, sample_bytes: int = 1 << 20, samples: int = 16) -> str:
@@ -200,7 +235,7 @@ class GmeEmbedder:
         padding_side: Literal["left", "right"] = "right",
         attn_implementation: str | None = None,
         preprocess_workers: int | None = None,
-        preprocessor: Literal["fast", "reference"] = "fast",
+        preprocessor: Literal["auto", "fast", "reference", "device"] = "auto",
     ) -> None:
         self._configure(
             device,
@@ -235,7 +270,7 @@ class GmeEmbedder:
         batch_size: int = 16,
         padding_side: Literal["left", "right"] = "right",
         preprocess_workers: int | None = None,
-        preprocessor: Literal["fast", "reference"] = "fast",
+        preprocessor: Literal["auto", "fast", "reference", "device"] = "auto",
     ) -> GmeEmbedder:
         """Wrap a model built in memory (benchmarks with random weights) instead of loading one.
 
@@ -272,12 +307,11 @@ class GmeEmbedder:
         max_length: int,
         batch_size: int,
         padding_side: str,
-        preprocessor: str = "fast",
+        preprocessor: str = "auto",
     ) -> None:
         min_image_tokens, max_image_tokens = image_tokens
-        if preprocessor not in ("fast", "reference"):
-            raise ValueError(f"preprocessor must be 'fast' or 'reference', not {preprocessor!r}")
-        self.preprocessor = preprocessor
+        if preprocessor not in PREPROCESSORS:
+            raise ValueError(f"preprocessor must be one of {PREPROCESSORS}, not {preprocessor!r}")
         if not 1 <= min_image_tokens <= max_image_tokens:
             raise ValueError("need 1 <= min_image_tokens <= max_image_tokens")
         if padding_side not in ("left", "right"):
@@ -285,6 +319,11 @@ class GmeEmbedder:
         self.device = resolve_device(device)
         # bf16 keeps fp16's speed without its overflow risk; CPUs get exact fp32.
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        # auto: the image work goes where the model runs when that is a GPU, so the host's CPUs
+        # only decode; on a CPU host the PIL + numpy path is the cheaper one.
+        if preprocessor == "auto":
+            preprocessor = "device" if self.device.type == "cuda" else "fast"
+        self.preprocessor = preprocessor
         self.min_image_tokens, self.max_image_tokens = min_image_tokens, max_image_tokens
         self.max_length = max_length
         self.batch_size = max(1, batch_size)
@@ -297,6 +336,12 @@ class GmeEmbedder:
         # the same pixel_values as the reference processor at a fraction of its CPU
         self._fast_processor = (
             FastQwen2VLImageProcessor.like(image_processor) if self.preprocessor == "fast" else None
+        )
+        # ... or on the model's device, from the decoded uint8 pixels (both resizes included)
+        self._device_processor = (
+            DeviceQwen2VLImageProcessor.like(image_processor, self.device)
+            if self.preprocessor == "device"
+            else None
         )
         self.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.image_token_id = int(model.config.image_token_id)
@@ -384,7 +429,7 @@ class GmeEmbedder:
         return np.concatenate(out, axis=0)
 
     def prepare_images(self, images: Sequence[Image]) -> GmeInputs:
-        """Preprocess and tokenise one batch of images (CPU), in the given order."""
+        """Preprocess and tokenise one batch of images, in the given order."""
         return self._collate_images(self._prefetch(list(images))())
 
     def prepare_texts(
@@ -430,8 +475,11 @@ class GmeEmbedder:
         h, w = _smart_resize(h, w, lo, hi)
         return (h // TOKEN_PX) * (w // TOKEN_PX)
 
-    def _preprocess_image(self, image: Image) -> tuple[np.ndarray, np.ndarray]:
-        """(patches float32 [t·h·w, 1176], grid [3]) for one image."""
+    def _preprocess_image(self, image: Image) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+        """(patches float32 [t·h·w, 1176], grid [3]) for one image; the patches are a tensor on
+        the model's device with the device preprocessor, else a numpy array."""
+        if self._device_processor is not None:
+            return preprocess_on_device(image, self._device_processor)
         if self._fast_processor is not None:
             return self._fast_processor(official_resize(image))
         out = self.image_processor(images=[official_resize(image)], return_tensors="np")
@@ -447,12 +495,15 @@ class GmeEmbedder:
             n_tokens = int(np.prod(grid)) // 4
             rows.append(template[:slot] + [self.image_token_id] * n_tokens + template[slot + 1 :])
         batch = self._pad(rows)
+        grids = torch.from_numpy(np.stack([g for _, g in prepared]).astype(np.int64))
+        if isinstance(prepared[0][0], torch.Tensor):  # device preprocessing: already there
+            pixels = torch.cat([p for p, _ in prepared], dim=0)
+            return GmeInputs(batch.input_ids, batch.attention_mask, pixels, grids)
         # Gathered straight into page-locked memory on CUDA hosts: one host copy, then a DMA.
         total = sum(p.shape[0] for p, _ in prepared)
         pin = self.device.type == "cuda"
         pixels = torch.empty((total, prepared[0][0].shape[1]), dtype=torch.float32, pin_memory=pin)
         np.concatenate([p for p, _ in prepared], axis=0, out=pixels.numpy())
-        grids = torch.from_numpy(np.stack([g for _, g in prepared]).astype(np.int64))
         return GmeInputs(batch.input_ids, batch.attention_mask, pixels, grids)
 
     def _cached_ids(self, text: str) -> list[int]:
@@ -480,6 +531,11 @@ class GmeEmbedder:
 
     # --- model --------------------------------------------------------------------------
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device.type == self.device.type and self.device.index in (
+            None,
+            tensor.device.index,
+        ):
+            return tensor  # already there (device preprocessing)
         if self.device.type == "cuda":
             # From page-locked memory the copy is a DMA that does not block the host thread.
             pinned = tensor if tensor.is_pinned() else tensor.pin_memory()

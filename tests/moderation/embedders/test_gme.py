@@ -388,7 +388,8 @@ def test_batch_size_reaches_gme_through_build_scorer(tiny_gme_dir, settings_fact
 
 
 def test_fast_preprocessor_feeds_the_model_what_the_reference_does(tiny_gme_dir, images):
-    """MODERATION_GME_PREPROCESSOR: fast (default) and reference give the same inputs."""
+    """MODERATION_GME_PREPROCESSOR: fast (what auto is on the CPU) and reference give the same
+    inputs."""
     from moderation.embedders.qwen2vl_image import FastQwen2VLImageProcessor
 
     fast = GmeEmbedder(tiny_gme_dir, device="cpu", batch_size=8)
