@@ -437,7 +437,9 @@ class RealConfig:
     lookalike_quantile: float = 0.99
     target: float = 0.95
     start: float = CONTENT_SAFETY_BASE
-    audit_scale: float = 0.25  # × AuditDesign.for_scale("gme_cosine") rates, per category
+    # × AuditDesign.for_scale("gme_cosine") rates per category: 0.1 draws ≈ 2.4 % of images,
+    # about what the production default MODERATION_AUDIT_FRACTION 0.02 draws
+    audit_scale: float = 0.1
     horizon_periods: int = 8
     recent_periods: float | None = 4.0
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
@@ -762,27 +764,36 @@ def main_real(args: argparse.Namespace) -> int:
         thin_step_down=args.thin_step_down,
     )
     rows: dict[str, list[dict[str, float]]] = {}
+    held: dict[str, list[np.ndarray]] = {}  # per method, per seed: windows ≥ target per category
     for seed in range(args.seed, args.seed + args.seeds):
         run_cfg = replace(cfg, seed=seed)
         runs = simulate_real(run_cfg)
         for name, m in print_real(run_cfg, runs).items():
             rows.setdefault(name, []).append(m)
+            held.setdefault(name, []).append((runs[name].recall >= cfg.target).sum(axis=0))
         if args.plot and seed == args.seed:
             for path in plot_real(run_cfg, runs, args.plot):
                 print(f"plot: {path}")
         print()
     print(f"over seeds {args.seed}…{args.seed + args.seeds - 1} (worst seed, mean over seeds):")
     print(
-        f"{'method':<14}{'min coverage':>13}{'reviews/1000':>13}{'audit/1000':>11}"
+        f"{'method':<14}{'min coverage':>13}{'pooled':>8}{'reviews/1000':>13}{'audit/1000':>11}"
         f"{'max peak/mean':>14}{'max vs static':>14}{'mean vs static':>15}"
     )
     for name, ms in rows.items():
         col = {k: np.array([m[k] for m in ms]) for k in ms[0]}
+        # per category, all seeds' windows together; the worst category
+        pooled = float((np.sum(held[name], axis=0) / (cfg.windows * len(ms))).min())
         print(
-            f"{name:<14}{col['min_coverage'].min():>13.1%}{col['reviews_per_1000'].mean():>13.1f}"
+            f"{name:<14}{col['min_coverage'].min():>13.1%}{pooled:>8.1%}"
+            f"{col['reviews_per_1000'].mean():>13.1f}"
             f"{col['audit_per_1000'].mean():>11.1f}{col['peak_to_mean'].max():>14.2f}"
             f"{col['vs_static_best'].max():>14.3f}{col['vs_static_best'].mean():>15.3f}"
         )
+    print(
+        "min coverage: the worst (seed, category) share of windows with true recall ≥ target; "
+        "pooled: the worst category over all seeds' windows"
+    )
     return 0
 
 
@@ -794,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uploads", type=int, default=100_000, help="uploads per window")
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument(
-        "--audit-scale", type=float, help="× default audit band rates (0.5; realistic 0.25)"
+        "--audit-scale", type=float, help="× default audit band rates (0.5; realistic 0.1)"
     )
     ap.add_argument("--reviewer-error", type=float, help="label flip rate (0; realistic 0.04)")
     ap.add_argument(
@@ -821,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor", type=float, default=0.9, help="its degraded recall floor")
     args = ap.parse_args(argv)
     if args.realistic:
-        args.audit_scale = 0.25 if args.audit_scale is None else args.audit_scale
+        args.audit_scale = 0.1 if args.audit_scale is None else args.audit_scale
         args.reviewer_error = 0.04 if args.reviewer_error is None else args.reviewer_error
         return main_real(args)
     args.audit_scale = 0.5 if args.audit_scale is None else args.audit_scale
