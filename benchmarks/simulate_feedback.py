@@ -437,9 +437,10 @@ class RealConfig:
     lookalike_quantile: float = 0.99
     target: float = 0.95
     start: float = CONTENT_SAFETY_BASE
-    # × AuditDesign.for_scale("gme_cosine") rates per category: 0.1 draws ≈ 2.4 % of images,
-    # about what the production default MODERATION_AUDIT_FRACTION 0.02 draws
-    audit_scale: float = 0.1
+    # × AuditDesign.for_scale("gme_cosine") rates per category: 0.25 draws ≈ 5.5 % of the
+    # images; 0.1 (≈ 2.4 %, about the production MODERATION_AUDIT_FRACTION 0.02) is too few
+    # to hold recall in every category (docs/adaptive.md, the audit-budget trade-off)
+    audit_scale: float = 0.25
     horizon_periods: int = 8
     recent_periods: float | None = 4.0
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
@@ -805,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uploads", type=int, default=100_000, help="uploads per window")
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument(
-        "--audit-scale", type=float, help="× default audit band rates (0.5; realistic 0.1)"
+        "--audit-scale", type=float, help="× default audit band rates (0.5; realistic 0.25)"
     )
     ap.add_argument("--reviewer-error", type=float, help="label flip rate (0; realistic 0.04)")
     ap.add_argument(
@@ -832,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor", type=float, default=0.9, help="its degraded recall floor")
     args = ap.parse_args(argv)
     if args.realistic:
-        args.audit_scale = 0.1 if args.audit_scale is None else args.audit_scale
+        args.audit_scale = 0.25 if args.audit_scale is None else args.audit_scale
         args.reviewer_error = 0.04 if args.reviewer_error is None else args.reviewer_error
         return main_real(args)
     args.audit_scale = 0.5 if args.audit_scale is None else args.audit_scale

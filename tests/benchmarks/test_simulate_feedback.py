@@ -121,10 +121,11 @@ def test_realistic_methods_side_by_side_exact(sim, tmp_path):
         summary["static_best"]["audit_per_1000"] == 0.0
         and summary["static_best"]["min_coverage"] == 1.0
     )
-    assert summary["recall_target"]["reviews_per_1000"] == pytest.approx(127.625)
-    assert summary["recall_target"]["audit_per_1000"] == pytest.approx(21.05)
-    assert summary["seed"]["reviews_per_1000"] == pytest.approx(83.2375)
-    assert summary["recall_target"]["vs_static_best"] == pytest.approx(127.625 / 202.1125)
+    assert summary["recall_target"]["reviews_per_1000"] == pytest.approx(180.125)
+    assert summary["recall_target"]["audit_per_1000"] == pytest.approx(55.9625)
+    assert summary["smoothed"]["reviews_per_1000"] == pytest.approx(179.3125)
+    assert summary["seed"]["reviews_per_1000"] == pytest.approx(124.4375)
+    assert summary["recall_target"]["vs_static_best"] == pytest.approx(180.125 / 202.1125)
     # total = queue + audit images per 1000 uploads, per window
     rt = runs["recall_target"]
     assert rt.load.mean() == pytest.approx(rt.queue.mean() + rt.audit.mean())
