@@ -322,6 +322,17 @@ def adjust(
             f"{o.category} ({p.strategy}): {what} — {p.reason} "
             f"(n={ev.get('n')}, positives={ev.get('positives')}, audited={ev.get('audited')})"
         )
+        noise = p.evidence.get("label_noise")
+        if noise and noise.get("recall_corrected") is not None:
+            lo, hi = noise["recall_corrected_interval"]
+            e_lo, e_hi = noise["reviewer_error_interval"]
+            console.print(
+                f"  label noise: reviewer error {noise['reviewer_error']:.4f} "
+                f"[{e_lo:.4f}, {e_hi:.4f}] from {noise['pairs']} double reviews; recall at "
+                f"{noise['threshold']:.4f} corrected {noise['recall_corrected']:.4f} "
+                f"[{lo:.4f}, {hi:.4f}]",
+                highlight=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

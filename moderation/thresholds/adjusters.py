@@ -179,6 +179,11 @@ class RecallTargetAdjuster:
     # alert in the reason and ``evidence["load_capped"]``; below the floor recall wins.
     max_load_share: float | None = None
     floor_target: float | None = None
+    # Smoothing (off by default): when the recall *estimate* at the current threshold meets
+    # the target (over the horizon and its recent part) and only the bound falls short — the
+    # evidence is too thin to certify, it shows no shortfall — lower by at most this per run.
+    # A shortfall in the estimate itself still lowers by up to ``max_step_down``.
+    thin_step_down: float | None = None
 
     @classmethod
     def for_scale(cls, scale: str, **overrides: Any) -> RecallTargetAdjuster:
@@ -197,6 +202,8 @@ class RecallTargetAdjuster:
             raise ValueError("max_load_share must be in (0, 1]")
         if self.floor_target is not None and not 0.0 < self.floor_target <= self.target:
             raise ValueError("floor_target must be in (0, target]")
+        if self.thin_step_down is not None and not 0.0 <= self.thin_step_down:
+            raise ValueError("thin_step_down must be ≥ 0")
 
     def propose(self, current: float, evidence: Evidence, *, now: float | None = None) -> Proposal:
         """The next threshold for one category from its evidence; ``now`` (seconds, the
@@ -225,17 +232,41 @@ class RecallTargetAdjuster:
             return Proposal("recall_target", current, current, uncertifiable, info)
         lower = curve.lower
         recent = self._recent(current, evidence, now)
+        estimates = [float(curve.estimate[here])]
         if recent is not None:
             recent_curve = self._curve(recent, grid)
             lower = np.fmin(lower, recent_curve.lower)
             info |= _curve_point("recent_at_current", recent_curve, here)
             info["recent"] = recent.summary()
+            estimates.append(float(recent_curve.estimate[here]))
         j, reason = self._choose(lower, here)
+        if self.thin_step_down is not None and j < here:
+            j, reason = self._smooth(grid, here, j, reason, estimates, info)
         if self.max_load_share is not None:
             j, reason = self._cap_load(evidence, grid, lower, j, reason, info)
         value = float(grid[j])
         info |= _curve_point("at_proposed", curve, j) | self._quality_at(value, evidence)
         return Proposal("recall_target", current, value, reason, info)
+
+    def _smooth(
+        self,
+        grid: NDArray[np.float64],
+        here: int,
+        j: int,
+        reason: str,
+        estimates: list[float],
+        info: dict[str, Any],
+    ) -> tuple[int, str]:
+        """Limit a downward move to ``thin_step_down`` when no estimate (horizon, recent part)
+        at the current threshold is short of target."""
+        if not all(e >= self.target for e in estimates):
+            return j, reason
+        floor = grid[here] - self.thin_step_down - 1e-12  # type: ignore[operator]
+        k = max(j, int(np.searchsorted(grid, floor, side="left")))
+        if k == j:
+            return j, reason
+        info["smoothed"] = {"from": float(grid[j]), "estimates_at_current": estimates}
+        return k, f"{reason}; estimate meets target, step limited to {self.thin_step_down:g}"
 
     def _cap_load(
         self,

@@ -23,10 +23,11 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from moderation.db.repositories import thresholds as versions
-from moderation.db.repositories.reviews import category_evidence, reviewed_categories
+from moderation.db.repositories.reviews import category_evidence_and_reviews, reviewed_categories
 from moderation.db.repositories.scorer_profiles import live_profiles
 from moderation.thresholds.adjusters import Proposal, RecallTargetAdjuster, seed_proposal
 from moderation.thresholds.evidence import Evidence
+from moderation.thresholds.noise import label_noise_report
 from moderation.thresholds.resolver import thresholds_in_force
 from moderation.thresholds.tiers import CategoryThresholds, ladder_from_base
 from moderation.thresholds.versions import write_version
@@ -177,7 +178,9 @@ def adjust_category(
     0: never) reviewed audits were routed since it was written: then the adjuster proposes as
     usual and a version it writes is unpinned."""
     category = current.category
-    evidence = category_evidence(session, category, since=now - dt.timedelta(seconds=horizon_s))
+    evidence, reviews = category_evidence_and_reviews(
+        session, category, since=now - dt.timedelta(seconds=horizon_s)
+    )
     summary = evidence.summary()
     pin = _active_pin(session, current)
     audited_since_pin = 0
@@ -200,6 +203,10 @@ def adjust_category(
         now=now.timestamp(),
         recall_target=recall_target,
     )
+    # reviewer noise from the double reviews, and recall in force corrected for it: reported
+    # (the version's stats, the dashboard, the CLI), not acted on (docs/adaptive.md)
+    noise = label_noise_report(evidence, reviews, proposal.value)
+    proposal = dataclasses.replace(proposal, evidence={**proposal.evidence, "label_noise": noise})
     if pin is not None:
         proposal = dataclasses.replace(
             proposal,

@@ -21,17 +21,19 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from moderation.thresholds.bounds import miss_share_lower, miss_share_upper
-from moderation.thresholds.evidence import ReviewRecord
+from moderation.thresholds.evidence import Evidence, ReviewRecord
 
 __all__ = [
     "NoiseEstimate",
     "corrected_recall",
     "error_from_disagreement",
+    "label_noise_report",
     "noise_corrected_recall",
     "reviewer_noise",
 ]
@@ -133,3 +135,41 @@ def noise_corrected_recall(
     if not values:
         return estimate, math.nan, math.nan
     return estimate, min(values), max(values)
+
+
+def label_noise_report(
+    evidence: Evidence,
+    reviews: Iterable[ReviewRecord],
+    threshold: float,
+    confidence: float = 0.9,
+) -> dict[str, Any]:
+    """What the adjuster records as ``label_noise`` (its evidence: the version's stats, the
+    dashboard's "Adjuster evidence", ``moderation thresholds adjust``): the reviewers' error
+    from the double reviews among ``reviews`` and recall at ``threshold`` corrected for it,
+    each with its ``confidence`` interval. Without double reviews the error is unknown and
+    nothing is corrected (``pairs`` 0 and a note). JSON-safe; numbers rounded to 6 places."""
+    noise = reviewer_noise(reviews, confidence)
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "pairs": noise.pairs,
+        "disagreements": noise.disagreements,
+    }
+    if noise.pairs == 0:
+        out["note"] = "no double reviews: reviewer error unknown, recall not corrected"
+        return out
+    est, lo, hi = noise_corrected_recall(
+        evidence.score, evidence.is_violation, evidence.inclusion_probability, threshold, noise
+    )
+
+    def num(x: float) -> float | None:
+        return round(float(x), 6) if math.isfinite(x) else None
+
+    out |= {
+        "reviewer_error": num(noise.error),
+        "reviewer_error_interval": [num(noise.lower), num(noise.upper)],
+        "per_reviewer_error": {who: num(e) for who, e in noise.per_reviewer.items()},
+        "recall_corrected": num(est),
+        "recall_corrected_interval": [num(lo), num(hi)],
+        "confidence": confidence,
+    }
+    return out

@@ -91,3 +91,69 @@ def test_load_cap_bounds_the_peak_and_keeps_the_floor(sim):
     capped, rt = result.runs["load_capped"], result.runs["recall_target"]
     assert capped.load.max() < rt.load.max()  # the low-prevalence peak is cut…
     assert capped.coverage(cfg.floor_target) >= 0.95  # …and recall holds the stated floor
+
+
+# --- realistic mode: 8 correlated categories, drift, reviewer error, bank hits ---------------
+
+
+def test_realistic_stream_bank_hits_and_reviewer_error(sim):
+    cfg = sim.RealConfig(seed=3, windows=8, uploads_per_window=10_000)
+    p = sim.real_period(cfg, 0)
+    # bank hits never reach the model: 43 of 5,000 uploads decided by the bank
+    assert (p.bank_hits, p.scores.shape) == (43, (4957, 8))
+    assert p.labels.sum(axis=0).tolist() == [31, 28, 39, 39, 20, 18, 91, 115]
+    # reviewers err on violations and look-alikes only (4 %), never on clear non-violations
+    lookalike = cfg.scenario.mu0 + cfg.scenario.sd0 * 2.3263478740408408
+    assert not (p.flips & ~p.labels & (p.scores <= lookalike)).any()
+    assert (int(p.flips.sum()), int((p.flips & p.labels).sum())) == (23, 14)
+    # the same period is the same for every method (drawn from its own seeded generator)
+    again = sim.real_period(cfg, 0)
+    assert (again.scores == p.scores).all() and (again.flips == p.flips).all()
+
+
+def test_realistic_methods_side_by_side_exact(sim, tmp_path):
+    cfg = sim.RealConfig(seed=3, windows=8, uploads_per_window=10_000)
+    runs = sim.simulate_real(cfg)
+    assert list(runs) == ["recall_target", "seed", "fixed_preset", "static_best", "smoothed"]
+    summary = sim.real_summary(cfg, runs)
+    assert summary["static_best"]["reviews_per_1000"] == pytest.approx(202.1125)
+    assert (
+        summary["static_best"]["audit_per_1000"] == 0.0
+        and summary["static_best"]["min_coverage"] == 1.0
+    )
+    assert summary["recall_target"]["reviews_per_1000"] == pytest.approx(180.125)
+    assert summary["recall_target"]["audit_per_1000"] == pytest.approx(55.9625)
+    assert summary["smoothed"]["reviews_per_1000"] == pytest.approx(179.3125)
+    assert summary["seed"]["reviews_per_1000"] == pytest.approx(124.4375)
+    assert summary["recall_target"]["vs_static_best"] == pytest.approx(180.125 / 202.1125)
+    # total = queue + audit images per 1000 uploads, per window
+    rt = runs["recall_target"]
+    assert rt.load.mean() == pytest.approx(rt.queue.mean() + rt.audit.mean())
+    assert rt.peak_to_mean == pytest.approx(rt.load.max() / rt.load.mean())
+    # recall counts the model path only: every method saw the same violations
+    for r in runs.values():
+        assert (r.violations == rt.violations).all()
+    # the controller beats the seed's adjuster on recall
+    assert (rt.coverage(cfg.target) >= runs["seed"].coverage(cfg.target)).all()
+    assert rt.coverage(cfg.target).sum() > runs["seed"].coverage(cfg.target).sum()
+
+
+def test_static_best_is_the_highest_threshold_with_the_guarantee(sim):
+    cfg = sim.RealConfig(seed=3, windows=8, uploads_per_window=10_000)
+    best = sim.real_static_best(cfg)
+    assert best.tolist() == [0.15, 0.1775, 0.1575, 0.1575, 0.155, 0.1525, 0.1725, 0.1625]
+    at = sim.run_real(cfg, "at", None, fixed=best, audits=False)
+    assert (at.coverage(cfg.target) >= 0.95).all()
+    # one grid step higher, every category misses the target in some window
+    higher = sim.run_real(cfg, "higher", None, fixed=best + 0.0025, audits=False)
+    assert (higher.coverage(cfg.target) < 0.95).all()
+
+
+def test_realistic_cli_writes_the_tables_and_plots(sim, tmp_path, capsys):
+    argv = ["--realistic", "--windows", "4", "--uploads", "8000", "--seeds", "2"]
+    assert sim.main([*argv, "--plot", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "over seeds 7…8" in out and "static_best" in out and "smoothed" in out
+    assert "pooled: the worst category over all seeds' windows" in out
+    for name in ("recall", "load", "thresholds"):
+        assert (tmp_path / f"adaptive_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

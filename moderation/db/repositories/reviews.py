@@ -45,6 +45,7 @@ __all__ = [
     "ReviewView",
     "UnknownReviewItem",
     "category_evidence",
+    "category_evidence_and_reviews",
     "claim_items",
     "claims_of",
     "evidence_records",
@@ -462,8 +463,16 @@ def category_evidence(
     session: Session, category: str, *, since: dt.datetime | None = None
 ) -> Evidence:
     """``feedback.collate`` of :func:`evidence_records`: one resolved label per item."""
+    return category_evidence_and_reviews(session, category, since=since)[0]
+
+
+def category_evidence_and_reviews(
+    session: Session, category: str, *, since: dt.datetime | None = None
+) -> tuple[Evidence, list[ReviewRecord]]:
+    """:func:`category_evidence` and the reviews it resolved (every vote, for the reviewer-noise
+    estimate from double reviews)."""
     items, records = evidence_records(session, category, since=since)
-    return collate(items, records, since=_epoch(since) if since is not None else None)
+    return collate(items, records, since=_epoch(since) if since is not None else None), records
 
 
 def reviewed_categories(session: Session, *, since: dt.datetime | None = None) -> list[str]:

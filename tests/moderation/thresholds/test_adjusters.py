@@ -381,3 +381,26 @@ def test_load_cap_degrades_to_the_floor_with_an_alert_and_never_below_it():
     assert held.evidence["load_cap_exceeded"] is True
     with pytest.raises(ValueError):
         RecallTargetAdjuster(max_load_share=0.1, floor_target=0.99)
+
+
+def test_thin_step_down_slows_a_fall_the_estimate_does_not_call_for():
+    # 400 violations queued at 0.30; 300 benign audits at 0.15 and ``misses`` violations at 0.17
+    # audited, all at π = 0.5. At 0.18 with 8 misses the estimate is 400/416 = 0.9615 ≥ 0.95
+    # but the bound (effective counts ÷ 2) is below; 0.17 catches them all and passes.
+    def ev(misses: int) -> Evidence:
+        s = np.r_[np.full(400, 0.30), np.full(300, 0.15), np.full(misses, 0.17)]
+        y = np.r_[np.ones(400, bool), np.zeros(300, bool), np.ones(misses, bool)]
+        pi = np.r_[np.ones(400), np.full(300 + misses, 0.5)]
+        return Evidence.from_arrays(s, y, pi)
+
+    plain = RecallTargetAdjuster().propose(0.18, ev(8))
+    assert plain.value == 0.17 and plain.evidence["at_current"]["recall_estimate"] == 400 / 416
+    assert plain.evidence["at_current"]["recall_lower"] < 0.95
+    smooth = RecallTargetAdjuster(thin_step_down=0.0025).propose(0.18, ev(8))
+    assert smooth.value == 0.1775 and smooth.reason.endswith("step limited to 0.0025")
+    assert smooth.evidence["smoothed"] == {"from": 0.17, "estimates_at_current": [400 / 416]}
+    # 12 misses: the estimate 400/424 = 0.943 is itself short, so the full step is taken
+    short = RecallTargetAdjuster(thin_step_down=0.0025).propose(0.18, ev(12))
+    assert short.value == 0.17 and "smoothed" not in short.evidence
+    with pytest.raises(ValueError):
+        RecallTargetAdjuster(thin_step_down=-0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import uuid
 
 import pytest
@@ -20,6 +21,7 @@ from moderation.scoring.catalog import load_catalog
 from moderation.services.scorer_profiles import register_scorer
 from moderation.thresholds.adjusting import adjust_thresholds, propose, run_configured
 from moderation.thresholds.evidence import Evidence
+from moderation.thresholds.noise import corrected_recall
 from moderation.thresholds.resolver import resolve_thresholds
 from moderation.thresholds.tiers import ladder_from_base, preset_thresholds
 from tests.fakes import ColourScorer
@@ -290,3 +292,52 @@ def test_cli_adjust_takes_the_scales_of_the_registered_profiles(db_url):
             assert versions.active_versions(s) == {}
     finally:
         engine.dispose()
+
+
+def test_double_reviews_give_a_noise_corrected_recall_in_the_adjusters_evidence(engine):
+    """A second reviewer re-labels 40 queue items and flips 2: the version's stats (what the
+    dashboard's "Adjuster evidence" and the CLI show) carry the reviewer error and the recall
+    in force corrected for it."""
+    sessions = make_sessionmaker(engine)
+    at = utcnow()
+    seed_evidence(sessions, caught=100, audits=misses_below(), at=at)
+    with sessions.begin() as s:
+        queue = s.scalars(
+            select(ReviewItem.job_id).where(ReviewItem.kind == ReviewItemKind.QUEUE)
+            .order_by(ReviewItem.job_id).limit(40)
+        ).all()  # fmt: skip
+        for i, job_id in enumerate(queue):
+            s.add(Review(job_id=job_id, reviewer="sam", category="sexual",
+                         label="not_violation" if i < 2 else "violation",
+                         created_at=at + dt.timedelta(minutes=2)))  # fmt: skip
+    [outcome] = run(sessions)
+    noise = outcome.proposal.evidence["label_noise"]
+    e = (1 - math.sqrt(1 - 2 * 0.05)) / 2  # d = 2/40
+    assert (noise["pairs"], noise["disagreements"]) == (40, 2)
+    assert noise["reviewer_error"] == round(e, 6) == 0.025658
+    assert noise["threshold"] == outcome.proposal.value
+    # by hand at the proposed threshold (a tie counts as a violation, so labels are unchanged)
+    ev = category_evidence(make_sessionmaker(engine)(), "sexual")
+    assert noise["recall_corrected"] == round(
+        corrected_recall(ev.score, ev.is_violation, ev.inclusion_probability,
+                         outcome.proposal.value, e), 6)  # fmt: skip
+    lo, hi = noise["recall_corrected_interval"]
+    assert lo <= noise["recall_corrected"] <= hi
+    with sessions() as s:
+        stats = versions.active_versions(s)["sexual"].stats
+        assert stats["label_noise"] == noise
+
+
+def test_cli_adjust_prints_the_noise_corrected_recall(db_url):
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        seed_evidence(sessions, caught=100, audits=misses_below(), at=utcnow())
+        with sessions.begin() as s:
+            for job_id in s.scalars(select(ReviewItem.job_id).limit(20)).all():
+                s.add(Review(job_id=job_id, reviewer="sam", category="sexual",
+                             label="violation", created_at=utcnow()))  # fmt: skip
+    finally:
+        engine.dispose()
+    out = ok("thresholds", "adjust", "--dry-run", "--url", db_url, "--scale", "probability")
+    assert "label noise: reviewer error 0.0000" in out and "from 20 double reviews" in out

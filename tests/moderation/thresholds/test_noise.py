@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from moderation.thresholds.evidence import ReviewRecord
+from moderation.thresholds.evidence import Evidence, ReviewRecord
 from moderation.thresholds.noise import (
     corrected_recall,
     error_from_disagreement,
+    label_noise_report,
     noise_corrected_recall,
     reviewer_noise,
 )
@@ -84,3 +85,38 @@ def test_noise_estimate_and_corrected_recall_by_simulation():
     assert naive < true_recall - 0.3  # 4 % flips of the benign audits look like misses
     assert lo <= true_recall <= hi
     assert abs(est - true_recall) < abs(naive - true_recall)
+
+
+def test_label_noise_report_small_case():
+    # above 0.3: 10 census items, 9 labelled violations; below: 10 audits at π 0.5, 2 labelled
+    # violations. Items 0–3 have a second review, one disagrees: d = 1/4, e = (1 − √0.5)/2.
+    s = np.r_[np.full(10, 0.5), np.full(10, 0.1)]
+    y = np.r_[np.ones(9, bool), False, True, True, np.zeros(8, bool)]
+    pi = np.r_[np.ones(10), np.full(10, 0.5)]
+    evidence = Evidence.from_arrays(s, y, pi)
+    reviews = [ReviewRecord(i, bool(y[i]), "a") for i in range(20)]
+    reviews += [ReviewRecord(i, bool(y[i]) ^ (i == 3), "b") for i in range(4)]
+    report = label_noise_report(evidence, reviews, 0.3)
+    e = (1 - math.sqrt(0.5)) / 2
+    assert e == pytest.approx(0.1464466)
+    caught = (9 - 10 * e) / (1 - 2 * e)  # 10.6569
+    missed = (4 - 20 * e) / (1 - 2 * e)  # HT: 2 × 1/0.5 seen of 20; 1.5147
+    assert (report["pairs"], report["disagreements"], report["threshold"]) == (4, 1, 0.3)
+    assert report["reviewer_error"] == pytest.approx(0.146447)
+    assert report["recall_corrected"] == 0.875553
+    assert report["recall_corrected"] == pytest.approx(caught / (caught + missed), abs=1e-6)
+    # 4 pairs say little: e ∈ [0.0064, 0.5] (90 %), so the corrected recall spans [0.70, 1]
+    assert report["reviewer_error_interval"] == [0.006412, 0.5]
+    assert report["recall_corrected_interval"] == [0.697699, 1.0]
+    # per reviewer: each disagrees on 1 of their 4 pairs, (1/4 − e)/(1 − 2e) = e
+    assert report["per_reviewer_error"] == {"a": 0.146447, "b": 0.146447}
+    # naive (uncorrected) recall would be 9 / 13; the correction moves it up
+    assert report["recall_corrected"] > 9 / 13
+    # no double review: nothing is corrected, and it says so
+    single = label_noise_report(evidence, reviews[:20], 0.3)
+    assert single == {
+        "threshold": 0.3,
+        "pairs": 0,
+        "disagreements": 0,
+        "note": "no double reviews: reviewer error unknown, recall not corrected",
+    }
