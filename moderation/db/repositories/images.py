@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db.models import Image, ImageBlob, Job
 
-from ._upsert import insert_ignore, update_many
+from ._upsert import in_values, insert_ignore, update_many
 
 __all__ = ["ImageFacts", "NewImage", "Payload", "load_payloads", "record_facts", "upsert_images"]
 
@@ -61,11 +61,15 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
         for img in images
     }
     insert_ignore(session, Image.__table__, list(rows.values()), ["sha256"])
-    ids = dict(
-        session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(rows)))).all()
-    )
+    # ids and retention state in one read (the same bytes uploaded again after a purge)
+    found = session.execute(
+        select(Image.sha256, Image.id, Image.purged_at.is_not(None)).where(
+            in_values(session, Image.sha256, list(rows))
+        )
+    ).all()
+    ids = {sha: image_id for sha, image_id, _ in found}
     blobs = {ids[img.sha256]: img.data for img in images if img.data is not None}
-    _restore_purged(session, images, ids)
+    _restore_purged(session, images, ids, {image_id for _, image_id, purged in found if purged})
     insert_ignore(
         session,
         ImageBlob.__table__,
@@ -75,15 +79,12 @@ def upsert_images(session: Session, images: Sequence[NewImage]) -> dict[str, int
     return ids
 
 
-def _restore_purged(session: Session, images: Sequence[NewImage], ids: Mapping[str, int]) -> None:
+def _restore_purged(
+    session: Session, images: Sequence[NewImage], ids: Mapping[str, int], purged: set[int]
+) -> None:
     """The same bytes uploaded again after retention purged them: keep them again."""
     stored = {ids[i.sha256]: i for i in images if i.data is not None or i.blob_uri is not None}
-    if not stored:
-        return
-    purged = session.scalars(
-        select(Image.id).where(Image.id.in_(list(stored)), Image.purged_at.is_not(None))
-    ).all()
-    for image_id in purged:
+    for image_id in sorted(purged & set(stored)):
         session.execute(
             update(Image)
             .where(Image.id == image_id)
