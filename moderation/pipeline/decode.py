@@ -7,7 +7,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from PIL.Image import Image as PILImage
@@ -26,7 +26,7 @@ from moderation.storage.blobs import read_blob
 if TYPE_CHECKING:
     from moderation.config import Settings
 
-__all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes"]
+__all__ = ["Decoder", "Prepared", "hash_image", "read_payload_bytes", "with_variants"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ def hash_image(image: DecodedImage, *, dihedral: bool) -> PdqHash | None:
     """The PDQ hash of a decoded image, or None if hashing fails: a hash is a by-product of
     intake, and a job must not fail for want of one (the image row keeps a null hash)."""
     return _hash_pixels(image.image, image.sha256, dihedral=dihedral)
+
+
+def with_variants(prepared: Prepared) -> Prepared:
+    """``prepared`` with the rotated/mirrored variants of its hashes (frames included), hashed
+    from its pixels where the decoder left them out (``Decoder``'s ``dihedral``); the hashes
+    themselves come out the same (PDQ's dihedral pass starts from the same DCT)."""
+    image = prepared.image
+    if image is None or prepared.pdq is None or prepared.pdq.variants:
+        return prepared
+    pdq = _hash_pixels(image.image, image.sha256, dihedral=True) or prepared.pdq
+    frames = dict(zip(image.frame_numbers, image.frames, strict=True))
+    frame_pdqs = tuple(
+        (number, _hash_pixels(frames[number], image.sha256, dihedral=True) or frame_pdq)
+        for number, frame_pdq in prepared.frame_pdqs
+    )
+    return replace(prepared, pdq=pdq, frame_pdqs=frame_pdqs)
 
 
 def _hash_pixels(pixels: PILImage, sha256: str, *, dihedral: bool) -> PdqHash | None:
@@ -102,7 +118,7 @@ class Decoder:
         max_pixels: int,
         working_pixels: int | None = DEFAULT_WORKING_PIXELS,
         threads: int = 2,
-        dihedral: bool = True,
+        dihedral: bool | Callable[[], bool] = True,
         max_frames: int = DEFAULT_MAX_FRAMES,
         settings: Settings | None = None,
     ) -> None:
@@ -112,8 +128,10 @@ class Decoder:
         self._max_pixels = max_pixels
         self._working_pixels = working_pixels
         self._max_frames = max_frames
-        # also hash the 7 rotations/mirrors (flip-robust bank matching); the DCT is shared
-        self._dihedral = dihedral
+        # also hash the 7 rotations/mirrors (flip-robust bank matching) — ~2.5× the CPU of the
+        # hash alone; a callable is asked per image (the bank hook: only while a bank has
+        # enabled entries to match them against; it hashes the variants it finds missing)
+        self._dihedral = dihedral if callable(dihedral) else (lambda: dihedral)
         self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
         self._ahead: dict[int, cf.Future[Prepared | None]] = {}
 
@@ -172,10 +190,11 @@ class Decoder:
         except Exception as exc:  # a decoder bug tripped by hostile bytes is still bad input
             rejected = ImageRejected("corrupt", f"decoder error: {type(exc).__name__}: {exc}")
             return Prepared(job_id, payload.image_id, payload.sha256, None, rejected)
-        pdq = hash_image(image, dihedral=self._dihedral)
+        dihedral = self._dihedral()
+        pdq = hash_image(image, dihedral=dihedral)
         frame_pdqs = []
         for number, frame in zip(image.frame_numbers, image.frames, strict=True):
-            frame_pdq = _hash_pixels(frame, image.sha256, dihedral=self._dihedral)
+            frame_pdq = _hash_pixels(frame, image.sha256, dihedral=dihedral)
             if frame_pdq is not None:
                 frame_pdqs.append((number, frame_pdq))
         return Prepared(
