@@ -160,6 +160,8 @@ class Bench:
     def start(self, *argv: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moderation", *argv],
+            # ``-m`` puts the working directory first on sys.path, before PYTHONPATH
+            cwd=self.code,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
