@@ -35,6 +35,7 @@ class Payload:
     storage_uri: str | None
     blob_uri: str | None = None  # the blob store's copy (MODERATION_BLOB_STORE dir/s3)
     purged: bool = False  # retention deleted the bytes (the hashes stay)
+    attempts: int = 0  # the job's deliveries so far when read (0: never delivered)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def _restore_purged(
 # the server hex-encodes every bytea and psycopg decodes it (~1 ms of CPU per 166 kB, twice
 # the bytes on the wire); binary sends the bytes as they are stored.
 _PAYLOADS_SQL = (
-    "SELECT j.id, i.id, i.sha256, b.data, i.storage_uri, i.blob_uri, i.purged_at IS NOT NULL"
+    "SELECT j.id, i.id, i.sha256, b.data, i.storage_uri, i.blob_uri, i.purged_at IS NOT NULL,"
+    " j.attempts"
     " FROM jobs AS j"
     " JOIN images AS i ON i.id = j.image_id"
     " LEFT OUTER JOIN image_blobs AS b ON b.image_id = i.id"
@@ -122,19 +124,23 @@ def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload
                     uri,
                     blob,
                     bool(purged),
+                    int(attempts),
                 )
-                for job_id, image_id, sha, data, uri, blob, purged in cursor.fetchall()
+                for job_id, image_id, sha, data, uri, blob, purged, attempts in cursor.fetchall()
             }
     query = (
         select(Job.id, Image.id, Image.sha256, ImageBlob.data, Image.storage_uri)
         .add_columns(Image.blob_uri, Image.purged_at.is_not(None))  # blob store, retention
+        .add_columns(Job.attempts)
         .join(Image, Image.id == Job.image_id)
         .outerjoin(ImageBlob, ImageBlob.image_id == Image.id)
         .where(Job.id.in_(list(job_ids)))
     )
     return {
-        job_id: Payload(job_id, image_id, sha, data, uri, blob_uri, bool(purged))
-        for job_id, image_id, sha, data, uri, blob_uri, purged in session.execute(query).all()
+        job_id: Payload(job_id, image_id, sha, data, uri, blob_uri, bool(purged), int(attempts))
+        for job_id, image_id, sha, data, uri, blob_uri, purged, attempts in session.execute(
+            query
+        ).all()
     }
 
 
