@@ -48,7 +48,7 @@ def insert_ignore(
 
     This is what makes a redelivered job harmless: the unique constraint decides, not a
     read-then-write race. On Postgres, many rows travel as one JSON document expanded by
-    ``jsonb_to_recordset`` — one statement, one parse, one plan — instead of one INSERT per
+    ``json_to_recordset`` — one statement, one parse, one plan — instead of one INSERT per
     row (the per-row path costs several times more CPU on both sides at pipeline rates).
     """
     if not rows:
@@ -86,7 +86,7 @@ def _recordset_insert(
     names = list(rows[0])
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"SELECT {', '.join(names)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+        f"SELECT {', '.join(names)} FROM json_to_recordset(CAST(:rows AS json)) "
         f"AS x({_column_list(dialect, table, names)}) "
         f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     )
@@ -99,7 +99,7 @@ def insert_returning_ids(
     """Insert ``rows`` (all with the same keys) and return their new ``id``s in input order.
 
     On Postgres: one statement whatever the number of rows — the rows travel as one JSON
-    document (``jsonb_to_recordset``) and are inserted in input order (``ORDER BY`` the
+    document (``json_to_recordset``) and are inserted in input order (``ORDER BY`` the
     array position), so the sequence hands out ascending ids in that order. The ORM's
     multi-row ``VALUES`` (one placeholder per value) cost the API more CPU per job than all
     the rest of a submission: psycopg re-parses such a statement, too long for its cache, in
@@ -113,7 +113,7 @@ def insert_returning_ids(
     if dialect.name == "postgresql":
         sql = (
             f"INSERT INTO {table.name} ({', '.join(names)}) "
-            f"SELECT {', '.join(names)} FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))"
+            f"SELECT {', '.join(names)} FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))"
             f" AS ({_column_list(dialect, table, names)})) WITH ORDINALITY"
             f" AS x({', '.join(names)}, position) ORDER BY x.position RETURNING id"
         )
@@ -128,7 +128,7 @@ def insert_returning_ids(
 
 
 def _column_list(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
-    """``name type, …`` for ``jsonb_to_recordset``'s column definition list."""
+    """``name type, …`` for ``json_to_recordset``'s column definition list."""
     return ", ".join(
         f"{n} {'jsonb' if _is_json(table, n) else table.c[n].type.compile(dialect=dialect)}"
         for n in names
@@ -196,9 +196,15 @@ def update_many(
     key: str,
     rows: Sequence[Mapping[str, Any]],
     where_null: str | None = None,
+    *,
+    sets: Mapping[str, str] | None = None,
+    where: str | None = None,
 ) -> None:
     """``UPDATE table SET … WHERE key = row[key]`` for every row (optionally only where the
-    column ``where_null`` is still NULL); one statement on Postgres, executemany on SQLite."""
+    column ``where_null`` is still NULL); one statement on Postgres, executemany on SQLite.
+
+    Postgres only: ``sets`` gives a column's SQL expression instead of ``x.column`` (the row's
+    value is ``x.column``, the stored one ``table.column``) and ``where`` an extra condition."""
     if not rows:
         return
     dialect = session.get_bind().dialect
@@ -207,17 +213,21 @@ def update_many(
         columns = ", ".join(
             f"{n} {table.c[n].type.compile(dialect=dialect)}" for n in [key, *names]
         )
+        assignments = ", ".join(f"{n} = {(sets or {}).get(n, f'x.{n}')}" for n in names)
         sql = (
-            f"UPDATE {table.name} SET {', '.join(f'{n} = x.{n}' for n in names)} "
-            f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x({columns}) "
+            f"UPDATE {table.name} SET {assignments} "
+            f"FROM json_to_recordset(CAST(:rows AS json)) AS x({columns}) "
             f"WHERE {table.name}.{key} = x.{key}"
             + (f" AND {table.name}.{where_null} IS NULL" if where_null else "")
+            + (f" AND {where}" if where else "")
         )
         session.execute(text(sql), {"rows": json.dumps([dict(r) for r in rows])})
         return
+    if sets or where:  # pragma: no cover - callers keep SQLite on the plain form
+        raise NotImplementedError("sets/where are Postgres-only")
     condition = f"{key} = :{key}" + (f" AND {where_null} IS NULL" if where_null else "")
-    sets = ", ".join(f"{n} = :{n}" for n in names)
-    session.execute(text(f"UPDATE {table.name} SET {sets} WHERE {condition}"), list(rows))
+    assigned = ", ".join(f"{n} = :{n}" for n in names)
+    session.execute(text(f"UPDATE {table.name} SET {assigned} WHERE {condition}"), list(rows))
 
 
 def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -145,8 +145,41 @@ def load_payloads(session: Session, job_ids: Sequence[int]) -> dict[int, Payload
 
 
 def record_facts(session: Session, facts: Mapping[int, ImageFacts]) -> None:
-    """Store dimensions/format (and a perceptual hash when known) learnt while decoding."""
+    """Store dimensions/format (and a perceptual hash when known) learnt while decoding.
+
+    Dimensions are written only where none are stored yet; a known hash is always written.
+    On Postgres one statement writes both (each image row gets one new version, not two)."""
     table = Image.__table__
+    if not facts:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        update_many(
+            session,
+            table,
+            "id",
+            [
+                {
+                    "id": f.image_id,
+                    "width": f.width,
+                    "height": f.height,
+                    "format": f.format,
+                    "pdq_hash": f.pdq_hash,
+                    "pdq_quality": f.pdq_quality,
+                }
+                for f in facts.values()
+            ],
+            sets={
+                "width": "COALESCE(images.width, x.width)",
+                "height": "CASE WHEN images.width IS NULL THEN x.height ELSE images.height END",
+                "format": "CASE WHEN images.width IS NULL THEN x.format ELSE images.format END",
+                "pdq_hash": "COALESCE(x.pdq_hash, images.pdq_hash)",
+                "pdq_quality": (
+                    "CASE WHEN x.pdq_hash IS NULL THEN images.pdq_quality ELSE x.pdq_quality END"
+                ),
+            },
+            where="(images.width IS NULL OR x.pdq_hash IS NOT NULL)",
+        )
+        return
     update_many(
         session,
         table,
