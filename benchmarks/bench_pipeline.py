@@ -113,6 +113,21 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def wait_idle(pid: int, *, least_s: float = 3.0, most_s: float = 120.0) -> None:
+    """Until the process tree of ``pid`` has stopped starting up: at least ``least_s``, then
+    until it used under 2 % of a core over half a second (a loaded machine can take longer
+    than any fixed pause to start a worker, whose start-up CPU would then count as per-job)."""
+    time.sleep(least_s)
+    deadline = time.monotonic() + most_s
+    before = cpu_seconds(tree(pid))
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_seconds(tree(pid))
+        if now - before < 0.01 and len(tree(pid)) > 1:
+            return
+        before = now
+
+
 def db_backends(database: str) -> list[int]:
     """Postgres backend processes serving ``database`` (their title names it)."""
     out = []
@@ -311,7 +326,7 @@ def measure(args: argparse.Namespace, payloads: list[bytes], code: Path) -> dict
         # together: submit-to-scored
         bench.fresh_db()
         worker = bench.worker()
-        time.sleep(3)
+        wait_idle(worker.pid)  # its start-up CPU (imports, scorer, pool) is not per-job CPU
         m0, a0, w0 = machine_cpu(), cpu_seconds(tree(api.pid)), cpu_seconds(tree(worker.pid))
         c0 = time.process_time()
         t0 = time.perf_counter()
