@@ -15,6 +15,15 @@ client) say what limits the ceiling.
     .venv/bin/python benchmarks/bench_pipeline.py --backend open_nsfw --jobs 400 --size 640x480
     .venv/bin/python benchmarks/bench_pipeline.py --backend fake --device-ms 8 --jobs 2000
 
+``--compare REV`` runs the API and the worker of ``git archive REV`` (e.g. ``63bc71e``, main
+before issue 19's CPU work) and of this checkout one after the other on the same machine,
+``--rounds`` times alternately, and prints CPU per job per part side by side; ``--code DIR``
+(repeatable) names checkouts directly. The load average is printed with every run: CPU seconds
+are what other processes' load disturbs least, wall-clock rates are not comparable across
+runs on a shared machine.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --backend fake --jobs 4000 --compare 63bc71e
+
 ``--device-ms`` (backend fake) holds each forward ``8 ms × images`` without using a CPU, as a
 GPU would (``MODERATION_FAKE_DEVICE_MS_PER_IMAGE``): e2e / raw then says how much of the
 device's time the pipeline's CPU work (decode, hashing, database, broker) fails to hide.
@@ -28,8 +37,10 @@ import concurrent.futures as cf
 import io
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -102,6 +113,21 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def wait_idle(pid: int, *, least_s: float = 3.0, most_s: float = 120.0) -> None:
+    """Until the process tree of ``pid`` has stopped starting up: at least ``least_s``, then
+    until it used under 2 % of a core over half a second (a loaded machine can take longer
+    than any fixed pause to start a worker, whose start-up CPU would then count as per-job)."""
+    time.sleep(least_s)
+    deadline = time.monotonic() + most_s
+    before = cpu_seconds(tree(pid))
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_seconds(tree(pid))
+        if now - before < 0.01 and len(tree(pid)) > 1:
+            return
+        before = now
+
+
 def db_backends(database: str) -> list[int]:
     """Postgres backend processes serving ``database`` (their title names it)."""
     out = []
@@ -121,8 +147,9 @@ def machine_cpu() -> float:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, code: Path = ROOT) -> None:
         self.args = args
+        self.code = code
         self.db = f"bench_{uuid.uuid4().hex[:8]}"
         self.prefix = f"bench:{uuid.uuid4().hex[:8]}:"
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.db}"
@@ -139,6 +166,8 @@ class Bench:
             "MODERATION_API_TOKENS": f"bench:submitter:{TOKEN}",
             "MODERATION_API_PORT": str(self.port),
             "MODERATION_FAKE_DEVICE_MS_PER_IMAGE": str(args.device_ms),
+            # the API and worker import ``code``'s moderation and workers packages
+            "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]),
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self._poll_engine: Engine | None = None
@@ -146,6 +175,8 @@ class Bench:
     def start(self, *argv: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moderation", *argv],
+            # ``-m`` puts the working directory first on sys.path, before PYTHONPATH
+            cwd=self.code,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -275,6 +306,60 @@ def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, 
     return len(decoded) / (time.perf_counter() - start), (time.process_time() - cpu) / len(decoded)
 
 
+def measure(args: argparse.Namespace, payloads: list[bytes], code: Path) -> dict[str, float]:
+    """intake alone, drain alone, then e2e with CPU per part, for the API and worker of
+    ``code``."""
+    bench = Bench(args, code)
+    out: dict[str, float] = {}
+    try:
+        # intake alone, then drain alone
+        bench.fresh_db()
+        api = bench.api()
+        t0 = time.perf_counter()
+        bench.submit_all(payloads)
+        out["intake"] = args.jobs / (time.perf_counter() - t0)
+        out["drain"] = bench.drain(payloads)
+        if args.compare_ahead:  # the same drain without the model's look-ahead
+            bench.fresh_db()
+            bench.submit_all(payloads)
+            out["drain_off"] = bench.drain(payloads, MODERATION_FORWARD_AHEAD="off")
+        # together: submit-to-scored
+        bench.fresh_db()
+        worker = bench.worker()
+        wait_idle(worker.pid)  # its start-up CPU (imports, scorer, pool) is not per-job CPU
+        m0, a0, w0 = machine_cpu(), cpu_seconds(tree(api.pid)), cpu_seconds(tree(worker.pid))
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        bench.submit_all(payloads)
+        bench.wait_finished(args.jobs)
+        out["wall"] = time.perf_counter() - t0
+        out["e2e"] = args.jobs / out["wall"]
+        out["API"] = (cpu_seconds(tree(api.pid)) - a0) / args.jobs
+        out["worker"] = (cpu_seconds(tree(worker.pid)) - w0) / args.jobs
+        # backends of the fresh database: their whole life is this phase (pools keep them open)
+        out["Postgres"] = cpu_seconds(db_backends(bench.db)) / args.jobs
+        out["client"] = (time.process_time() - c0) / args.jobs
+        out["machine"] = machine_cpu() - m0
+        out["load"] = os.getloadavg()[0]
+    finally:
+        bench.cleanup()
+    return out
+
+
+def archive(rev: str, into: Path) -> Path:
+    """``git archive rev`` of this repository, unpacked under ``into``."""
+    target = into / rev.replace("/", "_")
+    target.mkdir(parents=True)
+    tar = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=tar, check=True)
+    return target
+
+
+PARTS = ("API", "worker", "Postgres")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="fake")
@@ -301,69 +386,96 @@ def main() -> None:
         action="store_true",
         help="also drain with MODERATION_FORWARD_AHEAD=off (before/after in one run)",
     )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        help="a checkout whose API and worker to run (repeatable: side by side; default: this one)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="run git archive REV (before) and this checkout (after) side by side",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the checkouts this many times"
+    )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="CPU worker processes")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     payloads = images(args.jobs, (w, h))
     raw, raw_cpu = raw_scorer(args, payloads[: min(len(payloads), 2000)])
-    bench = Bench(args)
-    try:
-        # intake alone, then drain alone
-        bench.fresh_db()
-        api = bench.api()
-        t0 = time.perf_counter()
-        bench.submit_all(payloads)
-        intake = args.jobs / (time.perf_counter() - t0)
-        drain = bench.drain(payloads)
-        drain_off = None
-        if args.compare_ahead:  # the same drain without the model's look-ahead
-            bench.fresh_db()
-            bench.submit_all(payloads)
-            drain_off = bench.drain(payloads, MODERATION_FORWARD_AHEAD="off")
-        # together: submit-to-scored
-        bench.fresh_db()
-        worker = bench.worker()
-        time.sleep(3)
-        m0, a0, w0 = machine_cpu(), cpu_seconds(tree(api.pid)), cpu_seconds(tree(worker.pid))
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        bench.submit_all(payloads)
-        bench.wait_finished(args.jobs)
-        wall = time.perf_counter() - t0
-        e2e = args.jobs / wall
-        api_cpu = cpu_seconds(tree(api.pid)) - a0
-        worker_cpu = cpu_seconds(tree(worker.pid)) - w0
-        # backends of the fresh database: their whole life is this phase (pools keep them open)
-        pg_cpu = cpu_seconds(db_backends(bench.db))
-        client_cpu = time.process_time() - c0
-        machine = machine_cpu() - m0
-    finally:
-        bench.cleanup()
+    with tempfile.TemporaryDirectory(prefix="bench-code-") as tmp:
+        codes = [c.resolve() for c in args.code or []]
+        if args.compare:
+            codes = [archive(args.compare, Path(tmp)), *(codes or [ROOT])]
+        codes = codes or [ROOT]
+        names = [args.compare if args.compare and i == 0 else str(c) for i, c in enumerate(codes)]
+        runs: list[tuple[int, dict[str, float]]] = []
+        for _ in range(args.rounds):
+            for i, code in enumerate(codes):
+                runs.append((i, measure(args, payloads, code)))
+                if len(codes) > 1 or args.rounds > 1:
+                    print(f"  run {len(runs)}: {names[i]}: {cpu_line(runs[-1][1])}", flush=True)
     raw_after, _ = raw_scorer(args, payloads[: min(len(payloads), 2000)])
     print(
         f"backend={args.backend} jobs={args.jobs} size={args.size} batch_size={args.batch_size}"
         f" chunk={args.chunk} clients={args.clients} upload={args.upload} cores={os.cpu_count()}"
         f" device_ms={args.device_ms}"
     )
-    n = args.jobs
-    per_job = {"API": api_cpu / n, "worker": worker_cpu / n, "Postgres": pg_cpu / n}
     cores = os.cpu_count() or 1
     print(
         f"raw scorer           {raw:10.1f} images/s (pre-decoded, batch {args.batch_size}); "
         f"{raw_cpu * 1e3:.2f} ms CPU per image"
     )
-    print(f"API intake alone     {intake:10.1f} jobs/s")
-    print(f"worker drain alone   {drain:10.1f} jobs/s  (drain / raw {drain / raw:.1%})")
-    if drain_off is not None:
-        print(
-            f"  look-ahead off     {drain_off:10.1f} jobs/s  (drain / raw {drain_off / raw:.1%};"
-            " MODERATION_FORWARD_AHEAD=off, the pipeline before it)"
-        )
-    print(f"end to end           {e2e:10.1f} jobs/s  (submit-to-scored, {wall:.1f} s)")
     raw_mean = (raw + raw_after) / 2
-    print(f"raw scorer again     {raw_after:10.1f} images/s (after the e2e run; load drifts)")
-    print(f"e2e / raw scorer     {e2e / raw_mean:10.1%}  (raw = mean of before and after)")
+    print(f"raw scorer again     {raw_after:10.1f} images/s (after the e2e runs; load drifts)")
+    for i, name in enumerate(names):
+        mine = [r for j, r in runs if j == i]
+        if len(codes) > 1:
+            print(f"--- {name}")
+        report(args, mine[-1], raw, raw_cpu, raw_mean, cores)
+    if len(codes) > 1 or args.rounds > 1:
+        print("CPU per job (ms), median over rounds, side by side:")
+        width = max(len(n) for n in names)
+        print(f"  {'code':{width}s} " + " ".join(f"{p:>9s}" for p in (*PARTS, "sum", "no-scorer")))
+        for i, name in enumerate(names):
+            mine = [r for j, r in runs if j == i]
+            parts = [statistics.median(r[p] for r in mine) * 1e3 for p in PARTS]
+            total = sum(parts)
+            print(
+                f"  {name:{width}s} "
+                + " ".join(f"{v:9.3f}" for v in (*parts, total, total - raw_cpu * 1e3))
+                + f"   ceiling {cores / total * 1e3:6.0f} jobs/s; without the scorer's CPU "
+                f"{cores / (total - raw_cpu * 1e3) * 1e3:6.0f} jobs/s"
+                + f" (loads {', '.join(format(r['load'], '.1f') for r in mine)})"
+            )
+
+
+def cpu_line(r: dict[str, float]) -> str:
+    parts = ", ".join(f"{p} {r[p] * 1e3:.3f}" for p in PARTS)
+    return f"{parts} ms CPU per job; e2e {r['e2e']:.0f} jobs/s; load average {r['load']:.1f}"
+
+
+def report(
+    args: argparse.Namespace,
+    r: dict[str, float],
+    raw: float,
+    raw_cpu: float,
+    raw_mean: float,
+    cores: int,
+) -> None:
+    per_job = {p: r[p] for p in PARTS}
+    print(f"API intake alone     {r['intake']:10.1f} jobs/s")
+    print(f"worker drain alone   {r['drain']:10.1f} jobs/s  (drain / raw {r['drain'] / raw:.1%})")
+    if "drain_off" in r:
+        print(
+            f"  look-ahead off     {r['drain_off']:10.1f} jobs/s  (drain / raw "
+            f"{r['drain_off'] / raw:.1%}; MODERATION_FORWARD_AHEAD=off, the pipeline before it)"
+        )
+    print(f"end to end           {r['e2e']:10.1f} jobs/s  (submit-to-scored, {r['wall']:.1f} s)")
+    print(f"e2e / raw scorer     {r['e2e'] / raw_mean:10.1%}  (raw = mean of before and after)")
     print(
         f"scorer CPU / pipeline CPU per job {raw_cpu / sum(per_job.values()):10.1%}  "
         "(what e2e / raw tends to when scorer and pipeline share the same idle cores)"
@@ -372,7 +484,7 @@ def main() -> None:
         "CPU per job during e2e: "
         + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in per_job.items())
         + f" (the scorer's share of the worker: {raw_cpu * 1e3:.2f} ms); "
-        f"client {client_cpu / n * 1e3:.2f} ms"
+        f"client {r['client'] * 1e3:.2f} ms"
     )
     print(
         f"implied ceiling on {cores} idle cores (API + worker + Postgres): "
@@ -380,8 +492,8 @@ def main() -> None:
         f"{cores / (sum(per_job.values()) - raw_cpu):.0f} jobs/s"
     )
     print(
-        f"machine busy {machine:.1f} CPU s of {wall * cores:.1f} s; load average "
-        f"{os.getloadavg()[0]:.1f} on {cores} cores (other processes share them)"
+        f"machine busy {r['machine']:.1f} CPU s of {r['wall'] * cores:.1f} s; load average "
+        f"{r['load']:.1f} on {cores} cores (other processes share them)"
     )
 
 

@@ -17,6 +17,7 @@ from moderation.db.session import make_engine, make_sessionmaker
 from moderation.metrics import start_worker_server
 from moderation.pipeline.batch import BatchError, run_batch
 from moderation.pipeline.context import PipelineContext, build_context
+from moderation.process import freeze_startup_objects
 from moderation.services.scorer_profiles import ProfileHeartbeat, start_heartbeat
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def on_worker_process_init(app: ModerationCelery) -> Callable[..., None]:
         )
         # the pool child serves /metrics: the batches, the model and CUDA all live here
         start_worker_server(app.settings.worker_metrics_port, app.settings.worker_metrics_host)
+        freeze_startup_objects()  # the model, engine and imports: never garbage
         log.info("scorer %s ready in pid %s", _context.scorer.model_id, os.getpid())
 
     return init

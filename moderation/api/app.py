@@ -22,6 +22,7 @@ from moderation.db.retry import in_transaction
 from moderation.db.session import make_engine, make_sessionmaker
 from moderation.metrics import JobStatusCollector, QueueDepthCollector, api_registry
 from moderation.pipeline.publish import Publisher
+from moderation.process import freeze_startup_objects
 from moderation.services.jobs import count_by_status, oldest_by_status
 
 from .auth import TokenAuthenticator
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        freeze_startup_objects()  # the app, its routes and imports: never garbage
         yield
         engine.dispose()
 

@@ -22,7 +22,7 @@ from moderation.hashbank.banks import (
 from moderation.hashbank.hashing import PdqHash
 from moderation.scoring.base import CategoryScore
 
-from .decode import Prepared
+from .decode import Prepared, with_variants
 from .hooks import PreScore
 
 __all__ = ["BankPreScore", "pre_score_for"]
@@ -95,13 +95,23 @@ class BankPreScore:
         self.last_refresh: RefreshResult | None = None
         self._loaded = False
         self._version: tuple[object, object] | None = None  # bank_version at the last refresh
+        # whether matching would use the rotated/mirrored hashes now: flips on and an enabled
+        # entry loaded (the decoder asks before hashing each image, ``wants_variants``)
+        self._variants = False
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: sessionmaker[Session]) -> BankPreScore:
         return cls(BankMatcher.from_settings(settings), settings, sessions)
 
+    def wants_variants(self) -> bool:
+        """Whether the decoder should hash images' rotations/mirrors too: only while a bank
+        holds an enabled entry to match them against (hashing them costs ~2.5× the hash)."""
+        return self._variants
+
     def __call__(self, prepared: Sequence[Prepared]) -> list[PreScore | None]:
         self._refresh()
+        if self._variants:  # images hashed while the banks were empty: their variants now
+            prepared = [with_variants(p) for p in prepared]
         # every hashed frame of an animated image is looked up (one index pass for the batch)
         owners: list[tuple[int, int | None]] = []
         pdqs: list[PdqHash | None] = []
@@ -146,6 +156,7 @@ class BankPreScore:
         if result is not None:
             self._loaded = True
             self.last_refresh = result
+            self._variants = self.settings.bank_match_flips and self.matcher.enabled_count > 0
             if result.added or result.enable_changes or result.full_reload:
                 log.info(
                     "hash banks refreshed: +%d entries, %d enable changes, full reload %s, "

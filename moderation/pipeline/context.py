@@ -140,13 +140,19 @@ def build_context(
     check_scales(scorer.scales)  # an unregistered scale fails at start-up, never per decision
     limit_blas_threads()
     return_freed_images_to_the_os()
+    hooks = build_hooks(settings, sessions)
+    # an image's rotated/mirrored hashes serve bank matching only: hashed when a bank hook
+    # can match them (it says when), never without one
+    wants_variants = getattr(hooks.pre_score, "wants_variants", None)
     decoder = Decoder(
         load,
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_image_pixels,
         working_pixels=settings.decode_pixels,
         threads=decode_threads,
-        dihedral=settings.bank_match_flips,
+        dihedral=(
+            wants_variants if settings.bank_match_flips and wants_variants is not None else False
+        ),
         max_frames=settings.max_frames,
         settings=settings,
     )
@@ -162,7 +168,7 @@ def build_context(
         thresholds_file=settings.thresholds_file,
         action_rules_file=settings.action_rules_file,
         callback_min_tier=min_tier,
-        hooks=build_hooks(settings, sessions),
+        hooks=hooks,
         on_callbacks_due=on_callbacks_due,
         forward_ahead=(
             runs_off_cpu(scorer)

@@ -16,9 +16,16 @@ rounding that sorting images by size already implies).
 What it costs: a look-ahead image the next batch does not send to the model (its scores were
 reused, a bank hit skipped the model, another worker claimed it) was forwarded for nothing — on
 a device that would otherwise have idled. A failed look-ahead is logged and forgotten; the
-batch's own forward then runs (and raises) as it would have. It is used where the model runs
-off the CPU (``runs_off_cpu``): on a CPU model the speculative work would compete with the
-pipeline's own CPU work.
+batch's own forward then runs (and raises) as it would have.
+
+A redelivered job (delivered before: it may be what killed the previous worker) is never
+forwarded speculatively: the decoder's look-ahead leaves it undecoded (``Decoder``), and a
+prepared image whose job had been delivered is skipped here too. A hard crash in the model on
+a poison image then takes down only that image's own delivery (scored alone, after its claim),
+never the batch being committed meanwhile.
+
+It is used where the model runs off the CPU (``runs_off_cpu``): on a CPU model the speculative
+work would compete with the pipeline's own CPU work.
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ class ForwardAhead:
         stacked = np.stack([vector for _, vector in rows]) if has_vectors and rows else None
         return [score_set for score_set, _ in rows], stacked
 
-    def start(self, upcoming: Iterable[cf.Future[Prepared | None]]) -> None:
+    def start(self, upcoming: Iterable[cf.Future[Any]]) -> None:
         """Queue a forward of the images the futures will hold (the next batch's decode);
         replaces any look-ahead not taken."""
         self._ahead = None
@@ -110,14 +117,15 @@ class ForwardAhead:
             log.warning("look-ahead forward failed; forwarding the batch itself", exc_info=True)
             return {}
 
-    def _forward_ahead(self, futures: list[cf.Future[Prepared | None]]) -> dict[_Key, _Result]:
+    def _forward_ahead(self, futures: list[cf.Future[Any]]) -> dict[_Key, _Result]:
         frames: dict[_Key, Image] = {}
         for future in futures:
             try:
                 prepared = future.result()
             except (cf.CancelledError, Exception):  # a decode error is the batch's to report
                 continue
-            if prepared is None or prepared.image is None:
+            # not decoded (unknown, deferred) or bad input; a redelivered job is a suspect
+            if not isinstance(prepared, Prepared) or prepared.image is None or prepared.attempts:
                 continue
             for number, pixels in prepared.image.all_frames():
                 frames.setdefault((prepared.sha256, number), pixels)

@@ -203,9 +203,10 @@ class AuditSamplingRouter:
             return
         samples: list[AuditSampleRow] = []
         items: dict[int, ReviewRow] = {}
+        designs: dict[tuple[str, str, float, float], AuditDesign] = {}  # this batch's, by key
         for d in decided:
             queued = d.queued_category
-            drawn = self._draw(session, d, queued)
+            drawn = self._draw(session, d, queued, designs)
             samples += drawn
             if drawn and queued is None:
                 top = max(drawn, key=lambda r: r.score)
@@ -221,8 +222,16 @@ class AuditSamplingRouter:
         insert_audit_samples(session, samples)
         insert_review_items(session, list(items.values()))
 
-    def _draw(self, session: Session, d: DecidedJob, queued: str | None) -> list[AuditSampleRow]:
-        """The audit rows of one job: its eligible categories' bands, then the draw."""
+    def _draw(
+        self,
+        session: Session,
+        d: DecidedJob,
+        queued: str | None,
+        designs: dict[tuple[str, str, float, float], AuditDesign] | None = None,
+    ) -> list[AuditSampleRow]:
+        """The audit rows of one job: its eligible categories' bands, then the draw
+        (``designs``: the batch's designs so far, looked up once per batch and key)."""
+        designs = {} if designs is None else designs
         share = self.fraction
         if self.design_kind == "per_image":
             share /= max(1, sum(c in d.thresholds for c in d.scores))
@@ -234,7 +243,10 @@ class AuditSamplingRouter:
             if not math.isfinite(score):
                 log.warning("job %s %s: non-finite score, not audited", d.job_id, category)
                 continue
-            design = self.design(session, category, th, share)
+            key = (category, th.scale, th.base, share)
+            design = designs.get(key)
+            if design is None:
+                design = designs[key] = self.design(session, category, th, share)
             draw = audit_decision(score, th.base, design, audit_uniform(d.job_id, category))
             if draw.stratum == ABOVE:
                 continue

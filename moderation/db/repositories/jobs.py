@@ -14,6 +14,8 @@ from moderation.db.models import Job
 from moderation.db.types import utcnow
 from moderation.domain import JobStatus
 
+from ._upsert import in_values, insert_returning_ids
+
 __all__ = [
     "Claim",
     "ClaimResult",
@@ -87,31 +89,37 @@ def create_jobs(
     keys = [j.intake_key for j in jobs if j.intake_key is not None]
     known: dict[str | None, int] = {}
     if keys:
-        query = select(JOBS.c.intake_key, JOBS.c.id).where(JOBS.c.intake_key.in_(keys))
+        query = select(JOBS.c.intake_key, JOBS.c.id).where(
+            in_values(session, JOBS.c.intake_key, keys)
+        )
         known = dict(session.execute(query).all())  # type: ignore[arg-type]
     fresh = [j for j in jobs if j.intake_key not in known]
-    rows = [
-        Job(
-            image_id=j.image_id,
-            source=j.source,
-            external_id=j.external_id,
-            intake_key=j.intake_key,
-            submitted_by=j.submitted_by,
-            priority=j.priority,
-            callback_url=j.callback_url,
-            match_text=j.match_text,
-            want_tags=j.want_tags,
-            context=dict(j.context) if j.context is not None else None,
-            status=JobStatus.QUEUED,
-            attempts=0,
-            submitted_at=now,
-            enqueued_at=now if publishing else None,
+    # Core rows, not ORM objects: a batch submission inserts hundreds of jobs in one statement
+    new_ids = iter(
+        insert_returning_ids(
+            session,
+            JOBS,
+            [
+                {
+                    "image_id": j.image_id,
+                    "source": j.source,
+                    "external_id": j.external_id,
+                    "intake_key": j.intake_key,
+                    "submitted_by": j.submitted_by,
+                    "priority": j.priority,
+                    "callback_url": j.callback_url,
+                    "match_text": j.match_text,
+                    "want_tags": j.want_tags,
+                    "context": dict(j.context) if j.context is not None else None,
+                    "status": JobStatus.QUEUED,
+                    "attempts": 0,
+                    "submitted_at": now,
+                    "enqueued_at": now if publishing else None,
+                }
+                for j in fresh
+            ],
         )
-        for j in fresh
-    ]
-    session.add_all(rows)
-    session.flush()
-    new_ids = iter(row.id for row in rows)
+    )
     return [known[j.intake_key] if j.intake_key in known else next(new_ids) for j in jobs]
 
 
@@ -124,7 +132,7 @@ def mark_enqueued(session: Session, job_ids: Sequence[int], now: dt.datetime | N
 def delivery_counts(session: Session, job_ids: Sequence[int]) -> dict[int, int]:
     """Attempts so far of the still-open jobs among ``job_ids`` (terminal/unknown: absent)."""
     query = select(JOBS.c.id, JOBS.c.attempts).where(
-        JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN)
+        in_values(session, JOBS.c.id, job_ids), JOBS.c.status.in_(OPEN)
     )
     return dict(session.execute(query).all())
 
@@ -144,7 +152,7 @@ def claim_jobs(
     reaches quarantine: its deliveries are counted even though none of them finished.
     ``fresh_only`` claims only never-delivered jobs; the others land in ``skipped``.
     """
-    condition = [JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN)]
+    condition = [in_values(session, JOBS.c.id, job_ids), JOBS.c.status.in_(OPEN)]
     if fresh_only:
         condition.append(JOBS.c.attempts == 0)
     stmt = (
@@ -207,7 +215,7 @@ def finish_scored(
         return []
     stmt = (
         update(JOBS)
-        .where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(OPEN))
+        .where(in_values(session, JOBS.c.id, job_ids), JOBS.c.status.in_(OPEN))
         .values(
             status=JobStatus.SCORED,
             finished_at=now,
@@ -229,7 +237,7 @@ def finish_failed(
         return []
     stmt = (
         update(JOBS)
-        .where(JOBS.c.id.in_(list(failures)), JOBS.c.status.in_(OPEN))
+        .where(in_values(session, JOBS.c.id, list(failures)), JOBS.c.status.in_(OPEN))
         .values(status=JobStatus.FAILED, finished_at=now)
         .returning(JOBS.c.id)
     )
@@ -270,7 +278,7 @@ def set_callback_state(session: Session, job_ids: Sequence[int], state: str) -> 
                 callback_since=now,
                 callback_last_error=None,
             )
-        session.execute(update(JOBS).where(JOBS.c.id.in_(list(job_ids))).values(**values))
+        session.execute(update(JOBS).where(in_values(session, JOBS.c.id, job_ids)).values(**values))
 
 
 def retry_jobs(session: Session, job_ids: Sequence[int]) -> list[int]:

@@ -14,7 +14,7 @@ from moderation.db.models import AuditSample, Decision, DecisionHistory, Job, Re
 from moderation.domain import JobStatus, ReviewItemKind, ReviewItemStatus, RiskTier, ScoreSource
 from moderation.scoring.base import CategoryScore, ScoreSet
 
-from ._upsert import insert_ignore
+from ._upsert import in_values, insert_ignore
 
 __all__ = [
     "AuditSampleRow",
@@ -230,7 +230,7 @@ def reusable_scores(
     newest = (
         select(func.max(Job.id))
         .where(
-            Job.image_id.in_(list(image_ids)),
+            in_values(session, Job.image_id, image_ids),
             Job.status == JobStatus.SCORED,
             Job.scorer == scorer,
             Job.catalog_version == catalog_version,

@@ -368,3 +368,42 @@ def test_hashing_runs_on_the_decode_threads(make_ctx, monkeypatch):
     [ahead] = ctx.decoder.take(second).values()  # waits for the look-ahead to finish
     assert ahead.pdq is not None and ahead.pdq.hex == compute_pdq(OTHER, dihedral=True).hex
     assert len(threads) == 2 and all(name.startswith("decode") for name in threads)
+
+
+def test_a_mirrored_copy_hashed_while_the_banks_were_empty_still_matches(make_ctx, scorer):
+    """The decoder hashes an image's 7 rotations/mirrors only while a bank holds an enabled
+    entry (they cost ~2.5× the hash and only bank matching reads them). An image decoded
+    before the first entry arrived — here the look-ahead of the next batch — gets its
+    variants from the hook, so a mirrored copy matches all the same; the stored hash is the
+    same either way."""
+    ctx = make_ctx()  # bank_watch on: the entry is loaded for the very next batch
+    hook = ctx.hooks.pre_score
+    assert isinstance(hook, BankPreScore)
+    mirrored = encode(PHOTO.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    first, [second] = submit(ctx, encode(OTHER)), submit(ctx, mirrored)
+    run_batch(ctx, first, upcoming=[second])  # the empty bank is loaded; the mirror decodes
+    [ahead] = ctx.decoder.take([second]).values()
+    assert not hook.wants_variants() and ahead.pdq is not None and ahead.pdq.variants == ()
+    ctx.decoder.prefetch([second])  # back in the look-ahead, hashed without variants again
+    entry = bank(ctx, PHOTO, BankKind.CONFIRMED_VIOLATION, "violence")
+    run_batch(ctx, [second])
+    assert decision(ctx, second).matched_bank_entry_id == entry
+    assert hook.wants_variants()  # from now on the decode threads hash them
+    [third] = submit(ctx, mirrored + b"")  # the same bytes: a new job of the same image
+    [prepared] = ctx.decoder.take([third]).values()
+    assert prepared.pdq is not None and len(prepared.pdq.variants) == 7
+    assert prepared.pdq.hex == ahead.pdq.hex  # the hash itself does not change
+    with session_scope(ctx.sessions) as s:
+        stored = s.scalars(select(ImageRow.pdq_hash).order_by(ImageRow.id)).all()
+    assert stored[-1] == compute_pdq(PHOTO.transpose(Image.Transpose.FLIP_LEFT_RIGHT)).hex
+
+
+def test_without_flips_or_banks_no_variants_are_hashed(make_ctx):
+    for ctx in (
+        make_ctx(bank_match_flips=False),
+        make_ctx(bank_violation_mode="off", bank_benign_mode="off"),
+    ):
+        ids = submit(ctx, encode(PHOTO))
+        run_batch(ctx, ids)
+        [prepared] = ctx.decoder.take(submit(ctx, encode(OTHER))).values()
+        assert prepared.pdq is not None and prepared.pdq.variants == ()

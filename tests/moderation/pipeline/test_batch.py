@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from moderation.config import Settings
 from moderation.db.models import Decision, Image, Job, ReviewItem, Score
@@ -179,6 +179,31 @@ def test_the_next_batch_is_forwarded_while_this_one_commits(ctx, scorer):
             select(Score.score).where(Score.job_id == second[1], Score.category == "violence")
         )
     assert violence == pytest.approx(1.0)
+
+
+def test_a_redelivered_job_is_neither_decoded_nor_forwarded_ahead(ctx, scorer):
+    """A job delivered before may be what killed the last worker: the look-ahead leaves it
+    alone (a hard crash there would take down the batch being committed). It is decoded and
+    forwarded once claimed — alone, as a suspect — and scores the same."""
+    from moderation.pipeline.decode import DEFERRED
+
+    ctx.forward_ahead = True
+    first, fresh, suspect = (
+        submit(ctx, RED),
+        submit(ctx, BLACK),
+        submit(ctx, png_bytes((0, 255, 0))),
+    )
+    with session_scope(ctx.sessions) as s:  # its first delivery died after the claim
+        s.execute(update(Job).where(Job.id == suspect[0]).values(attempts=1))
+    run_batch(ctx, first, upcoming=[*fresh, *suspect])
+    assert ctx.decoder._ahead[suspect[0]].result() is DEFERRED  # not decoded ahead
+    assert scorer.calls == [1, 1]  # this batch, then the look-ahead of the fresh job only
+    outcome = run_batch(ctx, [*fresh, *suspect])
+    assert scorer.calls == [1, 1, 1]  # the suspect, forwarded alone once claimed
+    assert outcome.tiers == {fresh[0]: RiskTier.CLEAR, suspect[0]: RiskTier.EXTREME}
+    rows = jobs(ctx)
+    assert rows[suspect[0]].status == JobStatus.SCORED and rows[suspect[0]].attempts == 2
+    assert rows[fresh[0]].attempts == 1
 
 
 def test_without_look_ahead_nothing_is_forwarded_early(ctx, scorer):

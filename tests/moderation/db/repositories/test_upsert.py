@@ -74,3 +74,68 @@ def test_update_many_with_a_null_guard(engine):
     with session_scope(sessions) as s:
         rows = s.execute(select(Image.width, Image.format).order_by(Image.id)).all()
     assert [tuple(r) for r in rows] == [(7, None), (16, "PNG"), (16, "PNG")]
+
+
+def test_jobs_of_a_batch_get_ids_in_submission_order_with_every_field(engine):
+    """``create_jobs`` inserts with one statement (Postgres): ids come back in input order and
+    every field lands, JSON context and timestamps included; a known intake key is not
+    inserted again."""
+    from moderation.db.models import Job
+    from moderation.db.repositories.jobs import NewJob, create_jobs
+    from moderation.domain import JobStatus
+
+    sessions = make_sessionmaker(engine)
+    now = utcnow()
+    with session_scope(sessions) as s:
+        image = register_submissions(s, [Submission.from_bytes(png_bytes((1, 2, 3)))], now)[0]
+        image_id = s.get(Job, image).image_id
+    jobs = [
+        NewJob(
+            image_id=image_id,
+            external_id=f"ext-{i}",
+            submitted_by="tenant",
+            priority=i % 10,
+            callback_url=None if i % 3 else f"https://example.test/{i}",
+            intake_key=f"key-{i}",
+            match_text="a 'quoted' title" if i == 7 else None,
+            want_tags=True if i == 8 else None,
+            context={"surface": "listing", "n": i} if i % 2 else None,
+        )
+        for i in range(40)
+    ]
+    with session_scope(sessions) as s:
+        ids = create_jobs(s, jobs, now, publishing=True)
+    assert ids == sorted(ids) and len(set(ids)) == 40
+    with session_scope(sessions) as s:
+        again = create_jobs(s, [jobs[5], NewJob(image_id=image_id, intake_key="new")], now)
+        assert again[0] == ids[5] and again[1] not in ids
+        rows = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))}
+        for i, job_id in enumerate(ids):
+            job = rows[job_id]
+            assert (job.external_id, job.intake_key, job.priority) == (
+                f"ext-{i}",
+                f"key-{i}",
+                i % 10,
+            )
+            assert job.callback_url == (None if i % 3 else f"https://example.test/{i}")
+            assert job.context == ({"surface": "listing", "n": i} if i % 2 else None)
+            assert job.status is JobStatus.QUEUED and job.attempts == 0
+            assert job.submitted_at == now and job.enqueued_at == now
+            assert job.callback_attempts == 0 and job.source == "api"
+        assert rows[ids[7]].match_text == "a 'quoted' title" and rows[ids[8]].want_tags is True
+
+
+def test_in_values_matches_in_on_both_databases(engine):
+    from moderation.db.repositories._upsert import in_values
+
+    sessions = make_sessionmaker(engine)
+    with session_scope(sessions) as s:
+        register_submissions(
+            s, [Submission.from_bytes(png_bytes((i, 9, 9))) for i in range(5)], utcnow()
+        )
+    with session_scope(sessions) as s:
+        shas = list(s.scalars(select(Image.sha256)))
+        wanted = [*shas[:3], "0" * 64]
+        found = s.scalars(select(Image.sha256).where(in_values(s, Image.sha256, wanted))).all()
+        assert sorted(found) == sorted(shas[:3])
+        assert s.scalars(select(Image.id).where(in_values(s, Image.id, []))).all() == []
