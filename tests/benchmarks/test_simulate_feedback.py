@@ -158,3 +158,17 @@ def test_realistic_cli_writes_the_tables_and_plots(sim, tmp_path, capsys):
     assert "pooled: the worst category over all seeds' windows" in out
     for name in ("recall", "load", "thresholds"):
         assert (tmp_path / f"adaptive_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_realistic_audit_rates_replace_the_band_rates(sim):
+    cfg = sim.RealConfig(seed=3, windows=2, uploads_per_window=10_000)
+    fixed = np.full(cfg.categories, 0.18)
+    default = sim.run_real(cfg, "d", None, fixed=fixed)
+    # the production rates given explicitly draw exactly the same audits
+    same = sim.run_real(replace(cfg, audit_rates=(0.2, 0.075, 0.02, 0.005)), "s", None, fixed=fixed)
+    assert (same.audit == default.audit).all() and default.audit.sum() > 0
+    # thinner far bands (a Neyman allocation for the miss total) draw fewer
+    neyman = replace(cfg, audit_rates=(0.2, 0.06, 0.012, 0.0015))
+    assert sim.run_real(neyman, "n", None, fixed=fixed).audit.sum() < default.audit.sum()
+    with pytest.raises(ValueError):
+        sim.run_real(replace(cfg, audit_rates=(0.2, 0.06)), "bad", None, fixed=fixed)
