@@ -621,6 +621,27 @@ def real_seed(cfg: RealConfig) -> RealAdjust:
 STATIC_GRID = np.round(np.arange(0.10, 0.30 + 1e-9, 0.0025), 4)
 
 
+def real_oracle_queue(cfg: RealConfig) -> float:
+    """Mean queue per 1000 uploads of the hindsight oracle that, in every window and category,
+    sits exactly at recall = target (the highest threshold catching ⌈target · violations⌉):
+    the least queue *any* threshold path can have while holding the target in every window,
+    and it pays no audits. A floor, not a method: nobody knows these thresholds in advance."""
+    load = np.zeros(cfg.windows)
+    for w in range(cfg.windows):
+        parts = [
+            real_period(cfg, w * cfg.periods_per_window + i) for i in range(cfg.periods_per_window)
+        ]
+        s = np.concatenate([p.scores for p in parts])
+        y = np.concatenate([p.labels for p in parts])
+        thr = np.full(cfg.categories, np.inf)
+        for c in range(cfg.categories):
+            v = np.sort(s[y[:, c], c])
+            if v.size:
+                thr[c] = v[int(math.floor((1.0 - cfg.target) * v.size + 1e-9))]
+        load[w] = (s >= thr[None, :]).any(axis=1).sum() * 1000.0 / cfg.uploads_per_window
+    return float(load.mean())
+
+
 def real_static_best(cfg: RealConfig, coverage: float = 0.95) -> np.ndarray:
     """Per category, in hindsight (knowing every true label): the highest threshold of
     ``STATIC_GRID`` whose true recall is ≥ target in ≥ ``coverage`` of the windows — the
@@ -770,7 +791,9 @@ def main_real(args: argparse.Namespace) -> int:
         horizon_periods=args.horizon,
         recent_periods=args.recent or None,
         adjuster=RecallTargetAdjuster(
-            confidence=args.confidence, thin_step_down=args.thin_step_down
+            confidence=args.confidence,
+            thin_step_down=args.thin_step_down,
+            max_step_down=args.max_step_down,
         ),
         load_aware=load_aware,
         bank_rate=args.bank_rate,
@@ -784,6 +807,12 @@ def main_real(args: argparse.Namespace) -> int:
         for name, m in print_real(run_cfg, runs).items():
             rows.setdefault(name, []).append(m)
             held.setdefault(name, []).append((runs[name].recall >= cfg.target).sum(axis=0))
+        floor = real_oracle_queue(run_cfg)
+        static = float(runs["static_best"].load.mean())
+        print(
+            f"oracle per window (hindsight, recall exactly {cfg.target} in every window and "
+            f"category, no audits): {floor:.1f} per 1000 ({floor / static:.3f}× static_best)"
+        )
         if args.plot and seed == args.seed:
             for path in plot_real(run_cfg, runs, args.plot):
                 print(f"plot: {path}")
@@ -840,6 +869,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--horizon", type=int, default=8, help="evidence window, in periods")
     ap.add_argument("--recent", type=float, default=4.0, help="recent part, periods (0: off)")
     ap.add_argument("--confidence", type=float, default=0.9, help="of the recall lower bound")
+    ap.add_argument(
+        "--max-step-down",
+        type=float,
+        default=RecallTargetAdjuster.max_step_down,
+        help="realistic: the controller's largest step down per run",
+    )
     ap.add_argument(
         "--plot", type=Path, help="write a PNG of the first seed here (realistic: a directory)"
     )
