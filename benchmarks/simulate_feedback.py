@@ -444,8 +444,12 @@ class RealConfig:
     horizon_periods: int = 8
     recent_periods: float | None = 4.0
     adjuster: RecallTargetAdjuster = field(default_factory=RecallTargetAdjuster)
-    # "smoothed": the controller with ``thin_step_down`` (None: not run)
-    thin_step_down: float | None = 0.0025
+    # "unsmoothed": the controller with ``thin_step_down=None`` (the pre-default; False: not run)
+    unsmoothed: bool = True
+    # the rates of the scale's audit bands (near, mid, far, rest) before ``audit_scale``; None:
+    # the production bands. E.g. (0.2, 0.06, 0.012, 0.0015): a Neyman allocation for the miss
+    # total under this score model (rate ∝ √(p(1−p)) of a violation in the band)
+    audit_rates: tuple[float, ...] | None = None
     load_aware: RecallTargetAdjuster | None = None  # adds "load_capped" with these settings
     # non-violations tighter than the single-category scenario's: with 8 categories a
     # threshold 1.5 sd into their tail would queue a third of all uploads
@@ -535,7 +539,11 @@ def run_real(
     category c's reviewed items); ``fixed`` thresholds and no adjuster for the static ones.
     Audits are per image (``image_audit_decisions``) at ``audit_scale`` × the default bands."""
     K, ppw = cfg.categories, cfg.periods_per_window
-    designs = [AuditDesign.for_scale("gme_cosine", cfg.audit_scale)] * K
+    design = AuditDesign.for_scale("gme_cosine")
+    if cfg.audit_rates is not None:
+        bands = zip(design.bands, cfg.audit_rates, strict=True)
+        design = AuditDesign(tuple(replace(b, rate=r) for b, r in bands))
+    designs = [design.scaled(cfg.audit_scale)] * K
     rng = np.random.default_rng([cfg.seed, 1])  # same audit coin flips for every method
     t = np.full(K, cfg.start) if fixed is None else np.asarray(fixed, float).copy()
     caught, violations = np.zeros((cfg.windows, K)), np.zeros((cfg.windows, K))
@@ -613,6 +621,27 @@ def real_seed(cfg: RealConfig) -> RealAdjust:
 STATIC_GRID = np.round(np.arange(0.10, 0.30 + 1e-9, 0.0025), 4)
 
 
+def real_oracle_queue(cfg: RealConfig) -> float:
+    """Mean queue per 1000 uploads of the hindsight oracle that, in every window and category,
+    sits exactly at recall = target (the highest threshold catching ⌈target · violations⌉):
+    the least queue *any* threshold path can have while holding the target in every window,
+    and it pays no audits. A floor, not a method: nobody knows these thresholds in advance."""
+    load = np.zeros(cfg.windows)
+    for w in range(cfg.windows):
+        parts = [
+            real_period(cfg, w * cfg.periods_per_window + i) for i in range(cfg.periods_per_window)
+        ]
+        s = np.concatenate([p.scores for p in parts])
+        y = np.concatenate([p.labels for p in parts])
+        thr = np.full(cfg.categories, np.inf)
+        for c in range(cfg.categories):
+            v = np.sort(s[y[:, c], c])
+            if v.size:
+                thr[c] = v[int(math.floor((1.0 - cfg.target) * v.size + 1e-9))]
+        load[w] = (s >= thr[None, :]).any(axis=1).sum() * 1000.0 / cfg.uploads_per_window
+    return float(load.mean())
+
+
 def real_static_best(cfg: RealConfig, coverage: float = 0.95) -> np.ndarray:
     """Per category, in hindsight (knowing every true label): the highest threshold of
     ``STATIC_GRID`` whose true recall is ≥ target in ≥ ``coverage`` of the windows — the
@@ -638,8 +667,9 @@ def real_static_best(cfg: RealConfig, coverage: float = 0.95) -> np.ndarray:
 def simulate_real(cfg: RealConfig) -> dict[str, RealRun]:
     """Every method on the same stream: the seed's adjuster and the controller (both with
     per-image audits), the fixed content-safety preset and the hindsight-best static
-    thresholds (neither needs audits, so neither gets any), the controller with smoothed
-    descents (``thin_step_down``) and, when configured, with a load cap."""
+    thresholds (neither needs audits, so neither gets any), the controller without smoothed
+    descents (``thin_step_down=None``, the default before) and, when configured, with a load
+    cap."""
     runs = {
         "recall_target": run_real(cfg, "recall_target", real_recall_target(cfg, cfg.adjuster)),
         "seed": run_real(cfg, "seed", real_seed(cfg)),
@@ -648,9 +678,9 @@ def simulate_real(cfg: RealConfig) -> dict[str, RealRun]:
             cfg, "static_best", None, fixed=real_static_best(cfg), audits=False
         ),
     }
-    if cfg.thin_step_down is not None:
-        smooth = replace(cfg.adjuster, thin_step_down=cfg.thin_step_down)
-        runs["smoothed"] = run_real(cfg, "smoothed", real_recall_target(cfg, smooth))
+    if cfg.unsmoothed:
+        plain = replace(cfg.adjuster, thin_step_down=None)
+        runs["unsmoothed"] = run_real(cfg, "unsmoothed", real_recall_target(cfg, plain))
     if cfg.load_aware is not None:
         runs["load_capped"] = run_real(cfg, "load_capped", real_recall_target(cfg, cfg.load_aware))
     return runs
@@ -750,6 +780,7 @@ def main_real(args: argparse.Namespace) -> int:
             floor_target=args.floor,
             thin_step_down=args.thin_step_down,
         )
+    rates = tuple(float(r) for r in args.audit_rates.split(",")) if args.audit_rates else None
     cfg = RealConfig(
         seed=args.seed,
         windows=args.windows,
@@ -759,10 +790,14 @@ def main_real(args: argparse.Namespace) -> int:
         reviewer_error=args.reviewer_error,
         horizon_periods=args.horizon,
         recent_periods=args.recent or None,
-        adjuster=RecallTargetAdjuster(confidence=args.confidence),
+        adjuster=RecallTargetAdjuster(
+            confidence=args.confidence,
+            thin_step_down=args.thin_step_down,
+            max_step_down=args.max_step_down,
+        ),
         load_aware=load_aware,
         bank_rate=args.bank_rate,
-        thin_step_down=args.thin_step_down,
+        audit_rates=rates,
     )
     rows: dict[str, list[dict[str, float]]] = {}
     held: dict[str, list[np.ndarray]] = {}  # per method, per seed: windows ≥ target per category
@@ -772,6 +807,12 @@ def main_real(args: argparse.Namespace) -> int:
         for name, m in print_real(run_cfg, runs).items():
             rows.setdefault(name, []).append(m)
             held.setdefault(name, []).append((runs[name].recall >= cfg.target).sum(axis=0))
+        floor = real_oracle_queue(run_cfg)
+        static = float(runs["static_best"].load.mean())
+        print(
+            f"oracle per window (hindsight, recall exactly {cfg.target} in every window and "
+            f"category, no audits): {floor:.1f} per 1000 ({floor / static:.3f}× static_best)"
+        )
         if args.plot and seed == args.seed:
             for path in plot_real(run_cfg, runs, args.plot):
                 print(f"plot: {path}")
@@ -817,13 +858,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bank-rate", type=float, default=0.01, help="realistic: bank-hit share")
     ap.add_argument(
         "--thin-step-down",
-        type=float,
-        default=0.0025,
-        help="realistic: the 'smoothed' controller's thin_step_down",
+        type=lambda v: None if v == "none" else float(v),
+        default=RecallTargetAdjuster.thin_step_down,
+        help="the controller's thin_step_down ('none': off; realistic: 'unsmoothed' has none)",
+    )
+    ap.add_argument(
+        "--audit-rates",
+        help="realistic: band rates near,mid,far,rest before --audit-scale (default: production)",
     )
     ap.add_argument("--horizon", type=int, default=8, help="evidence window, in periods")
     ap.add_argument("--recent", type=float, default=4.0, help="recent part, periods (0: off)")
     ap.add_argument("--confidence", type=float, default=0.9, help="of the recall lower bound")
+    ap.add_argument(
+        "--max-step-down",
+        type=float,
+        default=RecallTargetAdjuster.max_step_down,
+        help="realistic: the controller's largest step down per run",
+    )
     ap.add_argument(
         "--plot", type=Path, help="write a PNG of the first seed here (realistic: a directory)"
     )
@@ -847,7 +898,9 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         audit_scale=args.audit_scale,
         reviewer_error=args.reviewer_error,
-        adjuster=RecallTargetAdjuster(confidence=args.confidence),
+        adjuster=RecallTargetAdjuster(
+            confidence=args.confidence, thin_step_down=args.thin_step_down
+        ),
         load_cap=args.load_cap,
         floor_target=args.floor,
     )

@@ -46,6 +46,9 @@ class AdjusterSteps:
     max_step_up: float  # per run
     max_step_down: float
     resolution: float  # candidate thresholds are this far apart
+    # the most a run lowers the threshold when only the bound, not the recall estimate, is
+    # short of target (``RecallTargetAdjuster.thin_step_down``; None: no smoothing)
+    thin_step_down: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,11 @@ GME_COSINE = register_scale(
             RiskTier.EXTREME: 0.30,
         },
         adjuster=AdjusterSteps(
-            bounds=(0.1, 0.5), max_step_up=0.01, max_step_down=0.02, resolution=0.0025
+            bounds=(0.1, 0.5),
+            max_step_up=0.01,
+            max_step_down=0.02,
+            resolution=0.0025,
+            thin_step_down=0.0025,
         ),  # fmt: skip
         audit_bands=(
             ("near", 0.02, 0.2),
@@ -166,7 +173,11 @@ register_scale(
             RiskTier.EXTREME: 0.85,
         },
         adjuster=AdjusterSteps(
-            bounds=(0.05, 0.95), max_step_up=0.025, max_step_down=0.05, resolution=0.005
+            bounds=(0.05, 0.95),
+            max_step_up=0.025,
+            max_step_down=0.05,
+            resolution=0.005,
+            thin_step_down=0.005,
         ),  # fmt: skip
         audit_bands=(
             ("near", 0.05, 0.2),

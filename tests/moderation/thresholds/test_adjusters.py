@@ -393,14 +393,18 @@ def test_thin_step_down_slows_a_fall_the_estimate_does_not_call_for():
         pi = np.r_[np.ones(400), np.full(300 + misses, 0.5)]
         return Evidence.from_arrays(s, y, pi)
 
-    plain = RecallTargetAdjuster().propose(0.18, ev(8))
+    plain = RecallTargetAdjuster(thin_step_down=None).propose(0.18, ev(8))
     assert plain.value == 0.17 and plain.evidence["at_current"]["recall_estimate"] == 400 / 416
-    assert plain.evidence["at_current"]["recall_lower"] < 0.95
-    smooth = RecallTargetAdjuster(thin_step_down=0.0025).propose(0.18, ev(8))
+    assert plain.evidence["at_current"]["recall_lower"] < 0.95 and "smoothed" not in plain.evidence
+    # smoothing is the default (0.0025 on the GME scale, one grid step; 0.005 on probabilities)
+    assert RecallTargetAdjuster().thin_step_down == 0.0025
+    assert RecallTargetAdjuster.for_scale("probability").thin_step_down == 0.005
+    smooth = RecallTargetAdjuster().propose(0.18, ev(8))
     assert smooth.value == 0.1775 and smooth.reason.endswith("step limited to 0.0025")
     assert smooth.evidence["smoothed"] == {"from": 0.17, "estimates_at_current": [400 / 416]}
+    assert RecallTargetAdjuster.for_scale("gme_cosine").propose(0.18, ev(8)) == smooth
     # 12 misses: the estimate 400/424 = 0.943 is itself short, so the full step is taken
-    short = RecallTargetAdjuster(thin_step_down=0.0025).propose(0.18, ev(12))
+    short = RecallTargetAdjuster().propose(0.18, ev(12))
     assert short.value == 0.17 and "smoothed" not in short.evidence
     with pytest.raises(ValueError):
         RecallTargetAdjuster(thin_step_down=-0.01)
