@@ -30,6 +30,7 @@ from .deps import ApiState
 from .limits import BodySizeLimit
 from .routes import (
     action_rules,
+    admin_retention,
     admin_thresholds,
     admin_tokens,
     appeals,
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(banks.router)
     app.include_router(admin_thresholds.router)
     app.include_router(admin_tokens.router)
+    app.include_router(admin_retention.router)
     app.include_router(action_rules.router)
     app.include_router(callbacks.router)
     app.include_router(appeals.router)

@@ -27,7 +27,7 @@ def run(
 
     settings = settings_with(database_url=url)
     with open_database(url) as sessions:
-        report = run_retention(settings, sessions, dry_run=dry_run)
+        report = run_retention(settings, sessions, dry_run=dry_run, actor="cli")
     verb = "would delete" if dry_run else "deleted"
     console.print(
         f"{verb} the bytes of {report.purged} images ({report.purged_clear} clear, "

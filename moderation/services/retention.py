@@ -78,10 +78,13 @@ def run_retention(
     *,
     dry_run: bool = False,
     now: dt.datetime | None = None,
+    actor: str | None = None,
 ) -> RetentionReport:
     """Delete (or, ``dry_run``, count) the stored bytes the policy lets go, in batches of
-    ``retention_batch_size``; record the run. Safe to run concurrently with intake and
-    with itself (an image marked by one run is skipped by the other)."""
+    ``retention_batch_size``; record the run (a real one started by an ``actor`` — the CLI,
+    an admin over the API — also in the audit log; the beat task's runs are in
+    ``retention_runs``). Safe to run concurrently with intake and with itself (an image
+    marked by one run is skipped by the other)."""
     now = now or utcnow()
     clear_before = now - dt.timedelta(days=settings.retention_clear_days)
     reviewed_before = now - dt.timedelta(days=settings.retention_reviewed_days)
@@ -120,7 +123,24 @@ def run_retention(
         now, dry_run, report.purged_clear, report.purged_reviewed, report.purged_bytes,
         report.errors,
     )  # fmt: skip
-    in_transaction(sessions, lambda s: repo.record_run(s, totals, utcnow()))
+
+    def record(s: Session) -> None:
+        repo.record_run(s, totals, utcnow())
+        if actor is not None and not dry_run:
+            record_action(
+                s,
+                actor=actor,
+                action="retention.run",
+                target_type="retention",
+                details={
+                    "purged_clear": report.purged_clear,
+                    "purged_reviewed": report.purged_reviewed,
+                    "purged_bytes": report.purged_bytes,
+                    "errors": report.errors,
+                },
+            )
+
+    in_transaction(sessions, record)
     return report
 
 

@@ -19,6 +19,9 @@ __all__ = [
     "ActionRulesInForceOut",
     "ActionRuleVersionOut",
     "PinIn",
+    "RetentionDayOut",
+    "RetentionOut",
+    "RetentionRunOut",
     "RollbackIn",
     "ThresholdRollbackIn",
     "ThresholdSetIn",
@@ -225,3 +228,28 @@ class CalibrationOut(BaseModel):
     model_ids: list[str] = Field(description="The scorer behind stored scores (none for given).")
     written: bool = Field(description="Whether versions were written (apply=true).")
     categories: list[CalibratedCategoryOut]
+
+
+class RetentionDayOut(BaseModel):
+    day: dt.date
+    clear: int = Field(description="Images of clear jobs whose bytes were deleted that day.")
+    reviewed: int = Field(description="Images of reviewed non-violations, the same.")
+    bytes: int
+
+
+class RetentionOut(BaseModel):
+    """The retention policy in force and what it deleted per day (docs/security.md)."""
+
+    clear_days: int = Field(description="MODERATION_RETENTION_CLEAR_DAYS")
+    reviewed_days: int = Field(description="MODERATION_RETENTION_REVIEWED_DAYS")
+    interval_s: int = Field(description="MODERATION_RETENTION_INTERVAL_S (0: no beat runs)")
+    by_day: list[RetentionDayOut] = Field(description="The last 14 days with a run, newest first.")
+
+
+class RetentionRunOut(BaseModel):
+    dry_run: bool
+    purged: int = Field(description="Images whose bytes were (dry run: would be) deleted.")
+    purged_clear: int
+    purged_reviewed: int
+    purged_bytes: int
+    errors: int = Field(description="Blob-store copies that could not be deleted (logged).")

@@ -300,3 +300,50 @@ def test_an_open_appeal_keeps_the_bytes_until_it_is_decided(pg_url, sessions, se
         s.execute(update(Appeal).where(Appeal.job_id == appealed).values(status="decided"))
     assert run_retention(settings, sessions).purged_clear == 1
     assert _stored(sessions, appealed)[2]
+
+
+def test_admin_api_shows_the_policy_and_runs_it_dry_by_default(
+    api_factory, pg_url, sessions, settings_factory
+):
+    from moderation.db.models import AuditLogEntry
+
+    settings = settings_factory(database_url=pg_url)
+    api = api_factory(database_url=pg_url)
+    [old, recent] = _submit(
+        settings,
+        sessions,
+        [Submission.from_bytes(_image((0, 0, 0), n)) for n in (20, 21)],
+    )
+    ctx = build_context(settings, ColourScorer(), sessions, worker="test@retention")
+    try:
+        run_batch(ctx, [old, recent])
+    finally:
+        ctx.close()
+    _age(sessions, old, 8)  # past the default 7 days; `recent` is not
+    admin = api.headers("adam")
+    policy = api.client.get("/v1/admin/retention", headers=admin).json()
+    assert policy == {"clear_days": 7, "reviewed_days": 30, "interval_s": 3600, "by_day": []}
+
+    dry = api.client.post("/v1/admin/retention/run", headers=admin)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["dry_run"] is True and dry.json()["purged"] == 1
+    assert not _stored(sessions, old)[2]  # a dry run deletes nothing
+
+    done = api.client.post("/v1/admin/retention/run?dry_run=false", headers=admin).json()
+    assert (done["dry_run"], done["purged"], done["purged_clear"], done["errors"]) == (
+        False, 1, 1, 0,
+    )  # fmt: skip
+    assert done["purged_bytes"] > 0
+    assert _stored(sessions, old)[2] and not _stored(sessions, recent)[2]
+    [today] = api.client.get("/v1/admin/retention", headers=admin).json()["by_day"]
+    assert (today["day"], today["clear"], today["reviewed"]) == (utcnow().date().isoformat(), 1, 0)
+    again = api.client.post("/v1/admin/retention/run?dry_run=false", headers=admin).json()
+    assert again["purged"] == 0  # nothing left to delete
+    with session_scope(sessions) as s:
+        logged = s.scalars(
+            select(AuditLogEntry).where(AuditLogEntry.action == "retention.run")
+        ).all()
+        assert [(e.actor, e.details["purged_clear"]) for e in logged] == [
+            ("api:adam", 1),
+            ("api:adam", 0),
+        ]

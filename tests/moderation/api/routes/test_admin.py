@@ -28,6 +28,9 @@ ADMIN_CALLS = [
     ("post", "/v1/admin/thresholds/calibrate", {}),
     ("post", "/v1/banks/entries", {"bank": "benign", "hash": "a" * 64}),
     ("post", "/v1/banks/match", {"hash": "a" * 64}),
+    ("get", "/v1/admin/retention", None),
+    ("post", "/v1/admin/retention/run", None),
+    ("post", "/v1/admin/retention/run?dry_run=false", None),
 ]
 
 
