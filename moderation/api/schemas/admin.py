@@ -210,8 +210,9 @@ class CalibrationOut(BaseModel):
                         {
                             "category": "weapons", "scale": "gme_cosine", "n": 400,
                             "positives": 120, "appeals": 0, "threshold": 0.2731,
-                            "cutoffs": {"warning": 0.2481, "medium": 0.2731, "high": 0.3131,
-                                        "extreme": 0.3631},
+                            "cutoffs": {t.value: v for t, v in zip(
+                                LADDER, (0.2481, 0.2731, 0.3131, 0.3631), strict=True
+                            )},
                             "precision": 0.81, "recall": 0.967, "fpr": 0.098,
                             "bound": "exact binomial (Clopper–Pearson) order statistic …",
                             "previous_version_id": 4, "previous_value": 0.3,
