@@ -289,8 +289,10 @@ class Bench:
 
 def raw_scorer(args: argparse.Namespace, payloads: list[bytes]) -> tuple[float, float]:
     """(images/s wall, CPU seconds per image) of the scorer alone."""
+    from moderation.pipeline.context import limit_blas_threads
     from moderation.scoring.scorers import build_scorer
 
+    limit_blas_threads()  # as in a worker: idle OpenBLAS threads would spin on CPU time
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         backend=args.backend,
