@@ -28,6 +28,52 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class S3Server:
+    """A real S3-protocol server on 127.0.0.1: moto's standalone server (``moto[server]``,
+    ``ThreadedMotoServer``) on a free port. boto3 talks HTTP to it exactly as to any
+    S3-compatible store; nothing is mocked in the client."""
+
+    ACCESS_KEY = "test-access-key"
+    SECRET_KEY = "test-secret-key"
+
+    def __init__(self) -> None:
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+        )
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def bucket(self) -> str:
+        """A fresh bucket (moto keeps state for the server's life)."""
+        name = f"b-{os.urandom(8).hex()}"
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "s3_endpoint_url": self.endpoint,
+            "s3_access_key_id": self.ACCESS_KEY,
+            "s3_secret_access_key": self.SECRET_KEY,
+            "s3_region": "us-east-1",
+        }
+
+    def keys(self, bucket: str) -> list[str]:
+        found = self.client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return sorted(o["Key"] for o in found)
+
+
 class CallbackReceiver:
     """A decision-callback receiver on 127.0.0.1: records the JSON body of every POST (204);
     with ``secret``, only correctly signed ones (others get 401). Its port is fixed when it is
