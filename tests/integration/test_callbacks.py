@@ -33,3 +33,6 @@ def test_decisions_are_posted_to_the_callback_url(stack_factory, pg_url, callbac
     assert {p["job_id"] for p in received} == ids
     assert {p["external_id"] for p in received} == {"cb-0", "cb-1", "cb-2"}
     assert all(p["status"] == "scored" and p["tier"] == "clear" and p["scores"] for p in received)
+    # the action the packaged rules give a clear tier rides along, as in GET /v1/jobs/{id}
+    assert {p["enforcement"]["action"] for p in received} == {"allow"}
+    assert not any(p["enforcement"]["escalate"] for p in received)
