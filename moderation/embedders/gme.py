@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import pil_resample
 from .base import DEFAULT_IMAGE_INSTRUCTION, QUERY_INSTRUCTION, EmbedderInfo, l2_normalise
 from .qwen2vl_device import DeviceQwen2VLImageProcessor, pil_resize
 from .qwen2vl_image import FastQwen2VLImageProcessor
@@ -57,6 +58,7 @@ __all__ = [
     "GmeInputs",
     "GmeLoadError",
     "official_resize",
+    "official_resize_pixels",
     "official_size",
     "pad_extreme_aspect",
     "preprocess_on_device",
@@ -161,14 +163,21 @@ def official_size(width: int, height: int) -> tuple[int, int]:
 
 def official_resize(image: Image) -> Image:
     """``gme_inference.fetch_image``: RGB, sides rounded to 28 px within 4..16384 tokens."""
-    from PIL import Image as PILImage
-
     image = pad_extreme_aspect(image.convert("RGB"))
     width, height = image.size
     new_w, new_h = official_size(width, height)
     if (new_w, new_h) == (width, height):
         return image  # PIL would return an identical copy
-    return image.resize((new_w, new_h), PILImage.Resampling.BICUBIC)
+    return pil_resample.resize(image, (new_w, new_h))  # PIL's BICUBIC, pixel for pixel
+
+
+def official_resize_pixels(image: Image) -> np.ndarray:
+    """``official_resize`` as a uint8 [H, W, 3] array, without a round trip through PIL (the
+    fast processor takes the pixels as they are)."""
+    image = pad_extreme_aspect(image if image.mode == "RGB" else image.convert("RGB"))
+    pixels = np.asarray(image)
+    size = official_size(*image.size)
+    return pixels if size == image.size else pil_resample.resize_pixels(pixels, size)
 
 
 def preprocess_on_device(
@@ -337,6 +346,8 @@ class GmeEmbedder:
         self._fast_processor = (
             FastQwen2VLImageProcessor.like(image_processor) if self.preprocessor == "fast" else None
         )
+        if self.preprocessor != "device":  # both CPU paths resize with it (official_resize)
+            pil_resample.compile_now()
         # ... or on the model's device, from the decoded uint8 pixels (both resizes included)
         self._device_processor = (
             DeviceQwen2VLImageProcessor.like(image_processor, self.device)
@@ -481,7 +492,7 @@ class GmeEmbedder:
         if self._device_processor is not None:
             return preprocess_on_device(image, self._device_processor)
         if self._fast_processor is not None:
-            return self._fast_processor(official_resize(image))
+            return self._fast_processor(official_resize_pixels(image))
         out = self.image_processor(images=[official_resize(image)], return_tensors="np")
         return out["pixel_values"], out["image_grid_thw"][0]
 

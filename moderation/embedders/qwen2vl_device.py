@@ -23,63 +23,16 @@ CPU; its ``gpu``-marked twin on CUDA). ``GmeEmbedder`` uses it when it runs on C
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 
+from .pil_resample import PRECISION_BITS, pil_bicubic_coefficients, vertical_first
 from .qwen2vl_image import FastQwen2VLImageProcessor
 
-__all__ = ["DeviceQwen2VLImageProcessor", "pil_bicubic_coefficients", "pil_resize"]
-
-_PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed point for 8-bit images
-_BICUBIC_SUPPORT = 2.0
-
-
-def _bicubic(x: np.ndarray) -> np.ndarray:
-    """Pillow's ``bicubic_filter`` (a = -0.5), the same float64 operations in the same order."""
-    x = np.abs(x)
-    a = -0.5
-    near = (((a + 2.0) * x - (a + 3.0)) * x) * x + 1
-    far = ((((x - 5) * x) + 8) * x - 4) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-
-@lru_cache(maxsize=512)
-def pil_bicubic_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(source index int64 [out, k], fixed-point weight int32 [out, k]) of Pillow's bicubic
-    resample of one axis from ``in_size`` to ``out_size`` pixels (box = the whole image).
-
-    ``precompute_coeffs`` + ``normalize_coeffs_8bpc``: unused taps carry weight 0 and a valid
-    index.
-    """
-    if in_size < 1 or out_size < 1:
-        raise ValueError("sizes must be positive")
-    scale = float(in_size) / out_size
-    filterscale = max(scale, 1.0)
-    support = _BICUBIC_SUPPORT * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
-    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
-    # C's (int) truncates toward zero; negatives are clamped to 0 right after, as there.
-    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
-    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size) - xmin
-    taps = np.arange(ksize, dtype=np.int64)
-    used = taps[None, :] < xmax[:, None]
-    # (x + xmin - center + 0.5) * ss, with ss = 1 / filterscale, as in precompute_coeffs
-    position = (taps[None, :] + xmin[:, None]).astype(np.float64) - center[:, None] + 0.5
-    weights = _bicubic(position * (1.0 / filterscale))
-    weights = np.where(used, weights, 0.0)
-    total = np.zeros(out_size, dtype=np.float64)
-    for k in range(ksize):  # sequential, as the C loop adds them
-        total += weights[:, k]
-    nonzero = total != 0.0
-    weights = np.where(nonzero[:, None], weights / np.where(nonzero, total, 1.0)[:, None], weights)
-    scaled = weights * (1 << _PRECISION_BITS)
-    fixed = np.trunc(np.where(weights < 0, scaled - 0.5, scaled + 0.5)).astype(np.int32)
-    index = np.minimum(xmin[:, None] + taps[None, :], in_size - 1)
-    return index, fixed
+__all__ = ["DeviceQwen2VLImageProcessor", "pil_resize"]
 
 
 @lru_cache(maxsize=512)
@@ -102,24 +55,11 @@ def _resample_axis(pixels: torch.Tensor, dim: int, out_size: int) -> torch.Tenso
     shape[dim] = out_size
     out_shape = list(pixels.shape)
     out_shape[dim] = out_size
-    acc = torch.full(out_shape, 1 << (_PRECISION_BITS - 1), dtype=torch.int32, device=pixels.device)
+    acc = torch.full(out_shape, 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=pixels.device)
     wide = pixels.to(torch.int32)
     for k in range(index.shape[0]):  # two kernels a tap: the launches are the host's cost
         acc.addcmul_(wide.index_select(dim, index[k]), fixed[k].view(shape))
-    return (acc >> _PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
-
-
-@lru_cache(maxsize=1)
-def _pillow_reduces_height_first() -> bool:
-    """Whether the installed Pillow resamples vertically first when the height shrinks by more
-    than twice as many pixels as the width (Pillow ≥ 13; earlier ones always go horizontal
-    first). Asked of Pillow itself once, on a 100×100 → 98×95 probe, where the orders differ."""
-    from PIL import Image
-
-    pixels = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
-    expected = np.asarray(Image.fromarray(pixels).resize((98, 95), Image.Resampling.BICUBIC))
-    horizontal_first = _resample_axis(_resample_axis(torch.from_numpy(pixels), 1, 98), 0, 95)
-    return not np.array_equal(horizontal_first.numpy(), expected)
+    return (acc >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
 
 
 def pil_resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -132,12 +72,7 @@ def pil_resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise ValueError("pil_resize takes a uint8 [H, W, C] tensor")
     width, height = size
     in_height, in_width = int(pixels.shape[0]), int(pixels.shape[1])
-    if (
-        width != in_width
-        and height < in_height
-        and in_height - height > 2 * (in_width - width)
-        and _pillow_reduces_height_first()
-    ):
+    if vertical_first((in_width, in_height), (width, height)):
         return _resample_axis(_resample_axis(pixels, 0, height), 1, width)
     if width != in_width:
         pixels = _resample_axis(pixels, 1, width)

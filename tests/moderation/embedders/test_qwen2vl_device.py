@@ -15,11 +15,8 @@ from PIL import Image
 pytest.importorskip("transformers")
 
 from moderation.embedders import gme  # noqa: E402
-from moderation.embedders.qwen2vl_device import (  # noqa: E402
-    DeviceQwen2VLImageProcessor,
-    pil_bicubic_coefficients,
-    pil_resize,
-)
+from moderation.embedders.pil_resample import pil_bicubic_coefficients  # noqa: E402
+from moderation.embedders.qwen2vl_device import DeviceQwen2VLImageProcessor, pil_resize  # noqa: E402
 
 from .test_qwen2vl_image import SIZES, noise, reference_processor  # noqa: E402
 

@@ -65,6 +65,8 @@ def test_pixel_values_and_grid_equal_the_reference(width, height):
     assert pixels.dtype == np.float32 and pixels.shape == expected["pixel_values"].shape
     # bit-identical in practice; the promise is float32 rounding
     np.testing.assert_allclose(pixels, expected["pixel_values"], rtol=0, atol=1e-6)
+    # the same from the RGB pixels (what the GME embedder passes: no PIL round trip)
+    np.testing.assert_array_equal(fast(np.asarray(image))[0], pixels)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK"])
@@ -89,14 +91,19 @@ def test_other_token_bounds(min_tokens, max_tokens):
 
 
 def test_through_the_gme_resize_including_padded_extreme_aspects():
-    """What the GME embedder feeds it: ``official_resize`` output (extremes padded to 100:1)."""
+    """What the GME embedder feeds it (``official_resize_pixels``: the recipe's first resize,
+    extremes padded to 100:1) against the recipe done with Pillow's own resize + the
+    reference processor."""
     gme = pytest.importorskip("moderation.embedders.gme")
     reference = reference_processor()
     fast = FastQwen2VLImageProcessor.like(reference)
-    for size in [(8000, 8), (8, 8000), (1, 1), (2, 300), (4000, 3000), (640, 480)]:
-        image = gme.official_resize(noise(*size, seed=sum(size)))
-        expected = reference(images=[image], return_tensors="np")
-        pixels, grid = fast(image)
+    for size in [(8000, 8), (8, 8000), (1, 1), (2, 300), (4000, 3000), (640, 480), (1920, 1080)]:
+        original = noise(*size, seed=sum(size))
+        padded = gme.pad_extreme_aspect(original.convert("RGB"))
+        pillow = padded.resize(gme.official_size(*padded.size), Image.Resampling.BICUBIC)
+        assert gme.official_resize(original).tobytes() == pillow.tobytes()
+        expected = reference(images=[pillow], return_tensors="np")
+        pixels, grid = fast(gme.official_resize_pixels(original))
         np.testing.assert_array_equal(grid, expected["image_grid_thw"][0])
         np.testing.assert_allclose(pixels, expected["pixel_values"], rtol=0, atol=1e-6)
 
