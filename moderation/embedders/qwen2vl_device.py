@@ -1,14 +1,16 @@
 """GME image preprocessing on the model's device: Pillow's exact bicubic resize in torch.
 
-On a GPU host the CPUs should only decode, hash and write; at 1920×1080 the two PIL bicubic
-resizes of the GME recipe (``gme.official_resize``, then the Qwen2-VL processor's) cost ~55 ms
-of CPU per image even with ``FastQwen2VLImageProcessor``. Here the decoded uint8 pixels go to
-the device and everything after the decode runs there:
+On a GPU host the CPUs should only decode, hash and write; at 1920×1080 the GME recipe's
+preprocessing (two bicubic resizes, ``gme.official_resize`` then the Qwen2-VL processor's, the
+rescale and the patch layout) still costs ~21 ms of CPU per image on the fast CPU path (~75 ms
+with Pillow and transformers). Here the decoded uint8 pixels go to the device and everything
+after the decode runs there:
 
-* ``pil_resize`` replays Pillow's ``ImagingResample`` for 8-bit images: the same filter weights
-  (computed in float64 exactly as ``precompute_coeffs`` does), the same 22-bit fixed-point
-  coefficients (``normalize_coeffs_8bpc``), integer accumulation from ``1 << 21``, a horizontal
-  pass rounded to uint8, then a vertical pass, each skipped where that side keeps its size. All
+* ``pil_resize`` replays Pillow's ``ImagingResample`` for 8-bit images (as ``pil_resample``
+  does on the CPU, from the same coefficients): the same filter weights (computed in float64
+  exactly as ``precompute_coeffs`` does), the same 22-bit fixed-point coefficients
+  (``normalize_coeffs_8bpc``), integer accumulation from ``1 << 21``, two passes in the
+  installed Pillow's order, each rounded to uint8 and skipped where that side keeps its size. All
   integer arithmetic: the resized pixels are **identical** to ``Image.resize(size, BICUBIC)``, on
   any device;
 * ``DeviceQwen2VLImageProcessor`` then patchifies the uint8 image and maps each byte through
