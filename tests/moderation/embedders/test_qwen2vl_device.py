@@ -15,32 +15,10 @@ from PIL import Image
 pytest.importorskip("transformers")
 
 from moderation.embedders import gme  # noqa: E402
-from moderation.embedders.pil_resample import pil_bicubic_coefficients  # noqa: E402
 from moderation.embedders.qwen2vl_device import DeviceQwen2VLImageProcessor, pil_resize  # noqa: E402
 
+from .test_pil_resample import RESIZES  # noqa: E402
 from .test_qwen2vl_image import SIZES, noise, reference_processor  # noqa: E402
-
-# (in W, in H) → (out W, out H): down/up/mixed, ×10 reductions, 1 px, one side kept, and the
-# cases where Pillow ≥ 13 resamples vertically first (height shrinks by > 2× the width's pixels)
-# with the tie and off-by-one around that rule.
-RESIZES = [
-    ((1932, 1092), (1316, 728)),
-    ((1920, 1080), (1932, 1092)),
-    ((1, 1), (56, 56)),
-    ((3, 7), (28, 56)),
-    ((8000, 80), (2800, 28)),
-    ((80, 8000), (28, 2800)),
-    ((640, 480), (644, 476)),
-    ((57, 33), (56, 28)),
-    ((4000, 3000), (1176, 868)),
-    ((500, 375), (500, 364)),
-    ((500, 375), (504, 375)),
-    ((100, 100), (95, 90)),
-    ((100, 100), (98, 95)),
-    ((100, 100), (97, 95)),
-    ((20, 110), (4, 74)),
-    ((300, 4000), (280, 112)),
-]
 
 
 def _pixels(width: int, height: int, seed: int) -> np.ndarray:
@@ -64,14 +42,6 @@ def test_pil_resize_equals_pillow_on_random_sizes_and_flat_images():
         expected = np.asarray(Image.fromarray(pixels).resize((ow, oh), Image.Resampling.BICUBIC))
         got = pil_resize(torch.from_numpy(pixels), (ow, oh)).numpy()
         np.testing.assert_array_equal(got, expected, err_msg=f"{(w, h)} -> {(ow, oh)}")
-
-
-def test_fixed_point_weights_are_pillows():
-    """Each output's 22-bit weights sum to 1.0 up to their rounding, taps inside the image."""
-    for size_in, size_out in [(1932, 1316), (7, 56), (8000, 28)]:
-        index, fixed = pil_bicubic_coefficients(size_in, size_out)
-        assert index.min() >= 0 and index.max() < size_in
-        assert np.abs(fixed.sum(axis=1) - (1 << 22)).max() <= fixed.shape[1]
 
 
 def test_pil_resize_refuses_what_is_not_uint8_hwc():
