@@ -170,8 +170,9 @@ class Settings(BaseSettings):
     gme_preprocessor: Literal["auto", "fast", "reference", "device"] = Field(
         "auto",
         description="GME image preprocessing: auto (device where GME runs on CUDA, else fast), "
-        "fast (Pillow's exact bicubic vectorised with numba, numpy lookup tables), device (both resizes, rescale and patch layout in "
-        "torch on GME's device, from the decoded pixels: the host CPU only decodes) or "
+        "fast (Pillow's exact bicubic vectorised with numba, numpy lookup tables), device "
+        "(both resizes, rescale and patch layout in torch on GME's device, from the decoded "
+        "pixels: the host CPU only decodes) or "
         "reference (transformers' Qwen2VLImageProcessorPil). fast and device give the "
         "reference's pixel_values bit for bit.",
     )
