@@ -24,24 +24,30 @@ from tests.review_seed import NOW, seed_review_queue
 # written document that loaded an image.)
 DRIVER = """<!doctype html><html><head><link rel="icon" href="data:,"></head><body><script>
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const until = async (done) => {
+  for (let i = 0; i < 200 && !done(); i++) await sleep(25);
+  return done();
+};
 (async () => {
   const win = window.open("/review", "review");
   const ready = () =>
     win.document && win.document.documentElement.hasAttribute("data-review-ready");
-  for (let i = 0; i < 200 && !ready(); i++) await sleep(25);
+  await until(ready);
   const doc = win.document;
   const first = doc.getElementById("review-form").dataset.item;
   const img = doc.getElementById("review-image");
   await img.decode();  // the image route answered with a picture the browser can draw
-  if (!win.getComputedStyle(img).filter.includes("blur")) return;
+  // (polled: on a loaded machine the stylesheet can still be on its way when the page's
+  // script has run)
+  if (!(await until(() => win.getComputedStyle(img).filter.includes("blur")))) return;
   img.click();
-  if (win.getComputedStyle(img).filter !== "none") return;
+  if (!(await until(() => win.getComputedStyle(img).filter === "none"))) return;
   doc.dispatchEvent(new win.KeyboardEvent("keydown", {key: "v", bubbles: true}));
   const moved = () => {
     const form = ready() && win.document.getElementById("review-form");
     return form && form.dataset.item !== first && win.document.readyState === "complete";
   };
-  for (let i = 0; i < 200 && !moved(); i++) await sleep(25);
+  await until(moved);
   const landed = document.createElement("template");
   landed.id = "landed";
   landed.innerHTML = win.document.documentElement.outerHTML;
