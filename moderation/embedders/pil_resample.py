@@ -150,17 +150,14 @@ if njit is not None:
     @njit(nogil=True, boundscheck=False, cache=False)
     def _columns_pass(src, index, fixed, out, rows):  # type: ignore[no-untyped-def]
         """The horizontal pass of uint8 [H, W, C] → [H, W', C], ``rows`` rows at a time: each
-        block is transposed into a column-major buffer, so that the sums (and the clipping)
-        run over contiguous bytes, then written back row by row."""
+        block is transposed into a column-major buffer [W, rows·C], whose rows ``_rows_pass``
+        then sums like the vertical pass's (contiguous bytes), and written back row by row. A
+        last, shorter block leaves the buffer's tail as it was: summed, never written back."""
         height, width, channels = src.shape
-        size = rows * channels
-        buf = np.empty((width, size), np.uint8)
-        acc = np.empty(size, np.int32)
-        res = np.empty((out.shape[1], size), np.uint8)
-        half = np.int32(1 << (PRECISION_BITS - 1))
+        buf = np.zeros((width, rows * channels), np.uint8)
+        res = np.empty((out.shape[1], rows * channels), np.uint8)
         for top in range(0, height, rows):
             count = min(rows, height - top)
-            n = count * channels
             for r in range(count):
                 if channels == 3:  # spelt out: a loop of a run-time length is not unrolled
                     for x in range(width):
@@ -171,17 +168,7 @@ if njit is not None:
                     for x in range(width):
                         for c in range(channels):
                             buf[x, r * channels + c] = src[top + r, x, c]
-            for o in range(out.shape[1]):
-                for j in range(n):
-                    acc[j] = half
-                for k in range(index.shape[1]):
-                    w = fixed[o, k]
-                    column = buf[index[o, k]]
-                    for j in range(n):
-                        acc[j] += np.int32(column[j]) * w
-                for j in range(n):
-                    v = acc[j] >> PRECISION_BITS
-                    res[o, j] = 0 if v < 0 else (255 if v > 255 else v)
+            _rows_pass(buf, index, fixed, res)
             for r in range(count):
                 if channels == 3:
                     for o in range(out.shape[1]):
