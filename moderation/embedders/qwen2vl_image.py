@@ -114,7 +114,9 @@ class FastQwen2VLImageProcessor:
         size = self._resized_size(pixels.shape[1], pixels.shape[0])
         if (pixels.shape[1], pixels.shape[0]) == size:
             return pixels
-        return pil_resample.resize_pixels(pixels, size)  # Pillow's BICUBIC, pixel for pixel
+        if self.resample == Image.Resampling.BICUBIC:
+            return pil_resample.resize_pixels(pixels, size)  # Pillow's BICUBIC, pixel for pixel
+        return np.asarray(Image.fromarray(pixels).resize(size, self.resample))
 
     def grid(self, width: int, height: int) -> tuple[int, int]:
         """(grid height, grid width) in patches for an image of this size."""
@@ -125,15 +127,8 @@ class FastQwen2VLImageProcessor:
 
     def __call__(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``image``: a PIL image (any mode) or its RGB pixels, uint8 [H, W, 3]."""
-        if isinstance(image, np.ndarray) and self.resample != Image.Resampling.BICUBIC:
-            image = Image.fromarray(image)  # another filter: Pillow's own, on a PIL image
         if isinstance(image, Image.Image):
-            if image.mode != "RGB":
-                image = image.convert("RGB")
-            if self.resample != Image.Resampling.BICUBIC:  # Pillow's own, on the PIL image
-                size = self._resized_size(*image.size)
-                image = image if image.size == size else image.resize(size, self.resample)
-            image = np.asarray(image)
+            image = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         pixels = self._resize(image)  # [H, W, 3] uint8
         grid_h, grid_w = pixels.shape[0] // self.patch_size, pixels.shape[1] // self.patch_size
         p, m, t = self.patch_size, self.merge_size, self.temporal_patch_size
