@@ -2,7 +2,7 @@
 
 On a GPU host the CPUs should only decode, hash and write; at 1920×1080 the GME recipe's
 preprocessing (two bicubic resizes, ``gme.official_resize`` then the Qwen2-VL processor's, the
-rescale and the patch layout) still costs ~21 ms of CPU per image on the fast CPU path (~75 ms
+rescale and the patch layout) still costs ~16 ms of CPU per image on the fast CPU path (~77 ms
 with Pillow and transformers). Here the decoded uint8 pixels go to the device and everything
 after the decode runs there:
 
