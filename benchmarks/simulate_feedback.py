@@ -473,6 +473,15 @@ class Period:
     bank_hits: int
 
 
+def real_truth(cfg: RealConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Period ``k``'s true prevalence and mean violation score per category (each category
+    runs the scenario shifted by c/8 of the run)."""
+    K, sc = cfg.categories, cfg.scenario
+    x = ((k + 0.5) / cfg.periods + np.arange(K) / K) % 1.0  # each category's scenario time
+    prev = np.array([sc.prevalence(v) for v in x]) * cfg.prevalence_scales
+    return prev, np.array([sc.mu1(v) for v in x])
+
+
 def real_period(cfg: RealConfig, k: int) -> Period:
     """Period ``k`` of the stream, drawn from its own seeded generator (every method sees the
     same uploads without keeping the whole stream in memory)."""
@@ -480,9 +489,7 @@ def real_period(cfg: RealConfig, k: int) -> Period:
 
     rng = np.random.default_rng([cfg.seed, 7, k])
     n, K, sc = cfg.uploads_per_window // cfg.periods_per_window, cfg.categories, cfg.scenario
-    x = ((k + 0.5) / cfg.periods + np.arange(K) / K) % 1.0  # each category's scenario time
-    prev = np.array([sc.prevalence(v) for v in x]) * cfg.prevalence_scales
-    mu1 = np.array([sc.mu1(v) for v in x])
+    prev, mu1 = real_truth(cfg, k)
     r = math.sqrt(cfg.rho), math.sqrt(1.0 - cfg.rho)
     latent = r[0] * rng.standard_normal((n, 1)) + r[1] * rng.standard_normal((n, K))
     labels = latent > ndtri(1.0 - prev)[None, :]
@@ -506,6 +513,7 @@ class RealRun:
     audit: np.ndarray  # per window: audit-only images reviewed, per 1000 uploads
     thresholds: np.ndarray  # (periods, categories)
     wrong_labels: float = 0.0  # share of the labels the method's evidence got that are wrong
+    margins: np.ndarray | None = None  # causal_floor: its margin z per category
 
     @property
     def recall(self) -> np.ndarray:
@@ -642,32 +650,78 @@ def real_oracle_queue(cfg: RealConfig) -> float:
     return float(load.mean())
 
 
+CAUSAL_Z_GRID = np.round(np.arange(0.0, 4.0 + 1e-9, 0.1), 1)
+
+
+def causal_thresholds(cfg: RealConfig, k: int, z: np.ndarray) -> np.ndarray:
+    """Period ``k``'s thresholds for a controller that knows each category's true score
+    distribution and prevalence (never its sample): the quantile whose expected recall is the
+    target plus ``z`` binomial standard errors of one window's realised recall, √(τ(1 − τ)/V).
+    ``z`` per category, or a grid of them (shape (G, 1) → (G, categories))."""
+    from scipy.special import ndtri
+
+    prev, mu1 = real_truth(cfg, k)
+    violations = prev * cfg.uploads_per_window * (1.0 - cfg.bank_rate)  # expected, per window
+    tau = cfg.target + z * np.sqrt(cfg.target * (1.0 - cfg.target) / violations)
+    return mu1 + cfg.scenario.sd1 * ndtri(1.0 - np.minimum(tau, 0.999))
+
+
+def holds_target(
+    cfg: RealConfig, candidates: Callable[[int], np.ndarray], coverage: float = 0.95
+) -> np.ndarray:
+    """In hindsight (every true label known): for candidate thresholds ``candidates(k)`` of
+    shape (G, categories) in period k, whether candidate g of category c has true recall ≥
+    target in ≥ ``coverage`` of the windows — (G, categories) booleans."""
+    caught, violations = None, np.zeros((cfg.windows, cfg.categories))
+    for k in range(cfg.periods):
+        p, w, t = real_period(cfg, k), k // cfg.periods_per_window, candidates(k)
+        caught = np.zeros((cfg.windows, *t.shape)) if caught is None else caught
+        violations[w] += p.labels.sum(axis=0)
+        for c in range(cfg.categories):
+            v = np.sort(p.scores[p.labels[:, c], c])
+            caught[w, :, c] += v.size - np.searchsorted(v, t[:, c], side="left")
+    assert caught is not None
+    return (caught / np.maximum(violations[:, None, :], 1) >= cfg.target).mean(axis=0) >= coverage
+
+
+def real_causal_floor(cfg: RealConfig, coverage: float = 0.95) -> RealRun:
+    """A floor for controllers that decide *before* each period: ``causal_thresholds`` with,
+    per category, the smallest margin z of ``CAUSAL_Z_GRID`` whose true recall is ≥ target in
+    ≥ ``coverage`` of the windows, chosen in hindsight like ``static_best`` (the largest z
+    when none is). It needs no audits and learns nothing, so a real controller pays its audits
+    and its learning on top. (A reference, not a proof: time-varying margins could undercut
+    it.)"""
+    ok = holds_target(cfg, lambda k: causal_thresholds(cfg, k, CAUSAL_Z_GRID[:, None]), coverage)
+    first = [np.flatnonzero(col)[:1] for col in ok.T]
+    z = np.array([CAUSAL_Z_GRID[f[0] if f.size else -1] for f in first])
+    run = run_real(
+        cfg,
+        "causal_floor",
+        lambda k, t, ev: causal_thresholds(cfg, k + 1, z),
+        fixed=causal_thresholds(cfg, 0, z),
+        audits=False,
+    )
+    run.margins = z
+    return run
+
+
 def real_static_best(cfg: RealConfig, coverage: float = 0.95) -> np.ndarray:
     """Per category, in hindsight (knowing every true label): the highest threshold of
     ``STATIC_GRID`` whose true recall is ≥ target in ≥ ``coverage`` of the windows — the
-    cheapest fixed threshold with the same guarantee the controller is held to. Raising one
-    category's threshold never adds reviews, so per-category maxima minimise the total."""
-    K, G = cfg.categories, STATIC_GRID.size
-    caught, violations = np.zeros((cfg.windows, G, K)), np.zeros((cfg.windows, K))
-    for k in range(cfg.periods):
-        p, w = real_period(cfg, k), k // cfg.periods_per_window
-        violations[w] += p.labels.sum(axis=0)
-        for c in range(K):
-            v = np.sort(p.scores[p.labels[:, c], c])
-            caught[w, :, c] += v.size - np.searchsorted(v, STATIC_GRID, side="left")
-    ok = (caught / np.maximum(violations[:, None, :], 1) >= cfg.target).mean(axis=0) >= coverage
-    best = np.full(K, STATIC_GRID[0])
-    for c in range(K):
-        passing = np.flatnonzero(ok[:, c])
-        if passing.size:
-            best[c] = STATIC_GRID[passing.max()]
-    return best
+    cheapest fixed threshold with the same guarantee the controller is held to (the lowest
+    grid value when none is). Raising one category's threshold never adds reviews, so
+    per-category maxima minimise the total."""
+    grid = np.repeat(STATIC_GRID[:, None], cfg.categories, axis=1)
+    ok = holds_target(cfg, lambda k: grid, coverage)
+    last = [np.flatnonzero(col)[-1:] for col in ok.T]
+    return np.array([STATIC_GRID[f[0] if f.size else 0] for f in last])
 
 
 def simulate_real(cfg: RealConfig) -> dict[str, RealRun]:
     """Every method on the same stream: the seed's adjuster and the controller (both with
     per-image audits), the fixed content-safety preset and the hindsight-best static
-    thresholds (neither needs audits, so neither gets any), the controller without smoothed
+    thresholds (neither needs audits, so neither gets any), the causal floor (knows each
+    period's true distributions, no audits), the controller without smoothed
     descents (``thin_step_down=None``, the default before) and, when configured, with a load
     cap."""
     runs = {
@@ -677,6 +731,7 @@ def simulate_real(cfg: RealConfig) -> dict[str, RealRun]:
         "static_best": run_real(
             cfg, "static_best", None, fixed=real_static_best(cfg), audits=False
         ),
+        "causal_floor": real_causal_floor(cfg),
     }
     if cfg.unsmoothed:
         plain = replace(cfg.adjuster, thin_step_down=None)
@@ -813,6 +868,8 @@ def main_real(args: argparse.Namespace) -> int:
             f"oracle per window (hindsight, recall exactly {cfg.target} in every window and "
             f"category, no audits): {floor:.1f} per 1000 ({floor / static:.3f}× static_best)"
         )
+        margins = " ".join(f"{z:.1f}" for z in runs["causal_floor"].margins)
+        print(f"causal_floor margins z per category (least meeting the coverage): {margins}")
         if args.plot and seed == args.seed:
             for path in plot_real(run_cfg, runs, args.plot):
                 print(f"plot: {path}")

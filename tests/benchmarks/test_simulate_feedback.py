@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -114,7 +116,14 @@ def test_realistic_stream_bank_hits_and_reviewer_error(sim):
 def test_realistic_methods_side_by_side_exact(sim, tmp_path):
     cfg = sim.RealConfig(seed=3, windows=8, uploads_per_window=10_000)
     runs = sim.simulate_real(cfg)
-    assert list(runs) == ["recall_target", "seed", "fixed_preset", "static_best", "unsmoothed"]
+    assert list(runs) == [
+        "recall_target",
+        "seed",
+        "fixed_preset",
+        "static_best",
+        "causal_floor",
+        "unsmoothed",
+    ]
     summary = sim.real_summary(cfg, runs)
     assert summary["static_best"]["reviews_per_1000"] == pytest.approx(202.1125)
     assert (
@@ -181,3 +190,29 @@ def test_realistic_oracle_queue_is_a_floor_below_static_best(sim):
     # per window and category exactly at the target: far less queue than the static threshold
     # that must hold the target through every drift phase at once
     assert 0.0 < floor < static.load.mean()
+
+
+def test_causal_floor_knows_the_distributions_and_the_least_margin(sim):
+    # at production-like volume (the margin is for windows of hundreds of violations)
+    cfg = sim.RealConfig(seed=3, windows=20, uploads_per_window=50_000)
+    # period 5, category 7 by hand: expected recall 0.95 + z binomial s.e. of a window's recall
+    prev, mu1 = sim.real_truth(cfg, 5)
+    tau = 0.95 + 1.5 * math.sqrt(0.95 * 0.05 / (prev[7] * 50_000 * 0.99))
+    want = mu1[7] + cfg.scenario.sd1 * NormalDist().inv_cdf(1.0 - tau)
+    assert sim.causal_thresholds(cfg, 5, np.full(8, 1.5))[7] == pytest.approx(want, abs=1e-12)
+
+    run = sim.real_causal_floor(cfg)
+    assert run.audit.sum() == 0.0 and (run.coverage(cfg.target) >= 0.95).all()
+    # per category the least margin of the grid: one step less misses the coverage there
+    assert run.margins is not None and (run.margins > 0).all()
+    lower = run.margins - 0.1
+    less = sim.run_real(
+        cfg,
+        "less",
+        lambda k, t, ev: sim.causal_thresholds(cfg, k + 1, lower),
+        fixed=sim.causal_thresholds(cfg, 0, lower),
+        audits=False,
+    )
+    assert (less.coverage(cfg.target) < 0.95).all()
+    # it does not know the sample: above the hindsight per-window oracle
+    assert sim.real_oracle_queue(cfg) < run.load.mean()
