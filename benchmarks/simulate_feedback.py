@@ -672,15 +672,14 @@ def holds_target(
     """In hindsight (every true label known): for candidate thresholds ``candidates(k)`` of
     shape (G, categories) in period k, whether candidate g of category c has true recall ≥
     target in ≥ ``coverage`` of the windows — (G, categories) booleans."""
-    caught, violations = None, np.zeros((cfg.windows, cfg.categories))
+    caught = np.zeros((cfg.windows, *candidates(0).shape))
+    violations = np.zeros((cfg.windows, cfg.categories))
     for k in range(cfg.periods):
         p, w, t = real_period(cfg, k), k // cfg.periods_per_window, candidates(k)
-        caught = np.zeros((cfg.windows, *t.shape)) if caught is None else caught
         violations[w] += p.labels.sum(axis=0)
         for c in range(cfg.categories):
             v = np.sort(p.scores[p.labels[:, c], c])
             caught[w, :, c] += v.size - np.searchsorted(v, t[:, c], side="left")
-    assert caught is not None
     return (caught / np.maximum(violations[:, None, :], 1) >= cfg.target).mean(axis=0) >= coverage
 
 
@@ -694,15 +693,20 @@ def real_causal_floor(cfg: RealConfig, coverage: float = 0.95) -> RealRun:
     ok = holds_target(cfg, lambda k: causal_thresholds(cfg, k, CAUSAL_Z_GRID[:, None]), coverage)
     first = [np.flatnonzero(col)[:1] for col in ok.T]
     z = np.array([CAUSAL_Z_GRID[f[0] if f.size else -1] for f in first])
-    run = run_real(
+    run = causal_run(cfg, z)
+    run.margins = z
+    return run
+
+
+def causal_run(cfg: RealConfig, z: np.ndarray, name: str = "causal_floor") -> RealRun:
+    """The stream under ``causal_thresholds`` with margins ``z`` (per category), no audits."""
+    return run_real(
         cfg,
-        "causal_floor",
+        name,
         lambda k, t, ev: causal_thresholds(cfg, k + 1, z),
         fixed=causal_thresholds(cfg, 0, z),
         audits=False,
     )
-    run.margins = z
-    return run
 
 
 def real_static_best(cfg: RealConfig, coverage: float = 0.95) -> np.ndarray:

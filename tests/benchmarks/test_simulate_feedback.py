@@ -205,14 +205,7 @@ def test_causal_floor_knows_the_distributions_and_the_least_margin(sim):
     assert run.audit.sum() == 0.0 and (run.coverage(cfg.target) >= 0.95).all()
     # per category the least margin of the grid: one step less misses the coverage there
     assert run.margins is not None and (run.margins > 0).all()
-    lower = run.margins - 0.1
-    less = sim.run_real(
-        cfg,
-        "less",
-        lambda k, t, ev: sim.causal_thresholds(cfg, k + 1, lower),
-        fixed=sim.causal_thresholds(cfg, 0, lower),
-        audits=False,
-    )
+    less = sim.causal_run(cfg, run.margins - 0.1, "less")
     assert (less.coverage(cfg.target) < 0.95).all()
     # it does not know the sample: above the hindsight per-window oracle
     assert sim.real_oracle_queue(cfg) < run.load.mean()
